@@ -1,0 +1,10 @@
+"""Shared type aliases."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TypeAlias
+
+Jsonable: TypeAlias = None | bool | int | float | str | list[Any] | dict[str, Any]
+ParamDict: TypeAlias = dict[str, Any]
+PathLike: TypeAlias = str | os.PathLike[str]

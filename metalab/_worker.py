@@ -1,0 +1,220 @@
+"""What runs inside each Dask partition task: execute runs, journal them, write Parquet.
+
+This module is imported on workers; it must stay light and picklable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .capture import Capture
+from .operation import Operation
+from .seeds import SeedBundle
+from .store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
+from .store.layout import Layout
+
+SUMMARY_COLUMNS = ("success", "failed", "skipped")
+WORKER_DIED = "WorkerDied"
+
+
+@dataclass
+class SweepTask:
+    """Everything a partition task needs besides its descriptors and the context."""
+
+    operation: Operation
+    store_root: str
+    sweep: str
+    seed_base: int
+    retries: int = 0
+    capture_output: bool = False
+    flush_every: int = 1
+    max_worker_deaths: int = 2
+    # In-process executors only: called with each run's status (never pickled to workers).
+    on_run: Callable[[str], None] | None = field(default=None, repr=False)
+
+    def __dask_tokenize__(self) -> str:
+        return f"metalab-sweep-{self.sweep}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["on_run"] = None
+        return state
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"local:{os.getpid()}"
+
+
+def _call(op: Operation, kwargs: dict[str, Any], capture_output: bool, cap: Capture) -> Any:
+    if not capture_output:
+        return op.func(**kwargs)
+    from .capture.output import captured_output
+
+    with captured_output(cap):
+        return op.func(**kwargs)
+
+
+def run_one(
+    task: SweepTask,
+    run_id: str,
+    params: dict[str, Any],
+    seeds: SeedBundle,
+    context: Any,
+) -> list[Any]:
+    """Execute one run (with retries) and return its outcome line."""
+    op = task.operation
+    wants = op.wants
+    tries = 0
+    while True:
+        cap = Capture(run_id, task.store_root)
+        kwargs: dict[str, Any] = {}
+        for name in wants:
+            if name == "params":
+                kwargs["params"] = params
+            elif name == "seeds":
+                kwargs["seeds"] = seeds
+            elif name == "capture":
+                kwargs["capture"] = cap
+            else:
+                kwargs["context"] = context
+        t0 = time.time()
+        try:
+            ret = _call(op, kwargs, task.capture_output, cap)
+            if ret is not None:
+                cap._absorb_return(ret)
+        except Exception as exc:
+            t1 = time.time()
+            if tries < task.retries:
+                tries += 1
+                continue
+            extra = cap._extra() or {}
+            extra["error"] = {
+                "type": type(exc).__qualname__,
+                "message": str(exc),
+                "traceback": traceback.format_exc(),
+            }
+            if tries:
+                extra["retries"] = tries
+            return [run_id, "failed", t0, t1, cap.scalars, extra]
+        t1 = time.time()
+        extra = cap._extra()
+        if tries:
+            extra = extra or {}
+            extra["retries"] = tries
+        return [run_id, "success", t0, t1, cap.scalars, extra]
+
+
+def _previous_attempts(
+    layout: Layout, task: SweepTask, part: int, order: list[str]
+) -> tuple[list[Journal], set[str], dict[str, int]]:
+    """Journals of earlier attempts at this partition (Dask retried it after a worker died).
+
+    Returns them, the run ids they completed, and how often each run was the one in
+    flight when a worker died (the first unfinished run, or an explicit start mark).
+    """
+    prev = [Journal(p) for p in list_journals(layout.journal, journal_prefix(task.sweep, part))]
+    done: set[str] = set()
+    for j in prev:
+        done.update(o[0] for o in j.outcomes)
+    deaths: dict[str, int] = {}
+    for j in prev:
+        finished = {o[0] for o in j.outcomes}
+        suspects = [r for r in j.started if r not in finished]
+        if not suspects:
+            suspects = [r for r in order if r not in done][:1]
+        for r in suspects[-1:]:
+            deaths[r] = deaths.get(r, 0) + 1
+    return prev, done, deaths
+
+
+def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: Any = None) -> Any:
+    """Run every descriptor of one partition; returns a one-row summary frame."""
+    import pandas as pd
+
+    from .store.records import build_records, build_steps
+    from .store.store import write_partition
+
+    part = int(partition_info["number"]) if partition_info else 0
+    layout = Layout(Path(task.store_root))
+    run_ids = pdf["run_id"].tolist()
+    params_json = pdf["params"].tolist()
+    replicates = pdf["replicate"].tolist()
+    seed_ints = pdf["seed"].tolist()
+    attempts = pdf["attempt"].tolist()
+    runs = [list(r) for r in zip(run_ids, params_json, replicates, seed_ints, attempts, strict=True)]
+    info = {r[0]: r[1:] for r in runs}
+
+    prev, done_before, deaths = _previous_attempts(layout, task, part, run_ids)
+    retrying = bool(prev)
+    worker = _worker_address()
+    journal = JournalWriter(layout.journal, sweep=task.sweep, part=part, runs=runs,
+                            worker=worker, flush_every=1 if retrying else task.flush_every)
+    outcomes: list[list[Any]] = []
+    params_list: list[dict[str, Any]] = []
+    bundles: dict[int, SeedBundle] = {}
+    on_run = task.on_run
+    counts = {"success": 0, "failed": 0, "skipped": 0}
+    try:
+        for run_id, pj, rep, _seed, _att in runs:
+            if run_id in done_before:
+                counts["skipped"] += 1
+                continue
+            params = json.loads(pj)
+            if deaths.get(run_id, 0) >= task.max_worker_deaths:
+                now = time.time()
+                out: list[Any] = [run_id, "failed", now, now, {}, {"error": {
+                    "type": WORKER_DIED,
+                    "message": f"worker died while running this run ({deaths[run_id]} times); "
+                               "it probably crashes its process (segfault, os._exit, "
+                               "out of memory)",
+                    "traceback": "",
+                }}]
+            else:
+                if retrying:
+                    journal.mark_started(run_id)
+                bundle = bundles.get(rep)
+                if bundle is None:
+                    bundle = bundles[rep] = SeedBundle(task.seed_base, (rep,))
+                out = run_one(task, run_id, params, bundle, context)
+            journal.append(out)
+            outcomes.append(out)
+            params_list.append(params)
+            counts[out[1]] += 1
+            if on_run is not None:
+                on_run(out[1])
+    finally:
+        journal.close()
+        # Fold this attempt and earlier attempts of the partition into Parquet.
+        all_outcomes = [o for j in prev for o in j.outcomes if o[0] in info] + outcomes
+        all_params = [json.loads(info[o[0]][0]) for j in prev for o in j.outcomes
+                      if o[0] in info] + params_list
+        if all_outcomes:
+            table = build_records(all_outcomes, info, params=all_params, host=HOST,
+                                  pid=os.getpid(), worker=worker, sweep=task.sweep)
+            write_partition(layout, f"{task.sweep}-{part:06d}", table,
+                            build_steps(all_outcomes, task.sweep))
+        for j in prev:
+            try:
+                j.path.unlink()
+            except FileNotFoundError:
+                pass
+        journal.discard()
+    return pd.DataFrame({k: [v] for k, v in counts.items()})
+
+
+def summary_meta() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({k: pd.Series([], dtype="int64") for k in SUMMARY_COLUMNS})

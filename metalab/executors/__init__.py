@@ -1,0 +1,14 @@
+"""Executors: where the partitions of a sweep run."""
+
+from .base import Executor, Session
+from .distributed import DaskExecutor, ProcessExecutor
+from .local import LocalExecutor, ThreadExecutor
+
+__all__ = [
+    "DaskExecutor",
+    "Executor",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "Session",
+    "ThreadExecutor",
+]

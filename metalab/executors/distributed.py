@@ -1,0 +1,113 @@
+"""Executors on ``distributed``: a LocalCluster of processes, or any existing cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ExecutorError
+from .base import Executor, Session
+
+#: Worker deaths a partition task survives before Dask gives up on it; metalab marks the
+#: run that kills its worker as failed after two deaths, well before this.
+ALLOWED_FAILURES = 10
+
+
+def _count_workers(client: Any) -> int:
+    try:
+        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    except TypeError:  # older distributed
+        return max(1, len(client.scheduler_info()["workers"]))
+    except Exception:
+        return 1
+
+
+class ProcessExecutor(Executor):
+    """A ``distributed.LocalCluster`` of ``max_workers`` single-threaded processes.
+
+    metalab starts the cluster for the sweep and closes it afterwards, also on errors
+    and Ctrl-C.
+    """
+
+    def __init__(self, max_workers: int | None = None, **cluster_kwargs: Any) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self.cluster_kwargs = cluster_kwargs
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        import dask
+        from distributed import Client, LocalCluster
+
+        kwargs: dict[str, Any] = {
+            "n_workers": self.max_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": ":0",
+            "silence_logs": logging.ERROR,
+        }
+        kwargs.update(self.cluster_kwargs)
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            try:
+                cluster = LocalCluster(**kwargs)
+            except Exception as exc:
+                raise ExecutorError(f"could not start a LocalCluster: {exc}") from exc
+        try:
+            client = Client(cluster, set_as_default=False)
+            try:
+                yield Session(n_workers=self.max_workers, client=client, owns_cluster=True)
+            finally:
+                client.close()
+        finally:
+            cluster.close()
+
+
+class DaskExecutor(Executor):
+    """Run on an existing ``distributed`` cluster: a Client, a cluster object, or an address.
+
+    metalab never closes a client or cluster handed to it (it closes only the client it
+    opens itself for a cluster object or an address).
+    """
+
+    def __init__(self, target: Any = None, *, timeout_s: float = 60.0) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        from distributed import Client
+
+        target = self.target
+        own_client = None
+        if target is None:
+            from distributed import default_client
+
+            try:
+                client = default_client()
+            except ValueError:
+                raise ExecutorError(
+                    "DaskExecutor() found no active distributed Client; pass one: "
+                    "DaskExecutor(client), DaskExecutor(cluster) or DaskExecutor('tcp://host:8786')"
+                ) from None
+        elif isinstance(target, Client):
+            client = target
+        elif isinstance(target, str) or hasattr(target, "scheduler_address"):
+            try:
+                own_client = client = Client(target, set_as_default=False, timeout=self.timeout_s)
+            except OSError as exc:
+                raise ExecutorError(
+                    f"could not connect to the Dask scheduler at {target}: {exc}"
+                ) from exc
+        else:
+            raise ExecutorError(
+                f"DaskExecutor takes a distributed Client, a cluster or an address, got {target!r}"
+            )
+        try:
+            yield Session(n_workers=_count_workers(client), client=client)
+        finally:
+            if own_client is not None:
+                own_client.close()

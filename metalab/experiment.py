@@ -1,0 +1,150 @@
+"""Experiment: a frozen operation + context + parameter source + seed plan."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ._hashing import run_id_from_parts, run_id_prefix
+from .context import freeze_context
+from .errors import ExperimentError
+from .operation import Operation
+from .params.sources import Concat, Grid, Manual, ParamSource, Product, Random, as_source
+from .seeds import SeedPlan
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    import pandas as pd
+
+__all__ = ["Experiment"]
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_BUILTIN_SOURCES = (Grid, Manual, Random, Concat, Product)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        suggestion = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._-") or "my_experiment"
+        raise ExperimentError(
+            f"experiment name {name!r} is not safe as a folder name; use letters, digits, "
+            f"'.', '_', '+' and '-' (starting with a letter or digit), e.g. name={suggestion!r}"
+        )
+    return name
+
+
+class Experiment:
+    """What to run: ``operation`` over every ``params`` configuration x ``seeds`` replicate.
+
+    Parameters
+    ----------
+    name
+        Experiment name; the default store is ``./runs/<name>``.
+    operation
+        A function decorated with :func:`metalab.operation`.
+    params
+        A parameter source (``grid``, ``random``, ``manual``, or a combination).
+    seeds
+        ``metalab.seeds(base=..., replicates=...)``; default one replicate of base 0.
+    context
+        Read-only data shared by all runs: a dict or a ``@context_spec`` instance.
+    version
+        Experiment version; part of every run id.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        operation: Operation,
+        params: ParamSource | Any = None,
+        seeds: SeedPlan | None = None,
+        context: Any = None,
+        version: str = "0",
+        description: str = "",
+    ) -> None:
+        self.name = _check_name(name)
+        if not isinstance(operation, Operation):
+            if callable(operation):
+                raise ExperimentError(
+                    f"operation {getattr(operation, '__name__', operation)!r} is a plain "
+                    "function; decorate it with @metalab.operation(name=..., version=...)"
+                )
+            raise ExperimentError(f"operation must be an @metalab.operation, got {operation!r}")
+        self.operation = operation
+        self.params = as_source(params)
+        if not isinstance(self.params, _BUILTIN_SOURCES):
+            self.params = Manual(list(self.params))  # validate user-defined sources now
+        self.seeds = seeds if seeds is not None else SeedPlan()
+        if not isinstance(self.seeds, SeedPlan):
+            raise ExperimentError(
+                f"seeds must be metalab.seeds(base=..., replicates=...), got {self.seeds!r}"
+            )
+        self.context = freeze_context(context)
+        self.version = str(version)
+        self.description = description
+
+    def __len__(self) -> int:
+        """Number of runs: configurations x replicates."""
+        return len(self.params) * self.seeds.replicates
+
+    def __repr__(self) -> str:
+        return (
+            f"Experiment({self.name!r}, version={self.version!r}, operation="
+            f"{self.operation.name!r}, runs={len(self)})"
+        )
+
+    @property
+    def run_id_prefix(self) -> str:
+        return run_id_prefix(
+            context_fp=self.context.fingerprint,
+            experiment=self.name,
+            experiment_version=self.version,
+            operation=self.operation.name,
+            operation_version=self.operation.version,
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        """What the store's manifest.json records about this experiment."""
+        return {
+            "experiment": self.name,
+            "experiment_version": self.version,
+            "description": self.description,
+            "operation": self.operation.name,
+            "operation_version": self.operation.version,
+            "context_fingerprint": self.context.fingerprint,
+            "params": self.params.describe(),
+            "seeds": {"base": self.seeds.base, "replicates": self.seeds.replicates},
+            "runs": len(self),
+        }
+
+    def plan(self) -> pd.DataFrame:
+        """Every run descriptor as a pandas frame: run_id, params, replicate, seed."""
+        import numpy as np
+        import pandas as pd
+
+        reps = self.seeds.replicates
+        base = self.seeds.base
+        prefix = self.run_id_prefix
+        configs = list(self.params.iter_json())
+        seeds = [self.seeds.seed_int(r) for r in range(reps)]
+        if reps == 1:
+            run_ids = [run_id_from_parts(prefix, p, base, 0) for p in configs]
+            params_col = configs
+        else:
+            run_ids = [run_id_from_parts(prefix, p, base, r) for p in configs for r in range(reps)]
+            params_col = [p for p in configs for _ in range(reps)]
+        n = len(run_ids)
+        return pd.DataFrame(
+            {
+                "run_id": pd.array(run_ids, dtype="string[pyarrow]"),
+                "params": pd.array(params_col, dtype="string[pyarrow]"),
+                "replicate": np.tile(np.arange(reps, dtype="int32"), len(configs)),
+                "seed": np.tile(np.asarray(seeds, dtype="int64"), len(configs)),
+                "attempt": np.ones(n, dtype="int32"),
+            }
+        )
+
+    def descriptors(self, npartitions: int | None = None) -> dd.DataFrame:
+        """The lazy Dask dataframe of run descriptors that :func:`metalab.run` maps over."""
+        from ._plan import to_dask
+
+        return to_dask(self.plan(), n_workers=1, partition_size=None, npartitions=npartitions)

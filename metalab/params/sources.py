@@ -1,0 +1,268 @@
+"""Parameter sources: every source yields plain dicts in a deterministic order."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .._hashing import canonical_json, normalize_param, normalize_params
+from ..errors import ParamSpaceError
+from .distributions import Distribution
+
+__all__ = ["Concat", "Grid", "Manual", "ParamSource", "Product", "Random", "grid", "manual",
+           "random"]
+
+
+class ParamSource:
+    """Base class of parameter sources.
+
+    Subclasses implement ``__iter__`` (plain, normalized dicts) and ``__len__``.
+    ``a + b`` concatenates two sources, ``a * b`` takes their product.
+    """
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def iter_json(self) -> Iterator[str]:
+        """Canonical JSON of each configuration, in order (fast paths may override)."""
+        return map(canonical_json, self)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description for the store manifest."""
+        return {"kind": type(self).__name__.lower(), "n": len(self)}
+
+    def __add__(self, other: ParamSource) -> ParamSource:
+        if not isinstance(other, ParamSource):
+            return NotImplemented
+        return Concat(self, other)
+
+    def __mul__(self, other: ParamSource) -> ParamSource:
+        if not isinstance(other, ParamSource):
+            return NotImplemented
+        return Product(self, other)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self)} configurations>"
+
+
+class Grid(ParamSource):
+    """Cartesian product of axes; the last axis varies fastest."""
+
+    def __init__(self, **axes: Sequence[Any]) -> None:
+        self.axes: dict[str, list[Any]] = {}
+        for key, values in axes.items():
+            if isinstance(values, (str, bytes, Mapping)) or not isinstance(
+                values, (Sequence, range)
+            ) and not hasattr(values, "tolist"):
+                raise ParamSpaceError(
+                    f"grid axis {key!r} must be a list of values, got {values!r:.60}; "
+                    f"write grid({key}=[{values!r:.40}]) for a single value"
+                )
+            vals = values.tolist() if hasattr(values, "tolist") else list(values)
+            if not vals:
+                raise ParamSpaceError(f"grid axis {key!r} is empty; give it at least one value")
+            self.axes[key] = [normalize_param(v, f"{key}[{i}]") for i, v in enumerate(vals)]
+
+    def __len__(self) -> int:
+        n = 1
+        for v in self.axes.values():
+            n *= len(v)
+        return n
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        keys = list(self.axes)
+        for combo in itertools.product(*self.axes.values()):
+            yield dict(zip(keys, combo, strict=True))
+
+    def iter_json(self) -> Iterator[str]:
+        keys = list(self.axes)
+        if not keys:
+            return iter(["{}"])
+        perm = sorted(range(len(keys)), key=lambda i: keys[i])
+        frags = [
+            [canonical_json({k: v})[1:-1] for v in self.axes[k]] for k in keys
+        ]
+        if len(keys) == 1:
+            return ("{" + f + "}" for f in frags[0])
+        return (
+            "{" + ",".join([c[j] for j in perm]) + "}" for c in itertools.product(*frags)
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "grid", "n": len(self), "axes": self.axes}
+
+
+class Manual(ParamSource):
+    """An explicit list of parameter dicts."""
+
+    def __init__(self, configs: Sequence[Mapping[str, Any]]) -> None:
+        if isinstance(configs, Mapping) or not isinstance(configs, Sequence):
+            raise ParamSpaceError(
+                f"manual() takes a list of dicts, got {type(configs).__name__}; "
+                "e.g. manual([{'lr': 0.01}, {'lr': 0.1}])"
+            )
+        self.configs = [normalize_params(c, f"manual[{i}]") for i, c in enumerate(configs)]
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for c in self.configs:
+            yield dict(c)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "manual", "n": len(self)}
+
+
+class Random(ParamSource):
+    """``n_trials`` configurations sampled from ``space`` with a fixed ``seed``."""
+
+    def __init__(self, space: Mapping[str, Any], n_trials: int, seed: int = 0) -> None:
+        if not isinstance(space, Mapping) or not space:
+            raise ParamSpaceError("random(space=...) needs a non-empty dict of name -> distribution")
+        if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+            raise ParamSpaceError(f"random(n_trials=...) must be an int >= 1, got {n_trials!r}")
+        self.space = dict(space)
+        for k, v in self.space.items():
+            if not isinstance(k, str):
+                raise ParamSpaceError(f"random() space keys must be strings, got {k!r}")
+            if not isinstance(v, Distribution):
+                self.space[k] = normalize_param(v, k)
+        self.n_trials = n_trials
+        self.seed = int(seed)
+        self._configs: list[dict[str, Any]] | None = None
+
+    def _materialize(self) -> list[dict[str, Any]]:
+        if self._configs is None:
+            import numpy as np
+
+            rng = np.random.default_rng(self.seed)
+            cols = {
+                k: v.sample(rng, self.n_trials)
+                if isinstance(v, Distribution)
+                else [v] * self.n_trials
+                for k, v in self.space.items()
+            }
+            keys = list(cols)
+            self._configs = [
+                dict(zip(keys, row, strict=True)) for row in zip(*cols.values(), strict=True)
+            ]
+        return self._configs
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_configs"] = None
+        return state
+
+    def __len__(self) -> int:
+        return self.n_trials
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for c in self._materialize():
+            yield dict(c)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "random", "n": self.n_trials, "seed": self.seed,
+                "space": {k: repr(v) for k, v in self.space.items()}}
+
+
+class Concat(ParamSource):
+    """All configurations of ``a``, then all of ``b``."""
+
+    def __init__(self, a: ParamSource, b: ParamSource) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self.a
+        yield from self.b
+
+    def iter_json(self) -> Iterator[str]:
+        return itertools.chain(self.a.iter_json(), self.b.iter_json())
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "concat", "n": len(self), "parts": [self.a.describe(), self.b.describe()]}
+
+
+class Product(ParamSource):
+    """Every configuration of ``a`` merged with every configuration of ``b``."""
+
+    def __init__(self, a: ParamSource, b: ParamSource) -> None:
+        self.a, self.b = a, b
+        ka = set().union(*(c.keys() for c in a)) if len(a) else set()
+        kb = set().union(*(c.keys() for c in b)) if len(b) else set()
+        if ka & kb:
+            raise ParamSpaceError(
+                f"a * b: both sources set {sorted(ka & kb)}; a product needs disjoint keys "
+                "(use a + b to concatenate instead)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.a) * len(self.b)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        bs = list(self.b)
+        for x in self.a:
+            for y in bs:
+                yield {**x, **y}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "product", "n": len(self), "parts": [self.a.describe(), self.b.describe()]}
+
+
+def grid(**axes: Sequence[Any]) -> Grid:
+    """Cartesian product of parameter axes.
+
+    Examples
+    --------
+    >>> g = grid(lr=[0.1, 0.01], batch=[32, 64])
+    >>> len(g), next(iter(g))
+    (4, {'lr': 0.1, 'batch': 32})
+    """
+    return Grid(**axes)
+
+
+def manual(configs: Sequence[Mapping[str, Any]]) -> Manual:
+    """An explicit list of parameter dicts.
+
+    Examples
+    --------
+    >>> list(manual([{"lr": 0.01, "epochs": 10}]))
+    [{'lr': 0.01, 'epochs': 10}]
+    """
+    return Manual(configs)
+
+
+def random(space: Mapping[str, Any], n_trials: int, seed: int = 0) -> Random:
+    """``n_trials`` configurations sampled from ``space`` (distributions or constants).
+
+    Examples
+    --------
+    >>> from metalab import uniform
+    >>> r = random(space={"x": uniform(0, 1)}, n_trials=3, seed=1)
+    >>> len(r), list(r) == list(r)
+    (3, True)
+    """
+    return Random(space, n_trials, seed)
+
+
+def as_source(params: Any) -> ParamSource:
+    """Coerce ``Experiment(params=...)``: a source, a list of dicts, or a dict (one config)."""
+    if isinstance(params, ParamSource):
+        return params
+    if params is None:
+        return Manual([{}])
+    if isinstance(params, Mapping):
+        return Manual([params])
+    if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
+        return Manual(params)
+    raise ParamSpaceError(
+        f"params must be a parameter source (metalab.grid / random / manual), a list of "
+        f"dicts or a dict, got {type(params).__name__}"
+    )

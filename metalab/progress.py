@@ -1,0 +1,197 @@
+"""Progress display: a rich bar when rich is installed, silence otherwise."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .store.journal import list_journals
+
+
+class Counts:
+    """Run counts of a sweep, updated from callbacks or from journal polling."""
+
+    __slots__ = ("failed", "lock", "skipped", "success")
+
+    def __init__(self, skipped: int = 0) -> None:
+        self.success = 0
+        self.failed = 0
+        self.skipped = skipped
+        self.lock = threading.Lock()
+
+    def add(self, status: str) -> None:
+        if status == "success":
+            self.success += 1
+        else:
+            self.failed += 1
+
+    @property
+    def done(self) -> int:
+        return self.success + self.failed
+
+
+class JournalPoller:
+    """Counts finished runs of one sweep by tailing its journal files (cluster executors).
+
+    Workers write their journals straight into the store, so the driver sees each run
+    as it ends, whatever machine ran it.
+    """
+
+    def __init__(self, journal_dir: Path, sweep: str) -> None:
+        self.dir = journal_dir
+        self.prefix = f"{sweep}-"
+        self._files: dict[str, tuple[int, int, int, int]] = {}  # name -> offset, part, ok, bad
+        self.final: dict[int, tuple[int, int]] = {}  # part -> (success, failed) when done
+
+    def _tail(self, path: Path) -> None:
+        offset, part, ok, bad = self._files.get(path.name, (0, -1, 0, 0))
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        for line in data[: end + 1].split(b"\n")[:-1]:
+            if line.startswith(b"{"):
+                try:
+                    part = int(json.loads(line)["part"])
+                except (ValueError, KeyError):
+                    pass
+            elif line.startswith(b'["__start__"'):
+                continue
+            elif b'","success",' in line[:80]:
+                ok += 1
+            else:
+                bad += 1
+        self._files[path.name] = (offset + end + 1, part, ok, bad)
+
+    def poll(self) -> tuple[int, int]:
+        for path in list_journals(self.dir, self.prefix):
+            self._tail(path)
+        live: dict[int, tuple[int, int]] = {}
+        for _off, part, ok, bad in self._files.values():
+            a, b = live.get(part, (0, 0))
+            live[part] = (a + ok, b + bad)
+        for part, counts in self.final.items():
+            live[part] = counts
+        return sum(v[0] for v in live.values()), sum(v[1] for v in live.values())
+
+
+class ProgressDisplay:
+    """Shows a sweep's progress; ``poll`` (if given) is called to refresh the counts."""
+
+    def __init__(
+        self,
+        total: int,
+        counts: Counts,
+        *,
+        enabled: bool,
+        label: str,
+        poll: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        self.total = total
+        self.counts = counts
+        self.poll = poll
+        self.label = label
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._progress: Any = None
+        self._task: Any = None
+        self.enabled = enabled and _rich_available()
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                TextColumn("[dim]{task.fields[skipped]} skipped"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                transient=False,
+                refresh_per_second=8,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                self.label, total=self.total, failed=0, skipped=self.counts.skipped, rate=""
+            )
+        if self.enabled or self.poll is not None:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="metalab-progress")
+            self._thread.start()
+        return self
+
+    def refresh(self) -> None:
+        if self.poll is not None:
+            ok, bad = self.poll()
+            self.counts.success, self.counts.failed = ok, bad
+
+    def _render(self, t0: float) -> None:
+        if self._progress is None:
+            return
+        done = self.counts.done
+        elapsed = max(time.monotonic() - t0, 1e-9)
+        self._progress.update(
+            self._task, completed=done, failed=self.counts.failed,
+            rate=f"{done / elapsed:,.0f} runs/s",
+        )
+
+    def _loop(self) -> None:
+        t0 = time.monotonic()
+        while not self._stop.wait(0.125):
+            try:
+                self.refresh()
+                self._render(t0)
+            except Exception:  # never let the display break a sweep
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        try:
+            self.refresh()
+        except Exception:
+            pass
+        if self._progress is not None:
+            self._render(time.monotonic() - 1)
+            self._progress.stop()
+
+
+_warned = False
+
+
+def _rich_available() -> bool:
+    global _warned
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        if not _warned:
+            print(
+                "metalab: progress=True needs rich; install it with: pip install 'metalab[rich]'",
+                file=sys.stderr,
+            )
+            _warned = True
+        return False
+    return True

@@ -1,0 +1,147 @@
+"""Seeds: a base seed and replicate count per experiment, one SeedBundle per run.
+
+Every run gets ``SeedBundle(base, (replicate,))``, whose numpy
+:class:`~numpy.random.SeedSequence` is ``SeedSequence(base, spawn_key=(replicate,))``:
+exactly the ``replicate``-th child of ``SeedSequence(base).spawn(...)``, so replicates
+are independent streams.  Runs that share a replicate index share their seeds across
+parameter configurations (common random numbers), which makes comparisons between
+configurations less noisy.  ``derive(name)`` extends the spawn key with a word taken
+from the sha256 of the name, so it is stable across processes and machines.
+
+Nothing is computed until asked: a run that never calls ``numpy()``, ``rng()`` or
+``int()`` pays nothing for its seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random as _random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ExperimentError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["SeedBundle", "SeedPlan", "seeds"]
+
+
+def _name_word(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+class SeedBundle:
+    """All the randomness of one run, derived from a base seed and a spawn key.
+
+    Examples
+    --------
+    >>> b = SeedBundle(42, (0,))
+    >>> int(b) == int(SeedBundle(42, (0,)))
+    True
+    >>> b.derive("model").spawn_key
+    (0, 1891922579)
+    """
+
+    __slots__ = ("_int", "_seq", "base", "spawn_key")
+
+    def __init__(self, base: int, spawn_key: tuple[int, ...] = ()) -> None:
+        self.base = int(base)
+        self.spawn_key = tuple(spawn_key)
+        self._seq: Any = None
+        self._int: int | None = None
+
+    @property
+    def sequence(self) -> np.random.SeedSequence:
+        """The numpy ``SeedSequence`` behind this bundle (created on first use)."""
+        if self._seq is None:
+            import numpy as np
+
+            self._seq = np.random.SeedSequence(self.base, spawn_key=self.spawn_key)
+        return self._seq
+
+    def numpy(self) -> np.random.Generator:
+        """A fresh ``numpy.random.Generator`` (PCG64) seeded from this bundle.
+
+        Each call starts the same stream; use :meth:`derive` for independent ones.
+        """
+        import numpy as np
+
+        return np.random.Generator(np.random.PCG64(self.sequence))
+
+    def rng(self) -> _random.Random:
+        """A fresh standard-library ``random.Random`` seeded from this bundle."""
+        return _random.Random(int(self))
+
+    def derive(self, name: str) -> SeedBundle:
+        """A child bundle for one component (``"model"``, ``"data_split"``), stable in ``name``."""
+        if not isinstance(name, str):
+            raise TypeError(f"derive() takes a string name, got {type(name).__name__}")
+        return SeedBundle(self.base, (*self.spawn_key, _name_word(name)))
+
+    def __int__(self) -> int:
+        """A 63-bit integer seed for libraries that want one (torch, sklearn, ...)."""
+        if self._int is None:
+            import numpy as np
+
+            self._int = int(self.sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return self._int
+
+    def __index__(self) -> int:
+        return int(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SeedBundle):
+            return NotImplemented
+        return (self.base, self.spawn_key) == (other.base, other.spawn_key)
+
+    def __hash__(self) -> int:
+        return hash((self.base, self.spawn_key))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SeedBundle, (self.base, self.spawn_key))
+
+    def __repr__(self) -> str:
+        return f"SeedBundle(base={self.base}, spawn_key={self.spawn_key})"
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How many replicates each parameter configuration gets, from which base seed."""
+
+    base: int = 0
+    replicates: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 0:
+            raise ExperimentError(
+                f"seeds(base=...) must be a non-negative int, got {self.base!r}; "
+                "e.g. metalab.seeds(base=42, replicates=3)"
+            )
+        if (
+            isinstance(self.replicates, bool)
+            or not isinstance(self.replicates, int)
+            or self.replicates < 1
+        ):
+            raise ExperimentError(
+                f"seeds(replicates=...) must be an int >= 1, got {self.replicates!r}"
+            )
+
+    def bundle(self, replicate: int) -> SeedBundle:
+        """The seed bundle of one replicate."""
+        return SeedBundle(self.base, (replicate,))
+
+    def seed_int(self, replicate: int) -> int:
+        """``int()`` of the bundle of one replicate (stored in run records)."""
+        return int(self.bundle(replicate))
+
+
+def seeds(base: int = 0, replicates: int = 1) -> SeedPlan:
+    """Seed plan for an experiment: ``replicates`` independent runs per configuration.
+
+    Examples
+    --------
+    >>> seeds(base=42, replicates=3)
+    SeedPlan(base=42, replicates=3)
+    """
+    return SeedPlan(base=base, replicates=replicates)

@@ -1,0 +1,185 @@
+"""Reading a store: Parquet record files plus live journals, deduplicated by run id."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .atomic import TMP_PREFIX
+from .journal import Journal, list_journals
+from .layout import Layout
+from .records import STEP_SCHEMA, build_records, build_steps
+
+log = logging.getLogger("metalab.store")
+
+
+class DamagedFileWarning(UserWarning):
+    """A store file could not be read and was moved to the quarantine folder."""
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """Complete Parquet files of a store folder (temp files are ignored)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        folder / n for n in names if n.endswith(".parquet") and not n.startswith(TMP_PREFIX)
+    )
+
+
+def quarantine(layout: Layout, path: Path, reason: str) -> None:
+    """Move a damaged file aside (never delete it) and warn, naming it."""
+    layout.quarantine.mkdir(parents=True, exist_ok=True)
+    dest = layout.quarantine / path.name
+    try:
+        shutil.move(str(path), dest)
+    except FileNotFoundError:
+        return
+    warnings.warn(
+        f"damaged store file {path} ({reason}) was moved to {dest}; the runs it held are "
+        "treated as not run, so resume=True re-runs them",
+        DamagedFileWarning,
+        stacklevel=3,
+    )
+
+
+def concat(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Table:
+    """Concatenate tables whose columns differ (missing columns become null)."""
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return schema.empty_table() if schema is not None else pa.table({})
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Columns with conflicting types (int in one file, text in another) become text.
+        types: dict[str, set[pa.DataType]] = {}
+        for t in tables:
+            for f in t.schema:
+                types.setdefault(f.name, set()).add(f.type)
+        bad = {k for k, v in types.items() if len(v) > 1}
+        fixed = []
+        for t in tables:
+            for name in bad & set(t.column_names):
+                i = t.schema.get_field_index(name)
+                t = t.set_column(i, name, pc.cast(t.column(name), pa.string()))
+            fixed.append(t)
+        return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def _read_file(path: Path, columns: Sequence[str] | None, filter: Any) -> pa.Table:
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    cols = None if columns is None else [c for c in columns if c in names]
+    if filter is not None:
+        return pq.read_table(path, columns=cols, filters=filter, schema=pf.schema_arrow)
+    return pf.read(columns=cols)
+
+
+def read_parquet_folder(
+    layout: Layout,
+    folder: Path,
+    *,
+    columns: Sequence[str] | None = None,
+    filter: Any = None,
+) -> list[pa.Table]:
+    """Read every Parquet file of a folder; damaged files are quarantined, not returned."""
+    for _attempt in range(5):
+        tables = []
+        vanished = False
+        for f in parquet_files(folder):
+            try:
+                tables.append(_read_file(f, columns, filter))
+            except FileNotFoundError:
+                vanished = True  # compacted away by another process: list again
+                break
+            except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+                if not f.exists():
+                    vanished = True
+                    break
+                quarantine(layout, f, str(exc).splitlines()[0][:200])
+        if not vanished:
+            return tables
+    raise OSError(f"store folder {folder} keeps changing while being read")
+
+
+def journal_tables(layout: Layout, sweep: str | None = None) -> tuple[list[pa.Table], list[pa.Table]]:
+    """Record and step tables of the journals present now (runs completed so far)."""
+    recs, steps = [], []
+    prefix = f"{sweep}-" if sweep else ""
+    for path in list_journals(layout.journal, prefix):
+        j = Journal(path)
+        if not j.header or not j.outcomes:
+            continue
+        info = j.info
+        outcomes = [o for o in j.outcomes if o[0] in info]
+        h = j.header
+        recs.append(build_records(outcomes, info, host=h["host"], pid=h["pid"],
+                                  worker=h.get("worker", ""), sweep=h["sweep"]))
+        st = build_steps(outcomes, h["sweep"])
+        if st is not None:
+            steps.append(st)
+    return recs, steps
+
+
+def dedupe_latest(table: pa.Table) -> pa.Table:
+    """Keep one record per run id: the one that ended last (the latest attempt)."""
+    if table.num_rows == 0:
+        return table
+    run_ids = table.column("run_id")
+    if pc.count_distinct(run_ids).as_py() == table.num_rows:
+        return table
+    import numpy as np
+
+    ended = table.column("ended_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    codes = pc.dictionary_encode(run_ids).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((ended, codes))  # by run, then by end time
+    last = np.ones(len(order), dtype=bool)
+    sorted_codes = codes[order]
+    last[:-1] = sorted_codes[1:] != sorted_codes[:-1]
+    keep = np.sort(order[last])
+    return table.take(pa.array(keep))
+
+
+def read_records(
+    layout: Layout, *, columns: Sequence[str] | None = None, filter: Any = None
+) -> pa.Table:
+    """All current run records of a store (Parquet + journals), one row per run id."""
+    need = None
+    if columns is not None:
+        need = list(dict.fromkeys([*columns, "run_id", "ended_at"]))
+    tables = read_parquet_folder(layout, layout.records, columns=need, filter=filter)
+    jrecs, _ = journal_tables(layout)
+    for t in jrecs:
+        if filter is not None:
+            try:
+                t = t.filter(filter)
+            except (pa.ArrowInvalid, KeyError):
+                t = t.slice(0, 0)
+        if need is not None:
+            t = t.select([c for c in need if c in t.column_names])
+        tables.append(t)
+    table = dedupe_latest(concat(tables))
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
+    return table
+
+
+def read_steps(layout: Layout, *, filter: Any = None) -> pa.Table:
+    """The long table of stepped metrics (run_id, name, step, value, time, sweep)."""
+    tables = read_parquet_folder(layout, layout.metrics, filter=filter)
+    _, jsteps = journal_tables(layout)
+    for t in jsteps:
+        tables.append(t.filter(filter) if filter is not None else t)
+    return concat(tables, STEP_SCHEMA)

@@ -1,0 +1,183 @@
+"""Run records as Arrow tables: built column by column, one table per partition.
+
+A run's outcome travels as a small list (also one line of the journal)::
+
+    [run_id, status, started_epoch_s, ended_epoch_s, {metric: value}, extra | None]
+
+``extra`` holds ``error``, ``steps``, ``artifacts``, ``logs`` and ``retries`` when present.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from .layout import SCHEMA_VERSION
+
+PARAM_PREFIX = "params."
+METRIC_PREFIX = "metrics."
+
+# Low-cardinality columns get Parquet dictionary encoding (the others write faster without).
+DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type"]
+
+BASE_COLUMNS = [
+    "run_id", "status", "attempt", "replicate", "seed", "params", "started_at", "ended_at",
+    "duration_s", "error_type", "error_message", "traceback", "artifacts", "logs",
+    "host", "pid", "worker", "sweep",
+]
+
+STEP_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("name", pa.string()),
+        ("step", pa.int64()),
+        ("value", pa.float64()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("sweep", pa.string()),
+    ]
+)
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = prefix + k
+        if type(v) is dict:
+            if v:
+                out.update(flatten(v, key + "."))
+            else:
+                out[key] = "{}"
+        elif type(v) is list:
+            out[key] = json.dumps(v, separators=(",", ":"))
+        else:
+            out[key] = v
+    return out
+
+
+def to_array(values: list[Any]) -> pa.Array:
+    """An Arrow array for one column; mixed types fall back to float, then to text."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        arr = None
+    if arr is not None and not pa.types.is_null(arr.type):
+        return arr
+    if arr is not None:  # all None
+        return pa.array(values, type=pa.float64())
+    if all(v is None or isinstance(v, (int, float, bool)) for v in values):
+        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+    return pa.array(
+        [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+        type=pa.string(),
+    )
+
+
+def _ts(values: Sequence[float]) -> pa.Array:
+    import numpy as np
+
+    return pa.array(np.asarray(values, dtype="float64") * 1e6, type=pa.float64()).cast(
+        pa.int64(), safe=False
+    ).cast(_TS)
+
+
+def _json_or_none(values: Iterable[Any]) -> list[str | None]:
+    return [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+
+
+def build_records(
+    outcomes: Sequence[list[Any]],
+    info: dict[str, list[Any]],
+    *,
+    params: Sequence[dict[str, Any]] | None = None,
+    host: str,
+    pid: int,
+    worker: str,
+    sweep: str,
+) -> pa.Table:
+    """One table of run records from outcomes plus descriptor info.
+
+    ``info`` maps run_id -> [params_json, replicate, seed, attempt].
+    """
+    n = len(outcomes)
+    run_ids = [o[0] for o in outcomes]
+    infos = [info[r] for r in run_ids]
+    params_json = [i[0] for i in infos]
+    if params is None:
+        params = [json.loads(p) for p in params_json]
+    t0 = [o[2] for o in outcomes]
+    t1 = [o[3] for o in outcomes]
+    extras = [o[5] for o in outcomes]
+    errors = [e.get("error") if e else None for e in extras]
+
+    cols: dict[str, pa.Array] = {
+        "run_id": pa.array(run_ids, type=pa.string()),
+        "status": pa.array([o[1] for o in outcomes], type=pa.string()),
+        "attempt": pa.array([i[3] for i in infos], type=pa.int32()),
+        "replicate": pa.array([i[1] for i in infos], type=pa.int32()),
+        "seed": pa.array([i[2] for i in infos], type=pa.int64()),
+        "params": pa.array(params_json, type=pa.string()),
+        "started_at": _ts(t0),
+        "ended_at": _ts(t1),
+        "duration_s": pa.array([b - a for a, b in zip(t0, t1, strict=True)], type=pa.float64()),
+        "error_type": pa.array([e and e.get("type") for e in errors], type=pa.string()),
+        "error_message": pa.array([e and e.get("message") for e in errors], type=pa.string()),
+        "traceback": pa.array([e and e.get("traceback") for e in errors], type=pa.string()),
+        "artifacts": pa.array(
+            _json_or_none(e.get("artifacts") if e else None for e in extras), type=pa.string()
+        ),
+        "logs": pa.array(
+            _json_or_none(e.get("logs") if e else None for e in extras), type=pa.string()
+        ),
+        "host": pa.array([host] * n, type=pa.string()),
+        "pid": pa.array([pid] * n, type=pa.int32()),
+        "worker": pa.array([worker] * n, type=pa.string()),
+        "sweep": pa.array([sweep] * n, type=pa.string()),
+    }
+    flats = [flatten(p) for p in params]
+    keys = _union_keys(flats)
+    for k in keys:
+        cols[PARAM_PREFIX + k] = to_array([f.get(k) for f in flats])
+    metrics = [o[4] for o in outcomes]
+    for k in _union_keys(metrics):
+        cols[METRIC_PREFIX + k] = to_array([m.get(k) for m in metrics])
+    table = pa.table(cols)
+    return table.replace_schema_metadata({"metalab.schema_version": str(SCHEMA_VERSION)})
+
+
+def _union_keys(dicts: Sequence[dict[str, Any]]) -> list[str]:
+    if not dicts:
+        return []
+    first = list(dicts[0])
+    keyset = set(first)
+    extra: list[str] = []
+    for d in dicts:
+        if len(d) != len(keyset) or d.keys() != keyset:
+            for k in d:
+                if k not in keyset:
+                    keyset.add(k)
+                    extra.append(k)
+    return first + extra
+
+
+def build_steps(outcomes: Sequence[list[Any]], sweep: str) -> pa.Table | None:
+    """The long table of stepped metrics of these outcomes, or None when there are none."""
+    rows = [(o[0], s) for o in outcomes if o[5] and o[5].get("steps") for s in o[5]["steps"]]
+    if not rows:
+        return None
+    return pa.table(
+        {
+            "run_id": pa.array([r for r, _ in rows], type=pa.string()),
+            "name": pa.array([s[0] for _, s in rows], type=pa.string()),
+            "step": pa.array([s[1] for _, s in rows], type=pa.int64()),
+            "value": pa.array([s[2] for _, s in rows], type=pa.float64()),
+            "time": _ts([s[3] for _, s in rows]),
+            "sweep": pa.array([sweep] * len(rows), type=pa.string()),
+        },
+        schema=STEP_SCHEMA,
+    )

@@ -1,0 +1,252 @@
+"""The Store: a folder of Parquet records, journals and artifacts, safe for concurrent use."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import StoreError
+from .atomic import TMP_PREFIX, atomic_write, atomic_write_json
+from .journal import Journal, list_journals
+from .layout import SCHEMA_VERSION, Layout
+from .reader import concat, dedupe_latest, parquet_files, read_parquet_folder, read_records
+from .records import DICTIONARY_COLUMNS, build_records, build_steps
+
+ROW_GROUP_SIZE = 64 * 1024
+COMPACT_AT_FILES = 16
+COMPACT_MAX_ROWS = 1_000_000
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    """Atomically write one Parquet file (dictionary-encode low-cardinality columns only)."""
+    dict_cols = [c for c in DICTIONARY_COLUMNS if c in table.column_names] or False
+    atomic_write(
+        path,
+        lambda p: pq.write_table(
+            table, p, row_group_size=ROW_GROUP_SIZE, use_dictionary=dict_cols,
+            compression="snappy", write_statistics=True,
+        ),
+    )
+
+
+def new_file_name(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def write_partition(layout: Layout, tag: str, records: pa.Table, steps: pa.Table | None) -> None:
+    """Write one partition's records (and stepped metrics) as Parquet files."""
+    name = new_file_name(tag)
+    if steps is not None and steps.num_rows:
+        write_parquet(layout.metrics / name, steps)
+    if records.num_rows:
+        write_parquet(layout.records / name, records)
+
+
+class Store:
+    """One store folder. Create or open it with :meth:`Store.open`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.layout = Layout(root)
+
+    # opening -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
+        """Open a store, creating its folders when ``create`` (validates the path first)."""
+        root = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        if root.exists() and not root.is_dir():
+            raise StoreError(
+                errno.ENOTDIR,
+                f"store path {root} is a file, not a folder; pass a folder path such as "
+                f"store='{root.parent / 'runs' / root.stem}'",
+                str(root),
+            )
+        store = cls(root)
+        if create:
+            store._create()
+        elif not root.is_dir():
+            raise StoreError(
+                errno.ENOENT,
+                f"no metalab store at {root}; check the path (stores are made by metalab.run)",
+                str(root),
+            )
+        elif not store.layout.manifest.exists() and not store.layout.records.exists():
+            raise StoreError(
+                errno.ENOENT,
+                f"{root} is a folder but not a metalab store (no manifest.json or records/)",
+                str(root),
+            )
+        return store
+
+    def _create(self) -> None:
+        try:
+            for d in self.layout.folders():
+                d.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f"{TMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"
+            with open(probe, "wb") as f:
+                f.write(b"metalab write probe\n" * 64)
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            raise StoreError(
+                code,
+                f"cannot write to the store at {self.root}: {os.strerror(code)} "
+                f"(errno {errno.errorcode.get(code, code)}). Check permissions and free space, "
+                "or pass another path with store=...",
+                str(self.root),
+            ) from exc
+
+    # manifest ------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.layout.manifest.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise StoreError(errno.EIO, f"damaged manifest {self.layout.manifest}: {exc}") from exc
+
+    def ensure_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write the manifest if missing; check that an existing one is the same experiment."""
+        existing = self.read_manifest()
+        if existing:
+            if existing.get("experiment") != manifest["experiment"]:
+                raise StoreError(
+                    errno.EEXIST,
+                    f"the store at {self.root} belongs to experiment "
+                    f"{existing.get('experiment')!r}, not {manifest['experiment']!r}; pass "
+                    f"store='./runs/{manifest['experiment']}' (or another new folder)",
+                    str(self.root),
+                )
+            return existing
+        manifest = {"metalab_store": SCHEMA_VERSION, "created": time.time(), **manifest}
+        atomic_write_json(self.layout.manifest, manifest)
+        return manifest
+
+    def write_sweep(self, sweep: str, info: dict[str, Any]) -> None:
+        atomic_write_json(self.layout.sweeps / f"{sweep}.json", info)
+
+    def read_sweeps(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            names = sorted(os.listdir(self.layout.sweeps))
+        except FileNotFoundError:
+            return []
+        for n in names:
+            if n.endswith(".json") and not n.startswith(TMP_PREFIX):
+                try:
+                    out.append(json.loads((self.layout.sweeps / n).read_text(encoding="utf-8")))
+                except (OSError, ValueError):
+                    continue
+        out.sort(key=lambda s: s.get("started", 0))
+        return out
+
+    # reading ---------------------------------------------------------------------
+    def records(self, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+        """Current records (one per run id), optionally a subset of columns / rows."""
+        return read_records(self.layout, columns=columns, filter=filter)
+
+    def status_table(self) -> pa.Table:
+        """run_id, status, attempt of every current record (what resume planning needs)."""
+        return self.records(columns=["run_id", "status", "attempt"])
+
+    # maintenance -------------------------------------------------------------------
+    def recover_journals(self, *, sweep: str | None = None, dead_only: bool = True) -> int:
+        """Fold journals of dead writers into Parquet; returns how many runs were folded."""
+        folded = 0
+        prefix = f"{sweep}-" if sweep else ""
+        for path in list_journals(self.layout.journal, prefix):
+            j = Journal(path)
+            if dead_only and j.writer_alive() is not False:
+                continue
+            if j.header and j.outcomes:
+                h = j.header
+                info = j.info
+                outcomes = [o for o in j.outcomes if o[0] in info]
+                table = build_records(outcomes, info, host=h["host"], pid=h["pid"],
+                                      worker=h.get("worker", ""), sweep=h["sweep"])
+                write_partition(self.layout, f"recovered-{h['sweep']}",
+                                table, build_steps(outcomes, h["sweep"]))
+                folded += len(outcomes)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        return folded
+
+    def clean_temp_files(self, older_than_s: float = 3600.0) -> int:
+        """Delete stray temp files left by killed writers (older than ``older_than_s``)."""
+        now = time.time()
+        removed = 0
+        for d in [self.root, *self.layout.folders()]:
+            try:
+                entries = list(os.scandir(d))
+            except FileNotFoundError:
+                continue
+            for e in entries:
+                if e.name.startswith(TMP_PREFIX):
+                    try:
+                        if now - e.stat().st_mtime > older_than_s:
+                            os.unlink(e.path)
+                            removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
+
+    def compact(self, *, at_files: int = COMPACT_AT_FILES) -> int:
+        """Merge small Parquet files into few large ones; returns files removed.
+
+        Safe with concurrent readers and writers: the merged file is written first
+        (readers deduplicate the overlap), then the merged inputs are deleted.
+        """
+        removed = 0
+        for folder, is_records in ((self.layout.records, True), (self.layout.metrics, False)):
+            files = parquet_files(folder)
+            if len(files) < at_files:
+                continue
+            small = []
+            for f in files:
+                try:
+                    if pq.ParquetFile(f).metadata.num_rows < COMPACT_MAX_ROWS // 2:
+                        small.append(f)
+                except (OSError, pa.ArrowException):
+                    continue
+            if len(small) < 2:
+                continue
+            tables = []
+            for f in small:
+                try:
+                    tables.append(pq.read_table(f))
+                except FileNotFoundError:
+                    return removed  # another process is compacting: leave it to them
+                except (OSError, pa.ArrowException):
+                    read_parquet_folder(self.layout, folder)  # quarantines the bad one
+                    return removed
+            merged = concat(tables)
+            if is_records:
+                merged = dedupe_latest(merged)
+            for start in range(0, merged.num_rows, COMPACT_MAX_ROWS):
+                write_parquet(folder / new_file_name("compact"),
+                              merged.slice(start, COMPACT_MAX_ROWS))
+            for f in small:
+                try:
+                    f.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def file_count(self) -> int:
+        n = 0
+        for _dirpath, _dirs, files in os.walk(self.root):
+            n += len(files)
+        return n
