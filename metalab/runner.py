@@ -122,7 +122,7 @@ def _compute(
     results: list[Any] = [None] * len(futures)
     resubmitted: set[int] = set()
     try:
-        ac = as_completed(futures)
+        ac = as_completed(futures, loop=client.loop)
         for fut in ac:
             i = index[fut.key]
             if fut.status == "finished":

@@ -48,7 +48,7 @@ class ProcessExecutor(Executor):
             "threads_per_worker": 1,
             "processes": True,
             "dashboard_address": ":0",
-            "silence_logs": logging.ERROR,
+            "silence_logs": logging.CRITICAL,
         }
         kwargs.update(self.cluster_kwargs)
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):

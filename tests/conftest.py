@@ -1,0 +1,46 @@
+"""Shared fixtures: a clean working folder per test, a suite-wide LocalCluster, SLURM detection."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_cwd(tmp_path, monkeypatch):
+    """Every test runs in its own empty working directory (default stores land there)."""
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """One LocalCluster (2 single-threaded worker processes) shared by the cluster tests."""
+    from distributed import LocalCluster
+
+    import logging
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        silence_logs=logging.CRITICAL,
+    )
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def client(local_cluster):
+    """A distributed Client on the shared LocalCluster."""
+    from distributed import Client
+
+    with Client(local_cluster, set_as_default=False) as c:
+        yield c
+
+
+def pytest_collection_modifyitems(config, items):
+    if shutil.which("sinfo") is None:
+        skip = pytest.mark.skip(reason="SLURM not found (run ../shared/scripts/start-slurm.sh)")
+        for item in items:
+            if "slurm" in item.keywords:
+                item.add_marker(skip)
