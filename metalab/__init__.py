@@ -104,7 +104,10 @@ def run(experiment: Experiment, **kwargs: Any) -> Results:
 
 
 def load_results(path: Any) -> Results:
-    """Open the results of a store (or a list of stores); see :func:`metalab.results.load_results`."""
+    """Open the results of a store (or a list of stores).
+
+    See :func:`metalab.results.load_results`.
+    """
     from .results import load_results as _load
 
     return _load(path)

@@ -55,8 +55,10 @@ def normalize_param(value: Any, path: str) -> Any:
     numpy scalars become Python scalars and numpy arrays / tuples become lists.
     ``path`` names the key for error messages (``"model.layers[2]"``).
     """
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):  # also numpy.str_ and str enums: keep the plain text
+        return value if type(value) is str else str.__str__(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):

@@ -131,6 +131,23 @@ def _spec_fingerprint(self: Any) -> str:
     return cached
 
 
+def _spec_readonly(self: Any, name: str, *args: Any) -> None:
+    raise FrozenContextError(
+        f"cannot change field {name!r} of {type(self).__qualname__}: a context_spec instance "
+        "is read-only (shared by every run, part of each run id). Make a new one instead, "
+        f"e.g. dataclasses.replace(ctx, {name}=...)"
+    )
+
+
+def _freeze_fields(self: Any) -> None:
+    """Deep-freeze dict, list and numpy fields so that nothing can change the fingerprint."""
+    for f in dataclasses.fields(self):
+        value = getattr(self, f.name)
+        frozen = _freeze(value)
+        if frozen is not value:
+            object.__setattr__(self, f.name, frozen)
+
+
 def context_spec(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass whose instances have a stable ``.fingerprint``.
 
@@ -146,7 +163,17 @@ def context_spec(cls: type[T]) -> type[T]:
     """
     if not isinstance(cls, type):
         raise TypeError("@context_spec decorates a class")
+    user_post_init = getattr(cls, "__post_init__", None)
+
+    def __post_init__(self: Any, *args: Any) -> None:
+        if user_post_init is not None:
+            user_post_init(self, *args)
+        _freeze_fields(self)
+
+    cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
     dc = dataclasses.dataclass(frozen=True)(cls)
+    dc.__setattr__ = _spec_readonly  # type: ignore[assignment]
+    dc.__delattr__ = _spec_readonly  # type: ignore[assignment]
     dc.fingerprint = property(_spec_fingerprint, doc="Stable sha256 of the fields.")  # type: ignore[attr-defined]
     dc.__dask_tokenize__ = _spec_fingerprint  # type: ignore[attr-defined]
     dc.__metalab_context_spec__ = True  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ builtin exception a caller would naturally catch::
     │   └── ParamSpaceError (ValueError)   a malformed parameter source
     ├── OperationSignatureError (TypeError) operation asks for unknown arguments
     ├── ContextError (TypeError)           context cannot be frozen or fingerprinted
-    │   └── FrozenContextError (TypeError) a frozen context was mutated
+    │   └── FrozenContextError (TypeError, AttributeError) a frozen context was mutated
     ├── ExperimentError (ValueError)       an invalid experiment definition
     ├── CaptureError (ValueError)          unsafe names, unsupported artifact kinds
     │   └── UnsupportedArtifactError (TypeError)
@@ -23,6 +23,8 @@ A failing *operation* is never raised: its run is recorded with status
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 __all__ = [
     "ArtifactIntegrityError",
@@ -62,8 +64,12 @@ class ContextError(MetalabError, TypeError):
     """A context cannot be frozen or fingerprinted."""
 
 
-class FrozenContextError(ContextError):
-    """A frozen context was mutated."""
+class FrozenContextError(ContextError, dataclasses.FrozenInstanceError):
+    """A frozen context was mutated (item or attribute assignment, deletion, ``update``).
+
+    Also a :class:`dataclasses.FrozenInstanceError` (an ``AttributeError``), which is what
+    assigning to a field of a frozen dataclass raises.
+    """
 
 
 class ExperimentError(MetalabError, ValueError):

@@ -117,7 +117,11 @@ class Experiment:
         }
 
     def plan(self) -> pd.DataFrame:
-        """Every run descriptor as a pandas frame: run_id, params, replicate, seed."""
+        """Every run descriptor as a pandas frame: run_id, params, replicate, seed, attempt.
+
+        One row per distinct run: a configuration listed twice (e.g. by ``a + b``) has
+        one run id, so it appears (and runs) once.
+        """
         import numpy as np
         import pandas as pd
 
@@ -133,7 +137,7 @@ class Experiment:
             run_ids = [run_id_from_parts(prefix, p, base, r) for p in configs for r in range(reps)]
             params_col = [p for p in configs for _ in range(reps)]
         n = len(run_ids)
-        return pd.DataFrame(
+        plan = pd.DataFrame(
             {
                 "run_id": pd.array(run_ids, dtype="string[pyarrow]"),
                 "params": pd.array(params_col, dtype="string[pyarrow]"),
@@ -142,6 +146,10 @@ class Experiment:
                 "attempt": np.ones(n, dtype="int32"),
             }
         )
+        if len(set(run_ids)) != n:
+            # The same configuration listed twice is the same run: keep its first place.
+            plan = plan.drop_duplicates("run_id", ignore_index=True)
+        return plan
 
     def descriptors(self, npartitions: int | None = None) -> dd.DataFrame:
         """The lazy Dask dataframe of run descriptors that :func:`metalab.run` maps over."""

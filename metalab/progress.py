@@ -65,9 +65,9 @@ class JournalPoller:
                     part = int(json.loads(line)["part"])
                 except (ValueError, KeyError):
                     pass
-            elif line.startswith(b'["__start__"'):
+            elif line.startswith(b"__start__"):
                 continue
-            elif b'","success",' in line[:80]:
+            elif b"\tsuccess\t" in line[:80]:
                 ok += 1
             else:
                 bad += 1

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,19 +32,41 @@ def _new_sweep_id() -> str:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while a sweep runs (main thread only)."""
+    """While a sweep runs (main thread only): SIGTERM acts like Ctrl-C, and a second
+    Ctrl-C or SIGTERM exits at once (status 130) instead of waiting for the clean-up."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    seen: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
+        if seen:
+            sys.stderr.write("\nmetalab: second interrupt, exiting now; records written so far "
+                             "are kept (resume=True continues)\n")
+            sys.stderr.flush()
+            os._exit(130)
+        seen.append(signum)
+        sys.stderr.write("\nmetalab: interrupted, stopping the sweep and keeping what is "
+                         "written (press Ctrl-C again to exit at once)\n")
+        sys.stderr.flush()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+
+
+def _context_in_graph(context: Any) -> Any:
+    """The context as a Dask graph literal (a large one does not warn: it is sent once)."""
+    import dask
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dask.delayed(context, pure=True, traverse=False)
 
 
 def _resolve_executor(executor: Executor | None) -> Executor:
@@ -63,16 +86,24 @@ def plan_todo(
     exp: Experiment, store: Store, *, resume: bool, retry_failed: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """All run descriptors, the ones to execute now (with attempt numbers), and skipped count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     plan = exp.plan()
     todo = plan
     status = store.status_table()
     if status.num_rows:
-        st = status.to_pandas()
+        # Arrow compute on the id columns: no Python strings for a million runs.
         if resume:
-            keep = st["status"] == "success" if retry_failed else st["status"].notna()
-            todo = plan[~plan["run_id"].isin(st.loc[keep, "run_id"])]
-        prev = todo["run_id"].map(st.set_index("run_id")["attempt"])
-        todo = todo.assign(attempt=(prev.fillna(0).astype("int64") + 1).astype("int32"))
+            done = status
+            if retry_failed:
+                done = status.filter(pc.equal(status.column("status"), "success"))
+            is_done = pc.is_in(pa.array(plan["run_id"]), value_set=done.column("run_id"))
+            todo = plan[~is_done.to_numpy(zero_copy_only=False)]
+        pos = pc.index_in(pa.array(todo["run_id"]), value_set=status.column("run_id"))
+        prev = pc.take(status.column("attempt"), pos).fill_null(0)
+        attempt = pc.add(prev.cast(pa.int32()), 1).to_numpy(zero_copy_only=False)
+        todo = todo.assign(attempt=attempt)
     skipped = len(plan) - len(todo)
     return plan, todo.reset_index(drop=True), skipped
 
@@ -117,7 +148,10 @@ def _compute(
     from distributed import as_completed
 
     client = session.client
-    futures = client.compute(parts)
+    with warnings.catch_warnings():
+        # The context travels in the graph once; a large one is expected, not a mistake.
+        warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+        futures = client.compute(parts)
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     resubmitted: set[int] = set()
@@ -125,14 +159,22 @@ def _compute(
         ac = as_completed(futures, loop=client.loop)
         for fut in ac:
             i = index[fut.key]
+            res = None
             if fut.status == "finished":
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except Exception:  # its worker died before the result was fetched
+                    res = None
+            if res is not None:
                 results[i] = res
                 if poller is not None:
                     poller.final[i] = (int(res["success"].sum()), int(res["failed"].sum()))
             else:
-                exc = fut.exception()
-                if i not in resubmitted and fut.status != "cancelled":
+                try:
+                    exc = fut.exception()
+                except Exception as e:  # cancelled: its inputs were lost with a worker
+                    exc = e
+                if i not in resubmitted:
                     # e.g. KilledWorker: a new task picks up where the journals stop.
                     resubmitted.add(i)
                     new = client.compute(parts[i], retries=0)
@@ -158,6 +200,7 @@ def run(
     retries: int = 0,
     retry_failed: bool = True,
     capture_output: bool = False,
+    timeout: float | None = None,
 ) -> Results:
     """Run every (params, replicate) of ``experiment`` and return its :class:`Results`.
 
@@ -180,6 +223,11 @@ def run(
         With ``resume=True``, also re-run runs whose latest record failed (default).
     capture_output
         Keep each run's stdout, stderr and logging records in its log.
+    timeout
+        Seconds one run may take. Each run then executes in a child process that is
+        killed when it overruns; the run is recorded with status ``"timeout"`` (error
+        type ``Timeout``) and the sweep goes on. Works on every executor. ``None``
+        (default) runs operations directly in the worker, with no time limit.
 
     Examples
     --------
@@ -196,6 +244,12 @@ def run(
         )
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ExperimentError(f"retries must be an int >= 0, got {retries!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise ExperimentError(
+            f"timeout must be a number of seconds > 0 (or None for no limit), got {timeout!r}"
+        )
     exe = _resolve_executor(executor)
     path = Path(store) if store is not None else Path("runs") / experiment.name
     st = Store.open(path, create=True)
@@ -221,9 +275,11 @@ def run(
     st.write_sweep(sweep, sweep_info)
     counts = Counts(skipped=skipped)
     status = "finished"
+    signals = contextlib.ExitStack()
+    signals.enter_context(_sigterm_as_interrupt())  # also covers the clean-up below
     try:
         if len(todo):
-            with _sigterm_as_interrupt(), exe.session() as session:
+            with exe.session() as session:
                 task = SweepTask(
                     operation=experiment.operation,
                     store_root=str(st.root),
@@ -231,13 +287,16 @@ def run(
                     seed_base=experiment.seeds.base,
                     retries=retries,
                     capture_output=capture_output,
+                    timeout=None if timeout is None else float(timeout),
                     on_run=None if session.distributed else counts.add,
                 )
                 context: Any = experiment.context
                 poller = None
                 if session.distributed:
                     _ship_code_by_value(experiment)
-                    context = session.client.scatter(context, broadcast=True, hash=False)
+                    # In the graph, not scattered: scattered data dies with the workers
+                    # holding it, a graph literal is recomputed on any worker.
+                    context = _context_in_graph(context)
                     poller = JournalPoller(st.layout.journal, sweep)
                     link = session.dashboard_link
                     if progress and link:
@@ -268,6 +327,11 @@ def run(
                     ) from errors[0]
     except KeyboardInterrupt as exc:
         status = "interrupted"
+        print(
+            f"metalab: sweep of {experiment.name!r} interrupted; completed runs are kept in "
+            f"{st.root}. Resume with: metalab.run(exp, store={str(st.root)!r}, resume=True)",
+            file=sys.stderr,
+        )
         raise RunInterrupted(
             f"sweep of {experiment.name!r} interrupted; completed runs are kept in {st.root}. "
             f"Resume with: metalab.run(exp, store={str(st.root)!r}, resume=True) "
@@ -276,11 +340,15 @@ def run(
             done=counts.done,
         ) from exc
     finally:
-        st.recover_journals(sweep=sweep, dead_only=True)
-        with contextlib.suppress(OSError):
-            st.compact()
-        sweep_info.update(ended=time.time(), status=status, success=counts.success,
-                          failed=counts.failed)
-        with contextlib.suppress(OSError):
-            st.write_sweep(sweep, sweep_info)
+        try:
+            st.recover_journals(sweep=sweep, dead_only=True)
+            st.remove_done_markers(sweep)
+            with contextlib.suppress(OSError):
+                st.compact()
+            sweep_info.update(ended=time.time(), status=status, success=counts.success,
+                              failed=counts.failed)
+            with contextlib.suppress(OSError):
+                st.write_sweep(sweep, sweep_info)
+        finally:
+            signals.close()
     return Results([st], run_ids=plan["run_id"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,28 +13,50 @@ from typing import Any
 
 from ..errors import CaptureError, UnsupportedArtifactError
 from .names import check_name
-from .serializers import find_serializer, get_serializer, register_serializer
+from ..store.atomic import TMP_PREFIX
+from .serializers import STRICT_FORMATS, find_serializer, get_serializer, register_serializer
 
 __all__ = ["Capture", "check_name", "register_serializer"]
 
 _NUMBER_TYPES = (int, float, bool)
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+_FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
 def _metric_value(name: str, value: Any) -> float | int | bool:
     t = type(value)
     if t is float or t is int or t is bool:
         return value  # type: ignore[no-any-return]
-    if isinstance(value, _NUMBER_TYPES):
-        return value  # type: ignore[no-any-return]
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if t.__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         item = value.item()
         if isinstance(item, _NUMBER_TYPES):
             return item  # type: ignore[no-any-return]
     raise TypeError(
         f"metric {name!r} must be a number (int, float, bool or a numpy scalar), got "
-        f"{type(value).__module__}.{type(value).__qualname__} {value!r:.60}; store arrays and "
-        "other objects with capture.artifact(name, obj)"
+        f"{t.__module__}.{t.__qualname__} {value!r:.60}; store arrays and other objects with "
+        "capture.artifact(name, obj)"
+    )
+
+
+def _step_value(name: str, step: Any) -> int:
+    if type(step) is int:
+        return step
+    if not isinstance(step, bool):
+        if isinstance(step, int):
+            return int(step)
+        if type(step).__module__ == "numpy" and getattr(step, "ndim", None) == 0:
+            item = step.item()
+            if isinstance(item, int) and not isinstance(item, bool):
+                return item
+    raise TypeError(
+        f"metric {name!r}: step must be an int (e.g. the epoch number), got "
+        f"{type(step).__qualname__} {step!r:.60}"
     )
 
 
@@ -72,20 +96,34 @@ class Capture:
     def metric(self, name: str, value: Any, step: int | None = None) -> None:
         """Record a scalar metric; with ``step=`` it becomes one point of a series.
 
-        The run's scalar table shows a stepped metric's last recorded value.
+        Parameters
+        ----------
+        name
+            A safe name (see :func:`check_name`).
+        value
+            An ``int``, ``float`` or ``bool``, or a numpy scalar; NaN and infinities are
+            kept as they are.
+        step
+            Make the metric a series: each call adds the point ``(step, value)``, read
+            back with ``run.metric_series(name)``. The results table shows the last
+            value recorded.
+
+        Raises
+        ------
+        TypeError
+            ``value`` is not a number (store it with :meth:`artifact`) or ``step`` is not
+            an int.
+        CaptureError
+            ``name`` is unsafe.
         """
         check_name(name, "metric name")
         v = _metric_value(name, value)
-        self.scalars[name] = v
         if step is not None:
-            if isinstance(step, bool) or not isinstance(step, int):
-                if type(step).__module__ == "numpy":
-                    step = int(step)
-                else:
-                    raise TypeError(f"metric {name!r}: step must be an int, got {step!r}")
+            step = _step_value(name, step)
             if self._steps is None:
                 self._steps = []
-            self._steps.append([name, step, float(v), time.time()])
+            self._steps.append([name, step, float(v), time.time_ns() // 1000])
+        self.scalars[name] = v
 
     def metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Record several metrics at once."""
@@ -97,24 +135,47 @@ class Capture:
     # artifacts ---------------------------------------------------------------
     def _artifact_dir(self) -> Path:
         if self._store_root is None:
-            raise CaptureError("this capture is not attached to a store; artifacts need one")
+            raise CaptureError(
+                "this capture is not attached to a store, so it cannot save artifacts; "
+                "operations get a store-backed capture from metalab.run(...)"
+            )
+        check_name(self.run_id, "run id")
         d = Path(self._store_root, "artifacts", self.run_id)
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def _forget(self, name: str) -> None:
+        """Drop earlier artifacts of this name (a name saved again replaces the old one)."""
+        if not self._artifacts:
+            return
+        keep = []
+        for a in self._artifacts:
+            if a["name"] != name:
+                keep.append(a)
+            elif self._store_root is not None:
+                with contextlib.suppress(OSError):
+                    Path(self._store_root, a["path"]).unlink()
+        self._artifacts = keep
+
     def _write(self, name: str, obj: Any, fmt: str) -> dict[str, Any]:
         s = get_serializer(fmt)
-        if not s.handles(obj) and not s.unsafe and fmt in ("npy", "json", "parquet", "png"):
+        if fmt in STRICT_FORMATS and not s.handles(obj):
             raise UnsupportedArtifactError(
-                f"artifact {name!r}: format {fmt!r} does not handle "
-                f"{type(obj).__qualname__} objects"
+                f"artifact {name!r}: format {fmt!r} cannot save "
+                f"{type(obj).__module__}.{type(obj).__qualname__} objects; leave format= out "
+                "to choose by type, or use format='pickle'"
             )
         d = self._artifact_dir()
         fname = f"{name}.{s.ext}"
         final = d / fname
-        tmp = d / f".tmp-{os.getpid()}-{fname}"
+        tmp = d / f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{fname}"
         try:
             s.dump(obj, tmp)
+            if not tmp.is_file():
+                raise CaptureError(
+                    f"artifact {name!r}: the {fmt!r} serializer did not write the file it was "
+                    f"given ({tmp.name}); its dump(obj, path) must write exactly to path"
+                )
             os.replace(tmp, final)
         finally:
             if tmp.exists():
@@ -128,44 +189,73 @@ class Capture:
         }
         if self._artifacts is None:
             self._artifacts = []
-        self._artifacts = [a for a in self._artifacts if a["path"] != entry["path"]]
         self._artifacts.append(entry)
         return entry
 
     def artifact(self, name: str, obj: Any, format: str | None = None) -> None:
-        """Save ``obj`` as a typed file in the store (format chosen by type unless given).
+        """Save ``obj`` as a typed file in the store, next to the run's record.
 
-        numpy -> .npy, JSON-like -> .json, pandas/pyarrow -> .parquet, bytes -> .bin,
-        str -> .txt, matplotlib figure -> .png; ``format="pickle"`` only when asked.
+        The format is chosen by type unless given: numpy -> ``.npy``, JSON-like ->
+        ``.json``, pandas/pyarrow -> ``.parquet``, bytes -> ``.bin``, str -> ``.txt``,
+        matplotlib figure -> ``.png``. ``format="pickle"`` saves anything, but loading
+        it then needs ``allow_pickle=True``. Saving a name again replaces it.
+
+        Raises
+        ------
+        CaptureError
+            ``name`` is unsafe.
+        UnsupportedArtifactError
+            No format handles ``obj`` (a ``TypeError``), or ``format`` is unknown.
         """
         check_name(name, "artifact name")
-        fmt = format if format is not None else find_serializer(obj).format
-        self._write(name, obj, fmt)
+        s = get_serializer(format) if format is not None else find_serializer(obj)
+        self._forget(name)
+        self._write(name, obj, s.format)
 
     def figure(self, name: str, fig: Any, formats: Iterable[str] = ("png",)) -> None:
-        """Save a matplotlib figure (PNG by default; ``formats=("png", "svg")`` for more)."""
+        """Save a matplotlib figure (PNG by default; ``formats=("png", "svg")`` for more).
+
+        Each format becomes one artifact entry of the same name; ``run.artifact(name)``
+        loads the first, ``run.artifact(name, format="svg")`` a given one.
+        """
         check_name(name, "figure name")
         if not hasattr(fig, "savefig"):
             raise UnsupportedArtifactError(
                 f"figure {name!r} must be a matplotlib Figure (has .savefig), got "
                 f"{type(fig).__qualname__}; for an Axes pass ax.figure"
             )
-        if isinstance(formats, str):
-            formats = (formats,)
+        formats = (formats,) if isinstance(formats, str) else tuple(formats)
+        if not formats:
+            raise CaptureError(f"figure {name!r}: formats is empty; use e.g. formats=('png',)")
         for fmt in formats:
-            if fmt not in ("png", "svg", "pdf"):
-                raise CaptureError(f"figure formats are png, svg and pdf; got {fmt!r}")
+            if fmt not in _FIGURE_FORMATS:
+                raise CaptureError(
+                    f"figure {name!r}: formats are {', '.join(_FIGURE_FORMATS)}; got {fmt!r}"
+                )
+        self._forget(name)
+        for fmt in dict.fromkeys(formats):
             self._write(name, fig, fmt)
+
+    @property
+    def manifest(self) -> list[dict[str, Any]]:
+        """The artifacts saved so far: name, format, path, size and sha256 of each."""
+        return [dict(a) for a in self._artifacts or ()]
 
     # logs --------------------------------------------------------------------
     def log(self, message: str, level: str = "info") -> None:
-        """Add a line to the run's log (``run.logs``)."""
-        level = str(level).lower()
-        if level not in _LEVELS:
-            raise CaptureError(f"log level must be one of {_LEVELS}, got {level!r}")
+        """Add a line to the run's log, read back as ``run.logs``.
+
+        ``level`` is one of ``"debug"``, ``"info"``, ``"warning"``, ``"error"``,
+        ``"critical"``.
+        """
+        lv = str(level).lower()
+        if lv not in _LEVELS:
+            raise CaptureError(
+                f"log level must be one of {', '.join(_LEVELS)}; got {level!r}"
+            )
         if self._logs is None:
             self._logs = []
-        self._logs.append([time.time(), level, str(message)])
+        self._logs.append([time.time(), lv, str(message)])
 
     # internal ----------------------------------------------------------------
     def _absorb_return(self, value: Any) -> None:

@@ -1,43 +1,79 @@
-"""Name rules for metrics, artifacts and figures: safe as a file name on any OS."""
+"""Name rules for metrics, artifacts and figures: safe as a file name on any OS.
+
+A name becomes part of a file name inside the store (``artifacts/<run_id>/<name>.<ext>``),
+so it must be a plain name: never a path, never a way out of the store.
+"""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from ..errors import CaptureError
 
+__all__ = ["MAX_NAME_BYTES", "check_name"]
+
+MAX_NAME_BYTES = 200
 _OK: set[str] = set()
-_MAX_LEN = 200
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+_BAD_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+_ALLOWED_FORMAT_CHARS = {"\u200c", "\u200d"}  # zero-width (non-)joiner: scripts and emoji
+
+
+def _problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if "/" in name or "\\" in name:
+        return "it contains a path separator ('/' or '\\')"
+    if name.startswith(".."):
+        return "it starts with '..' (the parent folder)"
+    if name.startswith("."):
+        return "it starts with '.' (hidden files and the store's temp files do)"
+    for c in name:
+        if c not in _ALLOWED_FORMAT_CHARS and unicodedata.category(c) in _BAD_CATEGORIES:
+            return f"it contains the control or invisible character U+{ord(c):04X}"
+    if ":" in name:
+        return "it contains ':' (drive letters such as 'C:' and alternate streams)"
+    if name != name.strip():
+        return "it starts or ends with whitespace"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"it is longer than {MAX_NAME_BYTES} bytes in UTF-8"
+    if unicodedata.normalize("NFC", name) != name:
+        return "it is not in Unicode NFC form; pass unicodedata.normalize('NFC', name)"
+    if _WINDOWS_RESERVED.match(name):
+        return "it is a reserved device name on Windows"
+    return None
 
 
 def check_name(name: object, kind: str = "name") -> str:
-    """Return ``name`` if it is a safe metric/artifact name, else raise :class:`CaptureError`.
+    """Return ``name`` if it is a safe metric, artifact or figure name.
 
-    Rules: a non-empty string of at most 200 characters, no ``/`` or ``\\``, not ``.``
-    or ``..`` (nor starting with ``..``), no control characters, no leading/trailing
-    spaces, no ``:`` (drive letters, NTFS streams).  Safe Unicode letters are fine.
+    Rules: a non-empty string of at most 200 UTF-8 bytes; no path separators (``/``,
+    ``\\``); not starting with ``.`` (so never ``.`` or ``..``); no control or invisible
+    characters; no ``:`` (so no absolute Windows paths); no leading or trailing spaces;
+    Unicode in NFC form; not a Windows device name (``CON``, ``NUL``, ...). Unicode
+    letters are welcome.
+
+    Raises
+    ------
+    CaptureError
+        (a ``ValueError``) naming the rule the name breaks.
+
+    Examples
+    --------
+    >>> check_name("val_loss"), check_name("précision"), check_name("损失")
+    ('val_loss', 'précision', '损失')
+    >>> check_name("../secret")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    metalab.errors.CaptureError: unsafe name '../secret': it contains a path separator ...
     """
-    if name in _OK:
-        return name  # type: ignore[return-value]
+    if type(name) is str and name in _OK:
+        return name
     if not isinstance(name, str):
-        raise CaptureError(f"{kind} must be a string, got {type(name).__name__} {name!r}")
-    problem = None
-    if not name:
-        problem = "it is empty"
-    elif len(name) > _MAX_LEN:
-        problem = f"it is longer than {_MAX_LEN} characters"
-    elif "/" in name or "\\" in name:
-        problem = "it contains a path separator ('/' or '\\')"
-    elif name.startswith(".."):
-        problem = "it starts with '..' (parent folder)"
-    elif name == ".":
-        problem = "it is '.'"
-    elif ":" in name:
-        problem = "it contains ':' (drive letters and alternate streams are not allowed)"
-    elif name != name.strip():
-        problem = "it starts or ends with whitespace"
-    elif any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in name):
-        problem = "it contains control or invisible characters"
+        raise CaptureError(f"{kind} must be a string, got {type(name).__name__} {name!r:.60}")
+    name = str(name)
+    problem = _problem(name)
     if problem:
         raise CaptureError(
             f"unsafe {kind} {name!r}: {problem}. Names become file names inside the store, "

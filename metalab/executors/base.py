@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,10 @@ class Session:
     num_workers: int | None = None  # for the threaded scheduler
     client: Any = None  # distributed.Client (cluster executors)
     owns_cluster: bool = False
+    #: Fail when no usable worker is connected for this long (None: wait forever).
+    worker_timeout_s: float | None = None
+    #: Returns a text explaining why workers are missing (batch queue state, worker logs).
+    diagnose: Callable[[], str] | None = None
 
     @property
     def distributed(self) -> bool:

@@ -30,12 +30,28 @@ class ProcessExecutor(Executor):
 
     metalab starts the cluster for the sweep and closes it afterwards, also on errors
     and Ctrl-C.
+
+    Parameters
+    ----------
+    max_workers
+        Worker processes (default: the number of CPUs).
+    worker_timeout_s
+        Fail with :class:`~metalab.ExecutorError` when no worker is alive for this long.
+    **cluster_kwargs
+        Passed to ``distributed.LocalCluster``, e.g. ``resources={"GPU": 1}``.
     """
 
-    def __init__(self, max_workers: int | None = None, **cluster_kwargs: Any) -> None:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        worker_timeout_s: float | None = 60.0,
+        **cluster_kwargs: Any,
+    ) -> None:
         if max_workers is not None and max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers or os.cpu_count() or 1
+        self.worker_timeout_s = worker_timeout_s
         self.cluster_kwargs = cluster_kwargs
 
     @contextlib.contextmanager
@@ -59,7 +75,8 @@ class ProcessExecutor(Executor):
         try:
             client = Client(cluster, set_as_default=False)
             try:
-                yield Session(n_workers=self.max_workers, client=client, owns_cluster=True)
+                yield Session(n_workers=self.max_workers, client=client, owns_cluster=True,
+                              worker_timeout_s=self.worker_timeout_s)
             finally:
                 client.close()
         finally:
@@ -71,11 +88,27 @@ class DaskExecutor(Executor):
 
     metalab never closes a client or cluster handed to it (it closes only the client it
     opens itself for a cluster object or an address).
+
+    Parameters
+    ----------
+    target
+        A ``distributed.Client``, a cluster object (``LocalCluster``, ``SLURMCluster``,
+        ...) or a scheduler address such as ``"tcp://10.0.0.5:8786"``; ``None`` uses the
+        active default client.
+    timeout_s
+        How long to wait for the connection to the scheduler.
+    worker_timeout_s
+        Fail with :class:`~metalab.ExecutorError` when no usable worker is connected for
+        this long; ``None`` waits forever.
     """
 
-    def __init__(self, target: Any = None, *, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, target: Any = None, *, timeout_s: float = 60.0,
+        worker_timeout_s: float | None = 300.0,
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s
+        self.worker_timeout_s = worker_timeout_s
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -107,7 +140,8 @@ class DaskExecutor(Executor):
                 f"DaskExecutor takes a distributed Client, a cluster or an address, got {target!r}"
             )
         try:
-            yield Session(n_workers=_count_workers(client), client=client)
+            yield Session(n_workers=_count_workers(client), client=client,
+                          worker_timeout_s=self.worker_timeout_s)
         finally:
             if own_client is not None:
                 own_client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -55,9 +56,8 @@ class Grid(ParamSource):
     def __init__(self, **axes: Sequence[Any]) -> None:
         self.axes: dict[str, list[Any]] = {}
         for key, values in axes.items():
-            if isinstance(values, (str, bytes, Mapping)) or not isinstance(
-                values, (Sequence, range)
-            ) and not hasattr(values, "tolist"):
+            is_list = isinstance(values, (Sequence, range)) or hasattr(values, "tolist")
+            if isinstance(values, (str, bytes, Mapping)) or not is_list:
                 raise ParamSpaceError(
                     f"grid axis {key!r} must be a list of values, got {values!r:.60}; "
                     f"write grid({key}=[{values!r:.40}]) for a single value"
@@ -83,9 +83,7 @@ class Grid(ParamSource):
         if not keys:
             return iter(["{}"])
         perm = sorted(range(len(keys)), key=lambda i: keys[i])
-        frags = [
-            [canonical_json({k: v})[1:-1] for v in self.axes[k]] for k in keys
-        ]
+        frags = [[canonical_json(k) + ":" + _scalar_json(v) for v in self.axes[k]] for k in keys]
         if len(keys) == 1:
             return ("{" + f + "}" for f in frags[0])
         return (
@@ -94,6 +92,18 @@ class Grid(ParamSource):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "grid", "n": len(self), "axes": self.axes}
+
+
+def _scalar_json(v: Any) -> str:
+    """Canonical JSON of one value; scalars skip the (slow to set up) full encoder."""
+    t = type(v)
+    if t is int:
+        return int.__repr__(v)
+    if t is str:
+        return encode_basestring(v)
+    if t is float and v == v and v not in (float("inf"), float("-inf")):
+        return float.__repr__(v)
+    return canonical_json(v)
 
 
 class Manual(ParamSource):
@@ -123,7 +133,10 @@ class Random(ParamSource):
 
     def __init__(self, space: Mapping[str, Any], n_trials: int, seed: int = 0) -> None:
         if not isinstance(space, Mapping) or not space:
-            raise ParamSpaceError("random(space=...) needs a non-empty dict of name -> distribution")
+            raise ParamSpaceError(
+                "random(space=...) needs a non-empty dict of name -> distribution, e.g. "
+                "space={'lr': metalab.loguniform(1e-4, 1e-1)}"
+            )
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
             raise ParamSpaceError(f"random(n_trials=...) must be an int >= 1, got {n_trials!r}")
         self.space = dict(space)

@@ -1,9 +1,15 @@
 """Per-partition journals: run records made durable one by one while a partition runs.
 
-A journal is a JSON-lines file ``journal/<sweep>-<part>-<token>.jsonl``.  Its first
-line is a header with the partition's run descriptors; each further line is one run's
-outcome (see :mod:`metalab.store.records`), flushed to the OS as soon as the run ends,
-so a killed process loses at most the run in flight.  When the partition ends, its
+A journal is a text file ``journal/<sweep>-<part>-<token>.jsonl``.  Its first line
+is a JSON header with the partition's run descriptors; each further line is one run's
+outcome (see :mod:`metalab.store.records`) as tab-separated fields::
+
+    run_id <TAB> status <TAB> started_us <TAB> ended_us <TAB> metrics JSON <TAB> extra JSON
+
+(JSON never contains a raw tab, and this costs a fraction of encoding the whole line
+as JSON.)  Lines are flushed to the OS every few runs (at most ``flush_every``, and
+at once after any run slower than 20 ms), so a killed process loses at most a few
+finished runs plus the run in flight.  When the partition ends, its
 records are written as one Parquet file and the journal is deleted.  A journal left by
 a dead process is a valid source of records until it is folded into Parquet.
 """
@@ -17,8 +23,56 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode
+_dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
 HOST = socket.gethostname()
+START_MARK = "__start__"
+SLOW_RUN_US = 20_000
+
+
+_KEYS: dict[str, str] = {}
+_SPECIAL = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
+
+
+def encode_metrics(metrics: dict[str, Any]) -> str:
+    """JSON of a flat dict of numbers, ~4x faster than ``json.dumps`` for small dicts.
+
+    Same text as ``json.dumps(metrics, separators=(",", ":"))``; anything but
+    int/float/bool values falls back to it.
+    """
+    parts = []
+    for k, v in metrics.items():
+        key = _KEYS.get(k)
+        if key is None:
+            key = _KEYS[k] = _dumps(k) + ":" if isinstance(k, str) else ""
+        t = type(v)
+        if t is float:
+            if v != v:
+                text = "NaN"
+            else:
+                text = _SPECIAL.get(v) or float.__repr__(v)
+        elif t is int:
+            text = int.__repr__(v)
+        elif t is bool:
+            text = "true" if v else "false"
+        else:
+            return _dumps(metrics)
+        if not key:
+            return _dumps(metrics)
+        parts.append(key + text)
+    return "{" + ",".join(parts) + "}"
+
+
+def parse_outcome(line: str) -> list[Any]:
+    """One outcome line back to ``[run_id, status, t0, t1, metrics, extra]``."""
+    run_id, status, t0, t1, metrics, extra = line.split("\t")
+    return [
+        run_id,
+        status,
+        int(t0) if t0.isdigit() else float(t0),
+        int(t1) if t1.isdigit() else float(t1),
+        json.loads(metrics) if metrics != "{}" else {},
+        json.loads(extra) if extra else None,
+    ]
 
 
 def journal_prefix(sweep: str, part: int) -> str:
@@ -37,7 +91,7 @@ class JournalWriter:
         part: int,
         runs: list[list[Any]],
         worker: str,
-        flush_every: int = 1,
+        flush_every: int = 4,
     ) -> None:
         self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
         self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
@@ -49,19 +103,30 @@ class JournalWriter:
         self._f.flush()
         self._pending = 0
         self._flush_every = flush_every
+        self._last_flush_us = 0
 
     def append(self, outcome: list[Any]) -> None:
-        """Write one outcome line; flush when ``flush_every`` lines are pending."""
-        self._f.write(_dumps(outcome) + "\n")
+        """Write one outcome line; flush every ``flush_every`` lines or after a slow run."""
+        run_id, status, t0, t1, metrics, extra = outcome
+        self._f.write(
+            f"{run_id}\t{status}\t{t0}\t{t1}\t{encode_metrics(metrics) if metrics else '{}'}\t"
+            f"{'' if extra is None else _dumps(extra)}\n"
+        )
         self._pending += 1
-        if self._pending >= self._flush_every:
+        if self._pending >= self._flush_every or t1 - self._last_flush_us > SLOW_RUN_US:
             self._f.flush()
             self._pending = 0
+            self._last_flush_us = t1
+
+    def flush(self) -> None:
+        self._f.flush()
+        self._pending = 0
 
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
-        self._f.write(_dumps(["__start__", run_id]) + "\n")
+        self._f.write(f"{START_MARK}\t{run_id}\n")
         self._f.flush()
+        self._pending = 0
 
     def close(self) -> None:
         if not self._f.closed:
@@ -88,21 +153,21 @@ class Journal:
             data = path.read_bytes()
         except FileNotFoundError:
             return
-        lines = data.split(b"\n")
-        # The last element is b"" when the file ends with a newline, else a torn line.
+        lines = data.decode("utf-8", errors="replace").split("\n")
+        # The last element is "" when the file ends with a newline, else a torn line.
         for raw in lines[:-1]:
             try:
-                obj = json.loads(raw)
+                if self.header is None:
+                    obj = json.loads(raw)
+                    if isinstance(obj, dict):
+                        self.header = obj
+                    continue
+                if raw.startswith(START_MARK):
+                    self.started.append(raw.split("\t", 1)[1])
+                else:
+                    self.outcomes.append(parse_outcome(raw))
             except ValueError:
                 continue
-            if self.header is None:
-                if isinstance(obj, dict):
-                    self.header = obj
-                continue
-            if obj and obj[0] == "__start__":
-                self.started.append(obj[1])
-            else:
-                self.outcomes.append(obj)
 
     @property
     def info(self) -> dict[str, list[Any]]:

@@ -40,7 +40,12 @@ def parquet_files(folder: Path) -> list[Path]:
 def quarantine(layout: Layout, path: Path, reason: str) -> None:
     """Move a damaged file aside (never delete it) and warn, naming it."""
     layout.quarantine.mkdir(parents=True, exist_ok=True)
-    dest = layout.quarantine / path.name
+    name = path.name
+    if path.parent.parent == layout.artifacts:  # artifacts/<run_id>/<name>: keep the run id
+        name = f"{path.parent.name}-{name}"
+    dest = layout.quarantine / name
+    if dest.exists():  # never overwrite an earlier quarantined file
+        dest = layout.quarantine / f"{dest.stem}-{os.urandom(4).hex()}{dest.suffix}"
     try:
         shutil.move(str(path), dest)
     except FileNotFoundError:

@@ -20,7 +20,7 @@ from .layout import SCHEMA_VERSION, Layout
 from .reader import concat, dedupe_latest, parquet_files, read_parquet_folder, read_records
 from .records import DICTIONARY_COLUMNS, build_records, build_steps
 
-ROW_GROUP_SIZE = 64 * 1024
+ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
 COMPACT_AT_FILES = 16
 COMPACT_MAX_ROWS = 1_000_000
 
@@ -183,6 +183,57 @@ class Store:
                 pass
         return folded
 
+    def check_artifacts(self, run_ids: Any = None) -> set[str]:
+        """Run ids whose artifact files are missing or not the size recorded.
+
+        Damaged files are quarantined (moved aside, with a warning naming them); the runs
+        are then treated as not run, so ``resume=True`` runs them again. ``run_ids``
+        limits the check (e.g. to successful runs). Costs one ``stat`` per artifact.
+        """
+        from .reader import quarantine
+
+        try:
+            table = self.records(columns=["run_id", "artifacts"])
+        except (OSError, pa.ArrowException):
+            return set()
+        if "artifacts" not in table.column_names or table.num_rows == 0:
+            return set()
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.is_valid(table.column("artifacts")))
+        if run_ids is not None:
+            table = table.filter(pc.is_in(table.column("run_id"),
+                                          value_set=pa.array(list(run_ids), pa.string())))
+        bad: set[str] = set()
+        for run_id, raw in zip(table.column("run_id").to_pylist(),
+                               table.column("artifacts").to_pylist(), strict=True):
+            for entry in json.loads(raw):
+                path = self.root / entry["path"]
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    size = -1
+                if size == entry.get("size", size):
+                    continue
+                bad.add(run_id)
+                if size >= 0:
+                    quarantine(self.layout, path,
+                               f"{size} bytes, the run recorded {entry.get('size')}")
+        return bad
+
+    def remove_done_markers(self, sweep: str) -> None:
+        """Delete ``journal/<sweep>-*.done`` (needed only while that sweep runs)."""
+        try:
+            names = os.listdir(self.layout.journal)
+        except FileNotFoundError:
+            return
+        for n in names:
+            if n.startswith(f"{sweep}-") and n.endswith(".done"):
+                try:
+                    os.unlink(self.layout.journal / n)
+                except FileNotFoundError:
+                    pass
+
     def clean_temp_files(self, older_than_s: float = 3600.0) -> int:
         """Delete stray temp files left by killed writers (older than ``older_than_s``)."""
         now = time.time()
@@ -193,7 +244,7 @@ class Store:
             except FileNotFoundError:
                 continue
             for e in entries:
-                if e.name.startswith(TMP_PREFIX):
+                if e.name.startswith(TMP_PREFIX) or e.name.endswith(".done"):
                     try:
                         if now - e.stat().st_mtime > older_than_s:
                             os.unlink(e.path)

@@ -1,0 +1,487 @@
+"""The ``metalab`` command line: a thin layer over the public API.
+
+::
+
+    metalab ls [DIR]                       stores under DIR (default ./runs), runs by status
+    metalab show STORE                     manifest, sweeps, counts, failures
+    metalab table STORE [--group-by P ...] [--csv FILE]
+    metalab run FILE.py:EXP | MODULE:EXP [--executor ...] [--store PATH] [--no-resume]
+    metalab report STORE [-o report.html]
+
+A user mistake (bad path, unknown name, malformed option) prints one line on stderr
+and exits with status 2; no traceback. Heavy modules are imported inside the
+commands, so ``metalab --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .executors import Executor
+    from .experiment import Experiment
+    from .store import Store
+
+__all__ = ["CLIError", "load_experiment", "main", "parse_executor"]
+
+#: Exit status of a user mistake (argparse uses the same).
+EXIT_USAGE = 2
+#: Exit status of ``metalab run`` when some runs failed.
+EXIT_FAILED_RUNS = 1
+#: Exit status after Ctrl-C / SIGTERM (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """A user mistake on the command line; printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _open_store(path: str) -> Store:
+    from .store import Store
+
+    return Store.open(path)
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "manifest.json").is_file() or (path / "records").is_dir()
+
+
+def find_stores(root: Path, max_depth: int = 3) -> list[Path]:
+    """Store folders at or below ``root`` (a store's own subfolders are not searched)."""
+    if _is_store(root):
+        return [root]
+    found: list[Path] = []
+
+    def walk(d: Path, depth: int) -> None:
+        try:
+            entries = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return
+        for p in entries:
+            if _is_store(p):
+                found.append(p)
+            elif depth < max_depth:
+                walk(p, depth + 1)
+
+    walk(root, 1)
+    return found
+
+
+def status_counts(store: Store) -> dict[str, int]:
+    """Number of current runs of a store by status (reads one column, no pandas)."""
+    import pyarrow.compute as pc
+
+    table = store.records(columns=["status"])
+    if table.num_rows == 0:
+        return {}
+    counts = pc.value_counts(table.column("status")).to_pylist()
+    return {str(c["values"]): int(c["counts"]) for c in counts}
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    order = ["success", "failed", "timeout"]
+    keys = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
+    return ", ".join(f"{counts[k]} {k}" for k in keys) or "no runs"
+
+
+def _fmt_time(t: Any) -> str:
+    import datetime as dt
+
+    if not isinstance(t, (int, float)):
+        return "-"
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def error_location(traceback_text: str) -> str:
+    """The innermost ``File "...", line N, in f`` line of a traceback, stripped."""
+    lines = [ln.strip() for ln in (traceback_text or "").splitlines()]
+    frames = [ln for ln in lines if ln.startswith('File "')]
+    return frames[-1] if frames else ""
+
+
+# ---------------------------------------------------------------------------------------
+# loading an experiment
+# ---------------------------------------------------------------------------------------
+def _import_file(path: Path) -> Any:
+    import importlib.util
+
+    name = path.stem if path.stem.isidentifier() else "metalab_user_module"
+    folder = str(path.parent.resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that worker processes can unpickle its functions
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _describe_import_error(target: str, exc: BaseException) -> str:
+    import traceback
+
+    where = ""
+    tb = exc.__traceback__
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    user = [f for f in frames if "importlib" not in f.filename and "metalab/cli" not in f.filename]
+    if user:
+        where = f" (at {user[-1].filename}:{user[-1].lineno})"
+    if isinstance(exc, SyntaxError):
+        where = f" (at {exc.filename}:{exc.lineno})"
+    return f"error while importing {target}: {type(exc).__name__}: {exc}{where}"
+
+
+def load_experiment(spec: str) -> Experiment:
+    """Load an :class:`~metalab.Experiment` from ``path/to/file.py:name`` or ``pkg.mod:name``.
+
+    Without ``:name`` the module must define exactly one Experiment.
+    """
+    import importlib
+
+    from .experiment import Experiment
+
+    target, _, attr = spec.partition(":")
+    if not target:
+        raise CLIError(f"expected FILE.py:EXPERIMENT or MODULE:EXPERIMENT, got {spec!r}")
+    as_file = target.endswith(".py") or os.sep in target or "/" in target
+    try:
+        if as_file:
+            path = Path(target)
+            if not path.is_file():
+                raise CLIError(f"no such file: {target} (expected FILE.py:EXPERIMENT)")
+            module = _import_file(path)
+        else:
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(target)
+            except ModuleNotFoundError as exc:
+                if exc.name and target.startswith(exc.name):
+                    raise CLIError(
+                        f"no module named {exc.name!r}; pass an importable module "
+                        f"(pkg.mod:exp) or a file path (path/to/file.py:exp)"
+                    ) from None
+                raise
+    except CLIError:
+        raise
+    except Exception as exc:
+        raise CLIError(_describe_import_error(target, exc)) from None
+
+    found = {k: v for k, v in vars(module).items() if isinstance(v, Experiment)}
+    if not attr:
+        if len(found) == 1:
+            return next(iter(found.values()))
+        names = ", ".join(sorted(found)) or "none"
+        raise CLIError(
+            f"{target} defines {len(found)} experiments ({names}); name one: {target}:NAME"
+        )
+    if not hasattr(module, attr):
+        names = ", ".join(sorted(found)) or "none"
+        raise CLIError(f"{target} has no attribute {attr!r}; experiments defined there: {names}")
+    exp = getattr(module, attr)
+    if not isinstance(exp, Experiment):
+        raise CLIError(
+            f"{target}:{attr} is a {type(exp).__name__}, not a metalab.Experiment"
+        )
+    return exp
+
+
+def parse_executor(text: str) -> Executor:
+    """Build an executor from ``local``, ``threads:N``, ``processes:N``, ``slurm`` or an address."""
+    from . import executors
+
+    name, _, arg = text.partition(":")
+    if text.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+        return executors.DaskExecutor(text)
+
+    def count() -> int | None:
+        if not arg:
+            return None
+        if not arg.isdigit() or int(arg) < 1:
+            raise CLIError(f"--executor {text}: the worker count must be a positive integer")
+        return int(arg)
+
+    if name == "local" and not arg:
+        return executors.LocalExecutor()
+    if name == "threads":
+        return executors.ThreadExecutor(max_workers=count())
+    if name == "processes":
+        return executors.ProcessExecutor(max_workers=count())
+    if name == "slurm":
+        cls = getattr(executors, "SlurmExecutor", None)
+        if cls is None:
+            try:
+                from .executors import jobqueue
+
+                cls = jobqueue.SlurmExecutor  # type: ignore[attr-defined]
+            except (ImportError, AttributeError) as exc:
+                raise CLIError(
+                    f"--executor slurm is not available ({exc}); install dask-jobqueue: "
+                    'pip install "metalab[hpc]"'
+                ) from None
+        n = count()
+        return cls() if n is None else cls(jobs=n)  # type: ignore[no-any-return]
+    raise CLIError(
+        f"unknown executor {text!r}; use local, threads:N, processes:N, slurm or a "
+        "scheduler address such as tcp://127.0.0.1:8786"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------
+def cmd_ls(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise CLIError(f"no such folder: {root} (stores live under ./runs by default)")
+    stores = find_stores(root)
+    if not stores:
+        _out(f"no metalab stores under {root}")
+        return 0
+    rows = []
+    for path in stores:
+        store = _open_store(str(path))
+        manifest = store.read_manifest()
+        counts = status_counts(store)
+        sweeps = store.read_sweeps()
+        last = _fmt_time(sweeps[-1].get("started")) if sweeps else "-"
+        rows.append([
+            str(path), str(manifest.get("experiment", path.name)), str(sum(counts.values())),
+            _format_counts(counts), last,
+        ])
+    header = ["STORE", "EXPERIMENT", "RUNS", "STATUS", "LAST SWEEP"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        _out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    store = _open_store(args.store)
+    manifest = store.read_manifest()
+    _out(f"{'store':<20} {store.root}")
+    for key in ("experiment", "experiment_version", "operation", "operation_version",
+                "description", "runs", "context_fingerprint", "created"):
+        if key in manifest and manifest[key] != "":
+            value = _fmt_time(manifest[key]) if key == "created" else manifest[key]
+            _out(f"{key:<20} {value}")
+    for key in ("params", "seeds"):
+        if key in manifest:
+            _out(f"{key:<20} {json.dumps(manifest[key], sort_keys=True)}")
+    sweeps = store.read_sweeps()
+    if sweeps:
+        _out(f"\nsweeps ({len(sweeps)})")
+        for s in sweeps:
+            _out(f"  {s.get('sweep', '?')}  {_fmt_time(s.get('started'))}  "
+                 f"{s.get('status', 'running'):<11} planned {s.get('planned', '?')}, "
+                 f"ran {s.get('to_run', '?')}, skipped {s.get('skipped', '?')}, "
+                 f"{s.get('success', '?')} success, {s.get('failed', '?')} failed  "
+                 f"[{s.get('executor', '')}]")
+    counts = status_counts(store)
+    _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
+    failed = sum(v for k, v in counts.items() if k != "success")
+    if failed:
+        import pyarrow.compute as pc
+
+        cols = ["run_id", "params", "status", "error_type", "error_message", "traceback"]
+        table = store.records(columns=cols)
+        table = table.filter(pc.not_equal(table.column("status"), "success"))
+        rows = table.to_pylist()
+        _out(f"\nfailures ({len(rows)})")
+        for r in rows[: args.max_failures]:
+            msg = (r.get("error_message") or "").strip().splitlines()
+            _out(f"  {r['run_id'][:8]}  {r.get('params')}")
+            _out(f"    {r.get('error_type') or r['status']}: {msg[0] if msg else ''}")
+            loc = error_location(r.get("traceback") or "")
+            if loc:
+                _out(f"    {loc}")
+        if len(rows) > args.max_failures:
+            _out(f"  ... and {len(rows) - args.max_failures} more (--max-failures N)")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from .results import load_results
+
+    results = load_results(_open_store(args.store).root)
+    if args.group_by:
+        params = results.param_names()
+        bad = [g for g in args.group_by if g not in params]
+        if bad:
+            raise CLIError(f"--group-by {bad[0]}: no such parameter; parameters: {params}")
+        df = results.summary(group_by=args.group_by)
+        if args.csv:
+            df.to_csv(args.csv, index=False)
+        text = df.to_string(index=False, float_format=lambda x: f"{x:.6g}") if len(df) else ""
+    else:
+        if args.csv:
+            results.to_csv(args.csv)
+        text = results.table(max_rows=args.max_rows)
+    if args.csv:
+        _out(f"wrote {args.csv}")
+    else:
+        _out(text or "(no runs)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    exp = load_experiment(args.experiment)
+    executor = parse_executor(args.executor) if args.executor else None
+    result = run(exp, executor=executor, store=args.store, resume=not args.no_resume,
+                 progress=args.progress)
+    if not args.quiet:
+        _out(result.table(max_rows=args.max_rows))
+    counts = result.counts()
+    root = Path(args.store) if args.store else Path("runs") / exp.name
+    print(f"metalab: {exp.name}: {sum(counts.values())} runs ({_format_counts(counts)}); "
+          f"store {root}", file=sys.stderr)
+    failed = sum(v for k, v in counts.items() if k != "success")
+    if failed:
+        print(f"metalab: {failed} runs failed; see them with: metalab show {root}",
+              file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    store = _open_store(args.store)
+    out = write_report(store.root, args.output)
+    _out(f"wrote {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# parser and entry point
+# ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``metalab`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="metalab",
+        description="Inspect, run and report metalab experiments.",
+        epilog="Run 'metalab COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"metalab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ls", help="list stores and their runs by status",
+                       description="List the metalab stores under DIR with run counts by status.")
+    p.add_argument("dir", nargs="?", default="runs", metavar="DIR",
+                   help="folder to search (default: ./runs); may be a store itself")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("show", help="manifest, sweeps, counts and failures of a store",
+                       description="Print a store's manifest, its sweeps, run counts by "
+                                   "status and each failed run with its error line.")
+    p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
+    p.add_argument("--max-failures", type=int, default=20, metavar="N",
+                   help="show at most N failures (default 20)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("table", help="the runs (or a grouped summary) as a table",
+                       description="Print the runs of a store as a table; with --group-by, "
+                                   "the mean, std and count of each metric per group.")
+    p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
+    p.add_argument("--group-by", nargs="+", metavar="P", default=None,
+                   help="summarize over replicates, grouped by these parameters")
+    p.add_argument("--csv", metavar="FILE", default=None,
+                   help="write the table to FILE instead of printing it")
+    p.add_argument("--max-rows", type=int, default=60, metavar="N",
+                   help="print at most N rows (default 60)")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("run", help="run an experiment defined in a file or module",
+                       description="Run (or resume) an Experiment object defined in a Python "
+                                   "file or an importable module. Exits with status 1 when "
+                                   "some runs failed.")
+    p.add_argument("experiment", metavar="MODULE:EXPERIMENT",
+                   help="path/to/file.py:exp or package.module:exp (':exp' may be omitted "
+                        "when the module defines one experiment)")
+    p.add_argument("--executor", default=None, metavar="EXECUTOR",
+                   help="local (default), threads:N, processes:N, slurm, or a scheduler "
+                        "address such as tcp://127.0.0.1:8786")
+    p.add_argument("--store", default=None, metavar="PATH",
+                   help="store folder (default: ./runs/<experiment name>)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="run every run again, even those already done")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--quiet", "-q", action="store_true", help="do not print the table")
+    p.add_argument("--max-rows", type=int, default=60, metavar="N",
+                   help="print at most N rows (default 60)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a store",
+                       description="Write one self-contained HTML file (no network needed) "
+                                   "with the manifest, counts, a sortable summary table, "
+                                   "plots, learning curves and failures.")
+    p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                   help="output file (default: report.html)")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        # StoreError's strerror is the whole message; a plain OSError names its file.
+        if exc.filename and str(exc.filename) not in exc.strerror:
+            return f"{exc.strerror}: {exc.filename}"
+        return str(exc.strerror)
+    return str(exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``metalab`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from .errors import MetalabError, RunInterrupted
+
+    try:
+        return int(args.func(args))
+    except RunInterrupted as exc:
+        print(f"metalab: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("metalab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CLIError, MetalabError, FileNotFoundError, PermissionError, NotADirectoryError,
+            IsADirectoryError) as exc:
+        print(f"metalab: error: {_error_text(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `metalab table ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

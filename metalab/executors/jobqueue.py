@@ -1,0 +1,294 @@
+"""Executors on HPC batch systems through dask-jobqueue: SLURM and PBS.
+
+metalab submits the worker jobs, keeps their number up while the sweep runs (adaptive
+scaling, so a job lost to ``scancel``, a node failure or the walltime is replaced), and
+cancels them at the end, also on errors and Ctrl-C.  Every keyword left at ``None`` falls
+back to dask's own jobqueue configuration (``jobqueue.slurm.*`` / ``jobqueue.pbs.*`` in
+``~/.config/dask/jobqueue.yaml``), then to a small metalab default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExecutorError
+from .base import Executor, Session
+from .distributed import ALLOWED_FAILURES
+
+#: Used when neither the keyword nor dask's jobqueue config sets a value.
+DEFAULT_CORES = 1
+DEFAULT_MEMORY = "2GiB"
+DEFAULT_LOG_DIRECTORY = "metalab-worker-logs"
+#: How long a vanished worker job may take to reconnect before a replacement is submitted
+#: (distributed's default is 15 s; a cancelled batch job never comes back).
+LOST_WORKER_TIMEOUT = "3s"
+
+
+def _config(name: str, key: str) -> Any:
+    import dask
+
+    return dask.config.get(f"jobqueue.{name}.{key}", default=None)
+
+
+class JobQueueExecutor(Executor):
+    """Common part of :class:`SlurmExecutor` and :class:`PBSExecutor`."""
+
+    _cluster_class = ""
+    _config_name = ""
+    _system = ""
+
+    def __init__(
+        self,
+        *,
+        cores: int | None = None,
+        memory: str | None = None,
+        walltime: str | None = None,
+        queue: str | None = None,
+        account: str | None = None,
+        processes: int | None = None,
+        jobs: int | None = None,
+        adapt: tuple[int, int] | None = None,
+        job_extra_directives: Sequence[str] | None = None,
+        worker_lifetime: str | None = None,
+        lifetime_stagger: str | None = None,
+        resources: Mapping[str, float] | None = None,
+        interface: str | None = None,
+        scheduler_options: Mapping[str, Any] | None = None,
+        log_directory: str | None = None,
+        worker_timeout_s: float | None = 600.0,
+        **cluster_kwargs: Any,
+    ) -> None:
+        if jobs is not None and adapt is not None:
+            raise ExecutorError(
+                f"{type(self).__name__}: give either jobs=N (a fixed number of worker jobs, "
+                "lost jobs are replaced) or adapt=(min, max), not both"
+            )
+        if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+            raise ExecutorError(f"jobs must be an int >= 1, got {jobs!r}")
+        if adapt is not None:
+            try:
+                lo, hi = (int(v) for v in adapt)
+            except (TypeError, ValueError):
+                raise ExecutorError(f"adapt must be a pair (min_jobs, max_jobs), got {adapt!r}")
+            if not 0 <= lo <= hi or hi < 1:
+                raise ExecutorError(
+                    f"adapt=(min_jobs, max_jobs) needs 0 <= min <= max and max >= 1, got {adapt!r}"
+                )
+            adapt = (lo, hi)
+        if worker_timeout_s is not None and worker_timeout_s <= 0:
+            raise ExecutorError(f"worker_timeout_s must be > 0 or None, got {worker_timeout_s!r}")
+        if lifetime_stagger is not None and worker_lifetime is None:
+            raise ExecutorError("lifetime_stagger= needs worker_lifetime= (e.g. '55m')")
+        self.cores = cores
+        self.memory = memory
+        self.walltime = walltime
+        self.queue = queue
+        self.account = account
+        self.processes = processes
+        self.jobs = jobs
+        self.adapt = adapt
+        self.job_extra_directives = list(job_extra_directives or [])
+        self.worker_lifetime = worker_lifetime
+        self.lifetime_stagger = lifetime_stagger
+        self.resources = dict(resources or {})
+        self.interface = interface
+        self.scheduler_options = dict(scheduler_options or {})
+        self.log_directory = log_directory
+        self.worker_timeout_s = worker_timeout_s
+        self.cluster_kwargs = cluster_kwargs
+
+    # -- building the cluster ---------------------------------------------------------
+
+    def _job_range(self) -> tuple[int, int]:
+        if self.adapt is not None:
+            return self.adapt
+        n = self.jobs if self.jobs is not None else 1
+        return n, n
+
+    def _processes(self, cores: int) -> int:
+        if self.processes is not None:
+            return self.processes
+        conf = _config(self._config_name, "processes")
+        # One single-threaded worker process per core: runs are usually pure Python.
+        return int(conf) if conf else max(1, cores)
+
+    def cluster_options(self) -> dict[str, Any]:
+        """Keyword arguments for the dask-jobqueue cluster class (after config fallback)."""
+        name = self._config_name
+        cores = self.cores or _config(name, "cores") or DEFAULT_CORES
+        memory = self.memory or _config(name, "memory") or DEFAULT_MEMORY
+        processes = self._processes(int(cores))
+        kw: dict[str, Any] = {"cores": cores, "memory": memory, "processes": processes}
+        for key in ("walltime", "queue", "account", "interface"):
+            value = getattr(self, key)
+            if value is not None:
+                kw[key] = value
+        if self.job_extra_directives:
+            conf = _config(name, "job-extra-directives") or []
+            kw["job_extra_directives"] = [*conf, *self.job_extra_directives]
+        worker_args = list(_config(name, "worker-extra-args") or [])
+        if self.worker_lifetime is not None:
+            from dask.utils import parse_timedelta
+
+            stagger = self.lifetime_stagger
+            if stagger is None:  # spread retirements over a tenth of the lifetime
+                stagger = f"{max(1, math.ceil(parse_timedelta(self.worker_lifetime) / 10))}s"
+            worker_args += ["--lifetime", self.worker_lifetime, "--lifetime-stagger", stagger]
+        if self.resources:
+            spec = " ".join(f"{k}={v:g}" for k, v in self.resources.items())
+            worker_args += ["--resources", spec]
+        if worker_args:
+            kw["worker_extra_args"] = worker_args
+        sched = {"dashboard_address": ":0"}
+        sched.update(_config(name, "scheduler-options") or {})
+        sched.update(self.scheduler_options)
+        kw["scheduler_options"] = sched
+        log_dir = self.log_directory or _config(name, "log-directory") or DEFAULT_LOG_DIRECTORY
+        kw["log_directory"] = str(Path(log_dir).resolve())
+        kw.update(self.cluster_kwargs)
+        return kw
+
+    def _make_cluster(self) -> Any:
+        try:
+            import dask_jobqueue
+        except ImportError:
+            raise ExecutorError(
+                f"{type(self).__name__} needs dask-jobqueue: pip install dask-jobqueue"
+            ) from None
+        cls = getattr(dask_jobqueue, self._cluster_class)
+        try:
+            return cls(**self.cluster_options())
+        except Exception as exc:
+            raise ExecutorError(
+                f"could not start a {self._cluster_class} ({type(exc).__name__}: {exc}); check "
+                f"the {type(self).__name__}(...) arguments and dask's jobqueue config"
+            ) from exc
+
+    def job_script(self) -> str:
+        """The batch script each worker job is submitted with (no job is submitted)."""
+        cluster = self._make_cluster()
+        try:
+            return str(cluster.job_script())
+        finally:
+            cluster.close()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        import dask
+        from distributed import Client
+
+        lo, hi = self._job_range()
+        config = {
+            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+            "distributed.deploy.lost-worker-timeout": LOST_WORKER_TIMEOUT,
+        }
+        with dask.config.set(config):
+            cluster = self._make_cluster()
+            try:
+                processes = cluster._dummy_job.worker_processes
+                # adapt, not scale: adaptive scaling resubmits jobs that were lost.
+                cluster.adapt(minimum_jobs=lo, maximum_jobs=hi, interval="1s", wait_count=3)
+                client = Client(cluster, set_as_default=False)
+                try:
+                    yield Session(
+                        n_workers=max(1, hi * processes),
+                        client=client,
+                        owns_cluster=True,
+                        worker_timeout_s=self.worker_timeout_s,
+                        diagnose=lambda: _diagnose(cluster, self._system),
+                    )
+                finally:
+                    client.close()
+            finally:
+                cluster.close()
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(f"    {line}" for line in text[-lines:])
+
+
+def _diagnose(cluster: Any, system: str) -> str:
+    """What the batch system says about the worker jobs, plus the end of their logs."""
+    ids = [str(j.job_id) for j in list(cluster.workers.values()) if getattr(j, "job_id", None)]
+    out = [f"{system} worker jobs: {', '.join(ids) or 'none submitted'}"]
+    if ids and system == "SLURM":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            res = subprocess.run(
+                ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"],
+                capture_output=True, text=True, timeout=10,
+            )
+            states = res.stdout.strip() or "(none in the queue any more: they ended)"
+            out.append(f"squeue (job state reason): {states}")
+    log_dir = Path(getattr(cluster, "_dummy_job").log_directory or ".")
+    logs = sorted(log_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)[-2:]
+    for log in logs:
+        tail = _tail(log)
+        if tail:
+            out.append(f"end of {log}:\n{tail}")
+    if not logs:
+        out.append(f"no worker log in {log_dir}")
+    return "\n".join(out)
+
+
+class SlurmExecutor(JobQueueExecutor):
+    """Run the sweep on SLURM worker jobs (``dask_jobqueue.SLURMCluster``).
+
+    Parameters
+    ----------
+    cores, memory
+        Per job (default: dask's ``jobqueue.slurm`` config, else 1 core and 2 GiB).
+        Each job runs one single-threaded worker process per core unless ``processes=``.
+    walltime, queue, account
+        ``#SBATCH -t``, ``-p`` and ``-A``.
+    jobs
+        Number of worker jobs kept running (default 1); a lost job is replaced.
+    adapt
+        ``(min_jobs, max_jobs)``: scale with the amount of pending work instead.
+    job_extra_directives
+        More ``#SBATCH`` lines, e.g. ``["--gres=gpu:1", "--qos=short"]``.
+    worker_lifetime, lifetime_stagger
+        Retire workers gracefully before the walltime (e.g. ``"55m"`` for a 1-hour
+        walltime); a replacement job picks up, no finished run is lost.
+    resources
+        Dask worker resources the workers offer, e.g. ``{"GPU": 1}`` for operations
+        declared with ``@operation(resources={"GPU": 1})``.
+    interface, scheduler_options
+        Network of the scheduler, e.g. ``interface="ib0"``.
+    log_directory
+        Worker job logs (default ``./metalab-worker-logs``).
+    worker_timeout_s
+        Fail with :class:`~metalab.ExecutorError` when no usable worker is connected for
+        this long (jobs stuck in the queue, workers that cannot start). ``None`` waits.
+    **cluster_kwargs
+        Passed to ``SLURMCluster`` unchanged (``python=``, ``job_script_prologue=``, ...).
+
+    Examples
+    --------
+    >>> ex = SlurmExecutor(cores=4, memory="16GB", walltime="02:00:00", jobs=10)
+    >>> metalab.run(exp, executor=ex)  # doctest: +SKIP
+    """
+
+    _cluster_class = "SLURMCluster"
+    _config_name = "slurm"
+    _system = "SLURM"
+
+
+class PBSExecutor(JobQueueExecutor):
+    """Run the sweep on PBS / Torque worker jobs (``dask_jobqueue.PBSCluster``).
+
+    Takes the same arguments as :class:`SlurmExecutor`; ``account`` becomes ``#PBS -A``
+    and ``resource_spec=`` (e.g. ``"select=1:ncpus=4:mem=16GB"``) is passed through.
+    """
+
+    _cluster_class = "PBSCluster"
+    _config_name = "pbs"
+    _system = "PBS"

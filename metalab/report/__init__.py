@@ -1,0 +1,65 @@
+"""A self-contained HTML report of a store: provenance, counts, summary, plots, failures.
+
+The page needs no network and no server: CSS and the table sorter are inline and the
+plots are inline SVG drawn with matplotlib (``pip install "metalab[plot]"``).
+
+Examples
+--------
+>>> from metalab.report import write_report
+>>> write_report("runs/pi_mc", "report.html")  # doctest: +SKIP
+PosixPath('report.html')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["build_report", "write_report"]
+
+
+def _store(store: str | os.PathLike[str]) -> object:
+    from ..store import Store
+
+    return store if isinstance(store, Store) else Store.open(store)
+
+
+def build_report(store: str | os.PathLike[str]) -> str:
+    """The report of a store as one HTML document (a string).
+
+    Parameters
+    ----------
+    store
+        A store folder (``runs/<experiment>``) or an open :class:`metalab.store.Store`.
+
+    Raises
+    ------
+    StoreError
+        The folder is not a metalab store.
+    ImportError
+        matplotlib is not installed.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            'the HTML report draws its plots with matplotlib: pip install "metalab[plot]"'
+        ) from None
+    from ._data import load
+    from ._html import render
+
+    return render(load(_store(store)))  # type: ignore[arg-type]
+
+
+def write_report(
+    store: str | os.PathLike[str], path: str | os.PathLike[str] = "report.html"
+) -> Path:
+    """Write :func:`build_report` to ``path`` (UTF-8) and return the path."""
+    from ..store.atomic import atomic_write
+
+    html = build_report(store)
+    out = Path(path)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda p: Path(p).write_text(html, encoding="utf-8"))
+    return out

@@ -1,0 +1,198 @@
+"""Report figures drawn with matplotlib and embedded as inline SVG (no files, no network)."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from ._data import config_label, fmt_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ._data import ReportData
+
+#: At most this many lines in one figure (further configurations are summarized).
+MAX_LINES = 8
+#: At most this many metric-vs-parameter figures.
+MAX_FIGURES = 24
+
+_RC = {
+    "svg.fonttype": "none",  # text stays text: smaller, searchable, crisp
+    "font.size": 9,
+    "font.family": "sans-serif",
+}
+_COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563",
+           "#db2777"]
+
+
+def _new_figure(width: float = 4.6, height: float = 3.0) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def to_svg(fig: Figure, uid: str) -> str:
+    """The figure as an ``<svg>`` element whose ids are unique within the page."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": uid}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    # Prefix every id (and its references) so that several inline SVGs never clash.
+    text = re.sub(r'id="([^"]+)"', rf'id="{uid}-\1"', text)
+    text = re.sub(r'url\(#([^)]+)\)', rf'url(#{uid}-\1)', text)
+    text = re.sub(r'((?:xlink:)?href)="#([^"]+)"', rf'\1="#{uid}-\2"', text)
+    return text.replace("<svg ", f'<svg role="img" aria-label="{uid}" ', 1)
+
+
+def _numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(
+        series)
+
+
+def _use_log(values: Any) -> bool:
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return bool(vals) and min(vals) > 0 and max(vals) / min(vals) >= 100
+
+
+def _style(ax: Axes) -> None:
+    ax.grid(True, alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _line(ax: Axes, x: Any, mean: Any, std: Any, color: str, label: str | None) -> None:
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    mean = np.asarray(mean, dtype=float)
+    std = np.nan_to_num(np.asarray(std, dtype=float), nan=0.0)
+    ax.plot(x, mean, marker="o", ms=3.5, lw=1.6, color=color, label=label)
+    if std.any():
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+
+
+def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame) -> Figure:
+    """``metric`` (mean ± std over replicates) against ``param``; one line per other setting."""
+    import numpy as np
+
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style(ax)
+    others = [p for p in data.swept if p != param]
+    cfg = ok.groupby([*data.swept], dropna=False, sort=True)[metric].agg(["mean", "std"])
+    cfg = cfg.reset_index()
+    numeric_x = _numeric(ok[param])
+    xs_all = sorted(cfg[param].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+    pos = {v: i for i, v in enumerate(xs_all)}
+
+    def xvals(values: Any) -> Any:
+        return values if numeric_x else [pos.get(v, np.nan) for v in values]
+
+    combos = cfg[others].drop_duplicates() if others else None
+    per_x = cfg.groupby(param, dropna=False)[param].size()
+    many_points = len(xs_all) > 20 and int(per_x.max()) <= 2  # e.g. random search
+    if many_points:
+        # Random search: every configuration is a point; error bars are replicate spread.
+        ax.errorbar(xvals(cfg[param]), cfg["mean"], yerr=cfg["std"].fillna(0.0), fmt="o",
+                    ms=3.5, color=_COLORS[0], ecolor=_COLORS[0], alpha=0.75, elinewidth=1)
+    elif combos is not None and 1 < len(combos) <= MAX_LINES:
+        for i, row in enumerate(combos.itertuples(index=False)):
+            part = cfg.merge(combos.iloc[[i]], on=others, how="inner").sort_values(param)
+            label = config_label(dict(zip(others, row, strict=True)))
+            _line(ax, xvals(part[param]), part["mean"], part["std"], _COLORS[i % 8], label)
+        ax.legend(fontsize=7, frameon=False)
+    else:
+        # One line: mean ± std over replicates (and over the other parameters, if many).
+        g = ok.groupby(param, dropna=False, sort=True)[metric].agg(["mean", "std"]).reset_index()
+        label = "mean ± std over all other settings" if others else None
+        _line(ax, xvals(g[param]), g["mean"], g["std"], _COLORS[0], label)
+        if label:
+            ax.legend(fontsize=7, frameon=False)
+    if numeric_x and _use_log(xs_all):
+        ax.set_xscale("log")
+    if not numeric_x:
+        ax.set_xticks(range(len(xs_all)), [fmt_value(v) for v in xs_all])
+    ax.set_xlabel(param)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs {param}", fontsize=10)
+    return fig
+
+
+def metric_plots(data: ReportData) -> list[tuple[str, str]]:
+    """(caption, svg) of each metric against each swept parameter."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        return _metric_plots(data)
+
+
+def _metric_plots(data: ReportData) -> list[tuple[str, str]]:
+    runs = data.runs
+    ok = runs[runs["status"] == "success"]
+    out: list[tuple[str, str]] = []
+    if not len(ok) or not data.swept:
+        return out
+    for metric in data.metrics:
+        if ok[metric].notna().sum() == 0:
+            continue
+        sub = ok[ok[metric].notna()].copy()
+        sub[metric] = sub[metric].astype("float64")
+        for param in data.swept:
+            if len(out) >= MAX_FIGURES:
+                return out
+            fig = metric_vs_param(data, metric, param, sub)
+            uid = f"m{len(out)}"
+            out.append((f"{metric} against {param}", to_svg(fig, uid)))
+    return out
+
+
+def learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
+    """(caption, svg, note) of each stepped metric: mean ± std over replicates per config."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        return _learning_curves(data)
+
+
+def _learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
+    steps = data.steps
+    out: list[tuple[str, str, str]] = []
+    if not len(steps):
+        return out
+    keys = data.swept
+    for k, name in enumerate(sorted(steps["name"].unique())):
+        s = steps[steps["name"] == name]
+        fig = _new_figure(6.0, 3.2)
+        ax = fig.add_subplot()
+        _style(ax)
+        note = ""
+        if keys:
+            configs = s[keys].drop_duplicates().sort_values(keys)
+            if len(configs) > MAX_LINES:
+                note = f"showing {MAX_LINES} of {len(configs)} configurations"
+                configs = configs.iloc[:: math.ceil(len(configs) / MAX_LINES)][:MAX_LINES]
+            groups = [(config_label(dict(zip(keys, row, strict=True))),
+                       s.merge(configs.iloc[[i]], on=keys, how="inner"))
+                      for i, row in enumerate(configs.itertuples(index=False))]
+        else:
+            groups = [(None, s)]
+        for i, (label, part) in enumerate(groups):
+            g = part.groupby("step")["value"].agg(["mean", "std"]).reset_index()
+            _line(ax, g["step"], g["mean"], g["std"], _COLORS[i % 8], label)
+        if keys:
+            ax.legend(fontsize=7, frameon=False)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} by step", fontsize=10)
+        out.append((f"{name} by step", to_svg(fig, f"c{k}"), note))
+    return out

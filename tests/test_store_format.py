@@ -1,0 +1,219 @@
+"""The store layout, read back without metalab: pandas, pyarrow.dataset, manifest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+import metalab
+
+
+@metalab.operation(name="store_op", version="1")
+def store_op(params, seeds, capture):
+    x = params["x"]
+    if x == 3:
+        raise KeyError("three")
+    for step in range(4):
+        capture.metric("loss", 1.0 / (step + 1) + x, step=step)
+    capture.metric("acc", x / 10)
+    capture.artifact("pred", np.arange(x + 1, dtype="float64"))
+    capture.artifact("cfg", {"x": x, "name": "é"})
+    capture.log(f"done {x}")
+
+
+def _exp() -> metalab.Experiment:
+    return metalab.Experiment(
+        name="store_fmt", operation=store_op,
+        params=metalab.grid(x=[0, 1, 2, 3], model=[{"depth": 2, "act": "relu"}]),
+        seeds=metalab.seeds(base=5, replicates=2),
+    )
+
+
+def _latest(df: pd.DataFrame) -> pd.DataFrame:
+    """What docs/store-format.md tells readers to do: keep the latest ended_at per run_id."""
+    return df.sort_values("ended_at").drop_duplicates("run_id", keep="last")
+
+
+def test_layout_and_manifest():
+    exp = _exp()
+    metalab.run(exp)
+    root = Path("runs/store_fmt")
+    for sub in ("records", "metrics", "artifacts", "sweeps"):
+        assert (root / sub).is_dir(), sub
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["experiment"] == "store_fmt"
+    assert manifest["operation"] == "store_op" and manifest["operation_version"] == "1"
+    assert manifest["context_fingerprint"] == exp.context.fingerprint
+    assert manifest["runs"] == 8
+    assert manifest["metalab_store"] == 1
+    sweeps = list((root / "sweeps").glob("*.json"))
+    assert len(sweeps) == 1
+    info = json.loads(sweeps[0].read_text())
+    assert info["planned"] == 8 and info["status"] == "finished"
+    assert list((root / "journal").iterdir()) == []  # journals are folded at partition end
+
+
+def test_records_read_with_plain_pandas():
+    exp = _exp()
+    metalab.run(exp)
+    df = pd.read_parquet("runs/store_fmt/records")
+    assert len(df) == 8
+    assert set(df["run_id"]) == set(exp.plan()["run_id"])
+    for col in ["run_id", "status", "attempt", "replicate", "seed", "params", "started_at",
+                "ended_at", "duration_s", "error_type", "error_message", "traceback",
+                "artifacts", "logs", "host", "pid", "worker", "sweep",
+                "params.x", "params.model.depth", "params.model.act", "metrics.acc",
+                "metrics.loss"]:
+        assert col in df.columns, col
+    assert set(df["status"]) == {"success", "failed"}
+    failed = df[df["status"] == "failed"]
+    assert set(failed["params.x"]) == {3}
+    assert set(failed["error_type"]) == {"KeyError"}
+    ok = df[df["status"] == "success"].sort_values(["params.x", "replicate"])
+    assert ok["metrics.acc"].tolist() == [x / 10 for x in (0, 0, 1, 1, 2, 2)]
+    assert ok["metrics.loss"].tolist() == [0.25 + x for x in (0, 0, 1, 1, 2, 2)]  # last step
+    assert json.loads(ok["params"].iloc[0]) == {"model": {"act": "relu", "depth": 2}, "x": 0}
+    assert str(df["ended_at"].dtype).startswith("datetime64") and "UTC" in str(
+        df["ended_at"].dtype)
+    assert (df["ended_at"] >= df["started_at"]).all()
+    first = ok.iloc[0]
+    assert json.loads(first["logs"])[0][1:] == ["info", "done 0"]
+    arts = {a["name"]: a for a in json.loads(first["artifacts"])}
+    pred = np.load(Path("runs/store_fmt") / arts["pred"]["path"])
+    assert pred.tolist() == [0.0]
+    cfg = json.loads((Path("runs/store_fmt") / arts["cfg"]["path"]).read_text())
+    assert cfg == {"x": 0, "name": "é"}
+    assert arts["pred"]["path"] == f"artifacts/{first['run_id']}/pred.npy"
+
+
+def test_records_read_with_pyarrow_dataset_and_deduplicated():
+    exp = _exp()
+    metalab.run(exp)
+    metalab.run(exp, resume=False)  # every run twice in the raw files
+    dataset = ds.dataset("runs/store_fmt/records", format="parquet")
+    table = dataset.to_table()
+    assert table.num_rows == 16
+    assert pa.types.is_string(table.schema.field("run_id").type)
+    latest = _latest(table.to_pandas())
+    assert len(latest) == 8
+    assert set(latest["attempt"]) == {2}
+    ok = dataset.to_table(filter=ds.field("status") == "success",
+                          columns=["run_id", "metrics.acc"])
+    assert ok.num_rows == 12
+    res = metalab.load_results("runs/store_fmt")
+    got = res.table(as_dataframe=True).set_index("run_id")["acc"].sort_index()
+    exp_acc = latest.set_index("run_id")["metrics.acc"].sort_index()
+    pd.testing.assert_series_equal(got, exp_acc, check_names=False)
+
+
+def test_stepped_metrics_in_long_form():
+    metalab.run(_exp())
+    steps = pd.read_parquet("runs/store_fmt/metrics")
+    assert list(steps.columns) == ["run_id", "name", "step", "value", "time", "sweep"]
+    assert len(steps) == 6 * 4
+    one = steps[steps["run_id"] == steps["run_id"].iloc[0]].sort_values("step")
+    assert one["step"].tolist() == [0, 1, 2, 3]
+    assert set(one["name"]) == {"loss"}
+    res = metalab.load_results("runs/store_fmt")
+    run = res.filter(x=1)[0]
+    series = run.metric_series("loss")
+    assert series.tolist() == [1.0 + 1, 0.5 + 1, 1 / 3 + 1, 0.25 + 1]
+
+
+def test_every_file_is_written_atomically():
+    """No temp files are left behind and every Parquet file is complete."""
+    metalab.run(_exp())
+    metalab.run(_exp(), resume=False)
+    root = Path("runs/store_fmt")
+    leftovers = [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    for f in root.rglob("*.parquet"):
+        pq.ParquetFile(f).metadata  # noqa: B018 - raises on a truncated file
+    for f in root.rglob("*.json"):
+        if "artifacts" not in f.parts:
+            json.loads(f.read_text())
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    from metalab.store.atomic import atomic_write, atomic_write_text
+
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old")
+
+    def broken(p: Path) -> None:
+        p.write_text("half")
+        raise RuntimeError("disk full")
+
+    try:
+        atomic_write(target, broken)
+    except RuntimeError:
+        pass
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_relative_store_path_and_relative_artifact_paths(tmp_path):
+    metalab.run(_exp(), store="relative/store")
+    assert (tmp_path / "relative/store/manifest.json").exists()
+    df = pd.read_parquet(tmp_path / "relative/store/records")
+    arts = json.loads(df["artifacts"].dropna().iloc[0])
+    assert not os.path.isabs(arts[0]["path"])  # artifact paths are relative to the store
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "store-format.md"
+
+
+def _doc_blocks() -> dict[str, str]:
+    """The python code blocks of docs/store-format.md, keyed by the reader they use."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    out = {}
+    for b in blocks:
+        for lib in ("duckdb", "polars", "pyarrow.dataset", "pandas"):
+            if f"import {lib}" in b:
+                out[lib] = b
+                break
+    return out
+
+
+def test_documented_read_examples_run():
+    """The pandas and pyarrow examples of docs/store-format.md give the deduplicated runs."""
+    import importlib.util
+
+    @metalab.operation(name="doc_op")
+    def doc_op(params, seeds, capture):
+        for step in range(3):
+            capture.metric("loss", 1.0 / (step + 1), step=step)
+        return {"score": params["learning_rate"] * float(seeds.numpy().random())}
+
+    exp = metalab.Experiment(
+        name="my_exp", operation=doc_op, params=metalab.grid(learning_rate=[0.1, 0.01]),
+        seeds=metalab.seeds(base=1, replicates=2),
+    )
+    metalab.run(exp)
+    metalab.run(exp, resume=False)
+    blocks = _doc_blocks()
+    assert set(blocks) == {"pandas", "pyarrow.dataset", "duckdb", "polars"}
+    expected = metalab.load_results("runs/my_exp").table(as_dataframe=True)
+    for lib, code in blocks.items():
+        if importlib.util.find_spec(lib.split(".")[0]) is None:
+            continue  # duckdb / polars are not dependencies of metalab
+        ns: dict = {}
+        exec(compile(code, f"store-format.md[{lib}]", "exec"), ns)
+        latest = ns["latest"]
+        if not isinstance(latest, pd.DataFrame):
+            latest = latest.to_pandas()
+        assert len(latest) == 4, lib
+        assert sorted(latest["run_id"]) == sorted(expected["run_id"]), lib
+        assert set(latest["attempt"]) == {2}, lib
+        if lib == "pandas":
+            assert len(ns["steps"]) == 2 * 4 * 3  # both sweeps wrote their points
+            assert len(ns["current"]) == 4 * 3  # the points of the current records
