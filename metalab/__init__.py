@@ -28,7 +28,15 @@ from .errors import (
     UnsafePickleError,
     UnsupportedArtifactError,
 )
-from .executors import DaskExecutor, Executor, LocalExecutor, ProcessExecutor, ThreadExecutor
+from .executors import (
+    DaskExecutor,
+    Executor,
+    LocalExecutor,
+    PBSExecutor,
+    ProcessExecutor,
+    SlurmExecutor,
+    ThreadExecutor,
+)
 from .experiment import Experiment
 from .operation import Operation, operation
 from .params import (
@@ -42,6 +50,7 @@ from .params import (
     random,
     uniform,
 )
+from .provenance import SourceChangedWarning
 from .seeds import SeedBundle, SeedPlan, seeds
 
 if TYPE_CHECKING:
@@ -65,6 +74,7 @@ __all__ = [
     "MetalabError",
     "Operation",
     "OperationSignatureError",
+    "PBSExecutor",
     "ParamError",
     "ParamSource",
     "ParamSpaceError",
@@ -74,6 +84,8 @@ __all__ = [
     "RunInterrupted",
     "SeedBundle",
     "SeedPlan",
+    "SlurmExecutor",
+    "SourceChangedWarning",
     "StoreError",
     "ThreadExecutor",
     "UnsafePickleError",

@@ -192,8 +192,11 @@ def filter_exprs(
     push = list(inv)
     if var and "attempt" in schema.names:
         push.append(reduce(operator.and_, var) | (ds.field("attempt") > 1))
-    and_ = (lambda es: reduce(operator.and_, es) if es else None)
-    return and_(push), and_(exact)
+    return _all(push), _all(exact)
+
+
+def _all(exprs: list[ds.Expression]) -> ds.Expression | None:
+    return reduce(operator.and_, exprs) if exprs else None
 
 
 def _prunes_file(clauses: Sequence[Clause], names: set[str]) -> bool:
@@ -279,12 +282,12 @@ def query_clauses(query: str, columns: dict[str, str], env: dict[str, Any]) -> l
         return None
 
     def clauses(node: ast.AST) -> list[Clause]:
-        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) or (
+        if (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)) or (
             isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd)
         ):
             parts = node.values if isinstance(node, ast.BoolOp) else [node.left, node.right]
             return [c for p in parts for c in clauses(p)]
-        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) or (
+        if (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or)) or (
             isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)
         ):
             parts = node.values if isinstance(node, ast.BoolOp) else [node.left, node.right]
@@ -381,7 +384,7 @@ def read_store(
         tables.append(j.select(need))
     if not tables:
         return sub.empty_table().select(cols)
-    table = pa.concat_tables([t.cast(sub) for t in tables]).combine_chunks()
+    table = pa.concat_tables([t if t.schema == sub else t.cast(sub) for t in tables])
     table = dedupe_latest(table)
     if exact is not None:
         table = table.filter(exact)
@@ -421,8 +424,8 @@ def _read_snapshot(
     out = []
     for s in snap.stores:
         t = read_store(s, snap.schema, columns=cols, clauses=clauses)
-        if run_ids is None and t.num_rows > 1:
-            t = t.take(pc.sort_indices(t.column("started_at")))
+        if run_ids is None:
+            t = _sorted_by(t, t.column("started_at"))
         if s.label is not None:
             t = t.append_column("experiment", pa.repeat(pa.scalar(s.label), t.num_rows)
                                 .cast(pa.string()))
@@ -431,9 +434,25 @@ def _read_snapshot(
     if run_ids is not None:
         pos = pc.index_in(table.column("run_id"), value_set=run_ids)
         keep = pc.is_valid(pos)
-        table = table.filter(keep)
-        table = table.take(pc.sort_indices(pos.filter(keep)))
+        if not pc.all(keep).as_py():
+            table, pos = table.filter(keep), pos.filter(keep)
+        table = _sorted_by(table, pos)
     return table
+
+
+def _sorted_by(table: pa.Table, key: pa.ChunkedArray | pa.Array) -> pa.Table:
+    """``table`` ordered by ``key`` (stable); free when it already is."""
+    import numpy as np
+
+    if table.num_rows < 2:
+        return table
+    if pa.types.is_timestamp(key.type):
+        key = key.cast(pa.int64())
+    values = key.to_numpy() if isinstance(key, pa.ChunkedArray) else key.to_numpy(
+        zero_copy_only=False)
+    if key.null_count == 0 and bool(np.all(values[1:] >= values[:-1])):
+        return table
+    return table.take(pc.sort_indices(key))
 
 
 # ------------------------------------------------------------------------ the Dask frame

@@ -193,6 +193,14 @@ def run_id_from_parts(prefix: str, params_json: str, base: int, replicate: int) 
     return hashlib.sha256(doc.encode()).hexdigest()[:RUN_ID_LENGTH]
 
 
+def run_ids_for(prefix: str, params_json: list[str], base: int, replicate: int) -> list[str]:
+    """:func:`run_id_from_parts` for many configurations of one replicate, in bulk."""
+    sha = hashlib.sha256
+    head = prefix.encode()
+    tail = f',"seed":{{"base":{base},"replicate":{replicate}}}}}'.encode()
+    return [sha(head + p.encode() + tail).hexdigest()[:RUN_ID_LENGTH] for p in params_json]
+
+
 def run_id(
     *,
     context_fp: str,

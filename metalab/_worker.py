@@ -5,6 +5,7 @@ This module is imported on workers; it must stay light and picklable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .capture import Capture
+from .capture.serializers import install_serializers, user_serializers
 from .operation import Operation
 from .seeds import SeedBundle
 from .store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
@@ -42,6 +44,8 @@ class SweepTask:
     timeout: float | None = None
     # In-process executors only: called with each run's status (never pickled to workers).
     on_run: Callable[[str], None] | None = field(default=None, repr=False)
+    #: Artifact formats registered on the driver (metalab.register_serializer), for workers.
+    serializers: tuple[Any, ...] = field(default_factory=user_serializers, repr=False)
 
     def __dask_tokenize__(self) -> str:
         return f"metalab-sweep-{self.sweep}"
@@ -154,9 +158,14 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
 
     part = int(partition_info["number"]) if partition_info else 0
     layout = Layout(Path(task.store_root))
+    if task.serializers:
+        install_serializers(task.serializers)
     finished = _read_done_marker(layout, task, part)
     if finished is not None:  # Dask recomputed a partition whose result died with a worker
         return pd.DataFrame({k: [int(finished.get(k, 0))] for k in SUMMARY_COLUMNS})
+    if getattr(context, "metalab_shipped", False):  # cluster: read once per worker process
+        operation, context = context.resolve()
+        task = dataclasses.replace(task, operation=operation)
     run_ids = pdf["run_id"].tolist()
     params_json = pdf["params"].tolist()
     replicates = pdf["replicate"].tolist()

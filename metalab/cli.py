@@ -91,6 +91,7 @@ def status_counts(store: Store) -> dict[str, int]:
 
 
 def _format_counts(counts: dict[str, int]) -> str:
+    counts = {k: v for k, v in counts.items() if v}
     order = ["success", "failed", "timeout"]
     keys = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
     return ", ".join(f"{counts[k]} {k}" for k in keys) or "no runs"
@@ -204,7 +205,11 @@ def load_experiment(spec: str) -> Experiment:
 
 
 def parse_executor(text: str) -> Executor:
-    """Build an executor from ``local``, ``threads:N``, ``processes:N``, ``slurm`` or an address."""
+    """Build an executor from its command-line text.
+
+    ``local``, ``threads[:N]``, ``processes[:N]``, ``slurm[:JOBS]``, ``pbs[:JOBS]`` or a
+    scheduler address (``tcp://host:8786``).
+    """
     from . import executors
 
     name, _, arg = text.partition(":")
@@ -224,22 +229,18 @@ def parse_executor(text: str) -> Executor:
         return executors.ThreadExecutor(max_workers=count())
     if name == "processes":
         return executors.ProcessExecutor(max_workers=count())
-    if name == "slurm":
-        cls = getattr(executors, "SlurmExecutor", None)
+    if name in ("slurm", "pbs"):
+        cls_name = "SlurmExecutor" if name == "slurm" else "PBSExecutor"
+        cls = getattr(executors, cls_name, None)
         if cls is None:
-            try:
-                from .executors import jobqueue
-
-                cls = jobqueue.SlurmExecutor  # type: ignore[attr-defined]
-            except (ImportError, AttributeError) as exc:
-                raise CLIError(
-                    f"--executor slurm is not available ({exc}); install dask-jobqueue: "
-                    'pip install "metalab[hpc]"'
-                ) from None
+            raise CLIError(
+                f"--executor {name} is not available in this metalab ({cls_name} missing); "
+                'install the HPC extra: pip install "metalab[hpc]"'
+            )
         n = count()
         return cls() if n is None else cls(jobs=n)  # type: ignore[no-any-return]
     raise CLIError(
-        f"unknown executor {text!r}; use local, threads:N, processes:N, slurm or a "
+        f"unknown executor {text!r}; use local, threads:N, processes:N, slurm[:JOBS], pbs or a "
         "scheduler address such as tcp://127.0.0.1:8786"
     )
 
@@ -354,11 +355,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(result.table(max_rows=args.max_rows))
     counts = result.counts()
     root = Path(args.store) if args.store else Path("runs") / exp.name
-    print(f"metalab: {exp.name}: {sum(counts.values())} runs ({_format_counts(counts)}); "
+    print(f"metalab: {exp.name}: {len(exp)} runs ({_format_counts(counts)}); "
           f"store {root}", file=sys.stderr)
     failed = sum(v for k, v in counts.items() if k != "success")
     if failed:
-        print(f"metalab: {failed} runs failed; see them with: metalab show {root}",
+        print(f"metalab: {failed} runs did not succeed; see them with: metalab show {root}",
               file=sys.stderr)
         return EXIT_FAILED_RUNS
     return 0
@@ -422,8 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="path/to/file.py:exp or package.module:exp (':exp' may be omitted "
                         "when the module defines one experiment)")
     p.add_argument("--executor", default=None, metavar="EXECUTOR",
-                   help="local (default), threads:N, processes:N, slurm, or a scheduler "
-                        "address such as tcp://127.0.0.1:8786")
+                   help="local (default), threads:N, processes:N, slurm[:JOBS], pbs[:JOBS], "
+                        "or a scheduler address such as tcp://127.0.0.1:8786")
     p.add_argument("--store", default=None, metavar="PATH",
                    help="store folder (default: ./runs/<experiment name>)")
     p.add_argument("--no-resume", action="store_true",
@@ -477,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `metalab table ... | head`
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._hashing import run_id_from_parts, run_id_prefix
+from ._hashing import run_id_prefix, run_ids_for
 from .context import freeze_context
 from .errors import ExperimentError
 from .operation import Operation
@@ -124,6 +124,7 @@ class Experiment:
         """
         import numpy as np
         import pandas as pd
+        import pyarrow as pa
 
         reps = self.seeds.replicates
         base = self.seeds.base
@@ -131,16 +132,19 @@ class Experiment:
         configs = list(self.params.iter_json())
         seeds = [self.seeds.seed_int(r) for r in range(reps)]
         if reps == 1:
-            run_ids = [run_id_from_parts(prefix, p, base, 0) for p in configs]
+            run_ids = run_ids_for(prefix, configs, base, 0)
             params_col = configs
         else:
-            run_ids = [run_id_from_parts(prefix, p, base, r) for p in configs for r in range(reps)]
+            per_rep = [run_ids_for(prefix, configs, base, r) for r in range(reps)]
+            run_ids = [rid for row in zip(*per_rep, strict=True) for rid in row]
             params_col = [p for p in configs for _ in range(reps)]
         n = len(run_ids)
+        ids = pa.array(run_ids, pa.string())
+        text = pd.StringDtype("pyarrow")
         plan = pd.DataFrame(
             {
-                "run_id": pd.array(run_ids, dtype="string[pyarrow]"),
-                "params": pd.array(params_col, dtype="string[pyarrow]"),
+                "run_id": pd.Series(ids, dtype=text),
+                "params": pd.Series(pa.array(params_col, pa.string()), dtype=text),
                 "replicate": np.tile(np.arange(reps, dtype="int32"), len(configs)),
                 "seed": np.tile(np.asarray(seeds, dtype="int64"), len(configs)),
                 "attempt": np.ones(n, dtype="int32"),

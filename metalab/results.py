@@ -1,29 +1,50 @@
-"""Results: the runs of a store as a table, a lazy Dask frame, and individual Run objects."""
+"""Results: the runs of a store as a table, a lazy Dask frame, summaries, plots and Run objects.
+
+``Results`` is a description of a selection (stores, filters, columns), read on first
+use and cached.  Filters on params and status are pushed down to the Parquet reader
+(see :mod:`metalab._frame`); every derived ``Results`` (``filter``, ``query``,
+``select``, ``successful``) filters an already loaded parent in memory instead.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArtifactIntegrityError, StoreError
+from .errors import ArtifactIntegrityError, MetalabError, StoreError
 from .store import Store
-from .store.records import BASE_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
+from .store.records import METRIC_PREFIX, PARAM_PREFIX
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["Results", "Run", "load_results"]
+    from ._frame import Clause, Scan
+
+__all__ = ["Results", "ResultsError", "Run", "load_results"]
 
 #: Column order of the user-facing table (params and metrics are placed around these).
 _FRONT = ["run_id"]
 _MIDDLE = ["replicate", "seed", "status"]
 _BACK = ["duration_s", "started_at", "ended_at", "attempt", "error_type", "error_message"]
 _HIDDEN = {"params", "traceback", "artifacts", "logs", "host", "pid", "worker", "sweep"}
+#: Columns every loaded table keeps, whatever is selected (counts, order, dedupe).
+_INTERNAL = ["run_id", "status", "replicate", "started_at", "ended_at", "attempt", "sweep"]
+_STATUSES = ("success", "failed")
+
+
+class ResultsError(MetalabError, KeyError, ValueError):
+    """A results query names a column that does not exist, or asks for an unknown statistic."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def user_names(raw: Sequence[str]) -> dict[str, str]:
@@ -47,23 +68,35 @@ def user_names(raw: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _ordered(raw: Sequence[str], names: dict[str, str], *, full: bool) -> list[str]:
+def _ordered(raw: Sequence[str], *, full: bool) -> list[str]:
     params = [c for c in raw if c.startswith(PARAM_PREFIX)]
     metrics = [c for c in raw if c.startswith(METRIC_PREFIX)]
-    order = [c for c in _FRONT if c in raw] + params + [c for c in _MIDDLE if c in raw]
-    order += metrics + [c for c in _BACK if c in raw]
+    order = [c for c in ["experiment", *_FRONT] if c in raw] + params
+    order += [c for c in _MIDDLE if c in raw] + metrics + [c for c in _BACK if c in raw]
     if full:
         order += [c for c in raw if c not in order]
-    else:
-        order += [c for c in raw if c not in order and c not in _HIDDEN and c in BASE_COLUMNS]
     return order
+
+
+def _suggest(key: str, names: Sequence[str]) -> str:
+    import difflib
+
+    hint = difflib.get_close_matches(key, list(names), n=1)
+    return f"did you mean {hint[0]!r}?" if hint else f"columns are {sorted(names)}"
 
 
 class Results:
     """The runs of one or more stores: tabular, filterable, lazily loaded.
 
-    ``metalab.run`` returns the runs of the experiment it ran; ``metalab.load_results``
-    returns every run of a store (or of several, with an ``experiment`` column).
+    ``metalab.run`` returns the runs of the experiment it ran, in plan order;
+    ``metalab.load_results`` returns every run of a store (or of several, with an
+    ``experiment`` column), ordered by start time.
+
+    Examples
+    --------
+    >>> result = metalab.load_results("./runs/pi_mc")  # doctest: +SKIP
+    >>> result.filter(n_samples=[1000, 10000]).summary(group_by="n_samples")  # doctest: +SKIP
+    >>> result.query("pi_estimate > 3.1 and status == 'success'").to_pandas()  # doctest: +SKIP
     """
 
     def __init__(
@@ -73,191 +106,409 @@ class Results:
         run_ids: Any = None,
         equals: dict[str, Any] | None = None,
         label_experiments: bool = False,
+        queries: Sequence[tuple[str, dict[str, Any]]] = (),
+        columns: Sequence[str] | None = None,
+        base: Results | None = None,
     ) -> None:
         self._stores = list(stores)
         self._run_ids = run_ids
         self._equals = dict(equals or {})
         self._label = label_experiments
-        self._raw: pd.DataFrame | None = None
-        self._table: pa.Table | None = None
+        self._queries = list(queries)
+        self._columns = list(columns) if columns is not None else None
+        self._base = base
+        self._snap: Scan | None = None
+        self._core: pa.Table | None = None
+        self._full: pa.Table | None = None
+        self._labels: dict[int, str] = {}
 
-    # loading -------------------------------------------------------------------
+    # snapshot and names ------------------------------------------------------------
     def _experiment_name(self, store: Store) -> str:
-        return str(store.read_manifest().get("experiment", store.root.name))
+        key = id(store)
+        if key not in self._labels:
+            self._labels[key] = str(store.read_manifest().get("experiment", store.root.name))
+        return self._labels[key]
 
-    def _filter_expr(self, names: set[str]) -> Any:
-        import pyarrow.compute as pc
-        import pyarrow.dataset as ds
+    def _pairs(self) -> list[tuple[Store, str | None]]:
+        pairs = [(s, self._experiment_name(s) if self._label else None) for s in self._stores]
+        want = self._equals.get("experiment")
+        if want is not None and self._label:
+            allowed = set(want) if isinstance(want, (list, tuple, set, frozenset)) else {want}
+            pairs = [p for p in pairs if p[1] in allowed]
+        return pairs
 
-        expr = None
-        for key, value in self._equals.items():
-            col = self._resolve(key, names)
-            if col is None:
-                continue
-            if isinstance(value, (list, tuple, set, frozenset)):
-                e = ds.field(col).isin(list(value))
-            elif value is None:
-                e = ds.field(col).is_null()
+    def _snapshot(self) -> Scan:
+        if self._snap is None:
+            if self._base is not None:
+                self._snap = self._base._snapshot()
             else:
-                e = ds.field(col) == value
-            expr = e if expr is None else expr & e
-        if self._run_ids is not None:
-            import pyarrow as pa
+                from ._frame import scan
 
-            ids = pa.array(list(self._run_ids) if not hasattr(self._run_ids, "to_numpy")
-                           else self._run_ids.astype(str).to_numpy(), type=pa.string())
-            e = pc.is_in(ds.field("run_id"), value_set=ids)
-            expr = e if expr is None else expr & e
-        return expr
+                self._snap = scan(self._pairs())
+        return self._snap
 
-    @staticmethod
-    def _resolve(key: str, names: set[str]) -> str | None:
-        for cand in (key, PARAM_PREFIX + key, METRIC_PREFIX + key):
-            if cand in names:
-                return cand
-        return None
+    @property
+    def _names(self) -> dict[str, str]:
+        snap = self._snapshot()
+        if not snap.names:
+            snap.names = user_names(snap.schema.names)
+            snap.names["experiment"] = "experiment"
+        return snap.names
 
-    def _schema_names(self) -> set[str]:
-        import pyarrow.parquet as pq
+    def _lookup(self) -> dict[str, str]:
+        """Every accepted spelling of a column (table name, raw name) -> raw name."""
+        names = self._names
+        out = {raw: raw for raw in names}
+        for raw, user in names.items():
+            out.setdefault(user, raw)
+        return out
 
-        from .store.reader import journal_tables, parquet_files
+    def _raw(self, key: str, what: str) -> str:
+        raw = self._lookup().get(key)
+        if raw is None:
+            visible = [u for r, u in self._names.items() if r not in _HIDDEN]
+            raise ResultsError(f"{what}: no parameter, metric or column named {key!r}; "
+                               + _suggest(key, visible))
+        return raw
 
-        names: set[str] = set(BASE_COLUMNS)
-        for s in self._stores:
-            for f in parquet_files(s.layout.records):
-                try:
-                    names.update(pq.read_schema(f).names)
-                except (OSError, Exception):
-                    continue
-            for t in journal_tables(s.layout)[0]:
-                names.update(t.column_names)
-        return names
+    def _ids(self) -> pa.Array | None:
+        if self._run_ids is None:
+            return None
+        import pyarrow as pa
 
-    def _arrow(self, columns: list[str] | None = None) -> pa.Table:
-        from .store.reader import concat
+        ids = self._run_ids
+        if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+            return ids
+        return pa.array(ids if not isinstance(ids, (set, frozenset)) else list(ids),
+                        type=pa.string())
 
-        names = self._schema_names() if self._equals else set(BASE_COLUMNS)
-        for key in self._equals:
-            if self._resolve(key, names) is None:
-                import difflib
+    # filters ----------------------------------------------------------------------
+    def _clauses(self) -> list[Clause]:
+        from ._frame import Term, query_clauses
 
-                params = sorted(n[len(PARAM_PREFIX):] for n in names if n.startswith(PARAM_PREFIX))
-                hint = difflib.get_close_matches(key, params, n=1)
-                raise KeyError(
-                    f"filter({key}=...): no parameter, metric or column named {key!r}"
-                    + (f"; did you mean {hint[0]!r}?" if hint else f"; parameters: {params}")
-                )
-        expr = self._filter_expr(names)
-        tables = []
-        for s in self._stores:
-            t = s.records(columns=columns, filter=expr)
-            if self._label:
-                import pyarrow as pa
+        clauses: list[Clause] = []
+        for key, value in self._equals.items():
+            if key == "experiment" and self._label:
+                continue
+            col = self._raw(key, f"filter({key}=...)")
+            if key == "status" or col == "status":
+                vals = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
+                bad = [v for v in vals if v not in _STATUSES]
+                if bad:
+                    raise ResultsError(f"filter(status=...): unknown status {bad[0]!r}; runs are "
+                                       f"{' or '.join(repr(s) for s in _STATUSES)}")
+            if isinstance(value, (list, tuple, set, frozenset)):
+                clauses.append((Term(col, "in", list(value)),))
+            elif value is None:
+                clauses.append((Term(col, "null", True),))
+            else:
+                clauses.append((Term(col, "==", value),))
+        lookup = self._lookup()
+        for q, env in self._queries:
+            clauses += query_clauses(q, lookup, env)
+        return clauses
 
-                t = t.append_column("experiment", pa.array([self._experiment_name(s)] * len(t)))
-            tables.append(t)
-        return concat(tables)
+    def _query_columns(self) -> list[str]:
+        """Raw columns a pandas query may refer to."""
+        lookup = self._lookup()
+        out: list[str] = []
+        for q, _env in self._queries:
+            for m in re.finditer(r"`([^`]*)`|([A-Za-z_][A-Za-z_0-9]*)", q):
+                name = m.group(1) if m.group(1) is not None else m.group(2)
+                if name in lookup:
+                    out.append(lookup[name])
+        return out
 
-    def _arrow_cached(self) -> pa.Table:
-        if self._table is None:
-            self._table = self._arrow()
-        return self._table
+    def _apply_queries(self, table: pa.Table) -> pa.Table:
+        import pyarrow as pa
 
-    def _records(self) -> pd.DataFrame:
-        """All record columns (raw names) of the selected runs, as pandas (cached)."""
-        if self._raw is None:
-            df = self._arrow_cached().to_pandas()
-            if "experiment" in df.columns:
-                df = df[["experiment", *[c for c in df.columns if c != "experiment"]]]
-            self._raw = df
-        return self._raw
+        if not self._queries or table.num_rows == 0:
+            return table
+        names = self._names
+        cols = [c for c in dict.fromkeys(self._query_columns()) if c in table.column_names]
+        df = table.select(cols or table.column_names).to_pandas()
+        df = df.rename(columns={c: names.get(c, c) for c in df.columns})
+        for q, env in self._queries:
+            try:
+                mask = df.eval(q, local_dict=env.get("locals", {}),
+                               global_dict=env.get("globals", {}))
+            except Exception as exc:
+                if "is not defined" in str(exc) or isinstance(exc, (NameError, KeyError)):
+                    visible = [u for r, u in names.items() if r not in _HIDDEN]
+                    raise ResultsError(
+                        f"query({q!r}): {exc}; columns are {sorted(visible)} (quote names "
+                        "with dots in backticks: `opt.lr` > 0.1)") from exc
+                raise
+            if not hasattr(mask, "dtype") or mask.dtype.kind != "b":
+                raise ResultsError(f"query({q!r}) is not a condition (it gives {mask.dtype} "
+                                   "values, not True/False)")
+            keep = mask.fillna(False).to_numpy(dtype=bool)
+            df = df[keep]
+            table = table.filter(pa.array(keep))
+        return table
+
+    # loading -----------------------------------------------------------------------
+    def _read_columns(self, *, full: bool) -> list[str] | None:
+        names = self._snapshot().schema.names
+        if full:
+            return None
+        if self._columns is None:
+            return [c for c in names if c not in _HIDDEN or c == "sweep"]
+        want = [*self._columns, *_INTERNAL, *self._query_columns()]
+        want += [c.column for cl in self._clauses() for c in cl]
+        return [c for c in dict.fromkeys(want) if c in names]
+
+    def _arrow(self, *, full: bool = False) -> pa.Table:
+        """The selected records (raw column names) in table order; cached."""
+        if full and self._full is not None:
+            return self._full
+        if not full and self._core is not None:
+            return self._core
+        if not full and self._full is not None:
+            return self._full
+        base = self._base
+        if base is not None and (base._full is not None or (not full and base._core is not None)):
+            from ._frame import filter_exprs
+
+            table = base._arrow(full=full)
+            _push, exact = filter_exprs(self._clauses(), self._snapshot().schema)
+            if exact is not None:
+                table = table.filter(exact)
+        else:
+            from ._frame import read_eager
+
+            table, snap = read_eager(self._pairs(), columns=self._read_columns(full=full),
+                                     clauses=self._clauses(), run_ids=self._ids())
+            if self._snap is None:
+                self._snap = snap
+        table = self._apply_queries(table)
+        if full:
+            self._full = table
+        else:
+            self._core = table
+        return table
 
     def _derive(self, **changes: Any) -> Results:
         kw: dict[str, Any] = {
             "run_ids": self._run_ids, "equals": self._equals, "label_experiments": self._label,
+            "queries": self._queries, "columns": self._columns,
         }
         kw.update(changes)
-        return Results(self._stores, **kw)
+        loaded = self._core is not None or self._full is not None
+        return Results(self._stores, base=self if loaded else self._base, **kw)
 
-    # tables -------------------------------------------------------------------
-    def to_pandas(self, *, full: bool = False) -> pd.DataFrame:
-        """The runs as a pandas DataFrame: run_id, one column per param and metric, status..."""
-        raw = self._records()
-        order = _ordered(list(raw.columns), user_names(list(raw.columns)), full=full)
-        if "experiment" in raw.columns:
-            order = ["experiment", *[c for c in order if c != "experiment"]]
-        df = raw[order]
-        return df.rename(columns=user_names(order))
+    def reload(self) -> Results:
+        """The same selection read again from the store (new runs of a live sweep appear)."""
+        return Results(self._stores, run_ids=self._run_ids, equals=self._equals,
+                       label_experiments=self._label, queries=self._queries,
+                       columns=self._columns)
 
-    def table(self, as_dataframe: bool = False, *, max_rows: int = 60) -> Any:
-        """The runs as a table: printable text, or a pandas DataFrame with ``as_dataframe``."""
-        df = self.to_pandas()
-        if as_dataframe:
-            return df
-        if df.empty:
-            return "(no runs)"
-        show = df.drop(columns=[c for c in ("seed", "started_at", "ended_at", "attempt",
-                                             "error_type", "error_message") if c in df.columns])
-        show = show.assign(run_id=show["run_id"].str.slice(0, 8))
-        return show.to_string(index=False, max_rows=max_rows, float_format=lambda x: f"{x:.6g}")
-
-    def to_csv(self, path: str | os.PathLike[str], **kwargs: Any) -> None:
-        """Write the table to a CSV file."""
-        self.to_pandas().to_csv(path, index=False, **kwargs)
-
-    def to_parquet(self, path: str | os.PathLike[str]) -> None:
-        """Write the table to one Parquet file."""
-        self.to_pandas().to_parquet(path, index=False)
-
-    @property
-    def frame(self) -> dd.DataFrame:
-        """A lazy ``dask.dataframe.DataFrame`` over the store's Parquet records."""
-        from ._frame import lazy_frame
-
-        return lazy_frame(self)
-
-    # selection ----------------------------------------------------------------
+    # selection ----------------------------------------------------------------------
     def filter(self, **equals: Any) -> Results:
-        """Runs whose params/metrics/columns equal the given values (a list means "one of")."""
+        """Runs whose params, metrics or columns equal the given values.
+
+        A list (or tuple, set) means "is one of"; ``None`` means "is missing".
+        Filters on params and status are pushed down to the Parquet reader.
+
+        Examples
+        --------
+        >>> result.filter(n_samples=[1000, 10000], status="success")  # doctest: +SKIP
+        >>> result.filter(**{"optimizer.lr": 0.01})  # nested params  # doctest: +SKIP
+        """
         merged = {**self._equals, **equals}
-        return self._derive(equals=merged)
+        out = self._derive(equals=merged)
+        out._clauses()  # validate names now, not at first use
+        return out
+
+    def query(self, expr: str) -> Results:
+        """Runs for which a pandas query expression is true.
+
+        Column names are the table's (quote dotted names in backticks); ``@name`` refers
+        to a variable of the caller.  Simple comparisons on params and status joined by
+        ``and`` are pushed down to the Parquet reader.
+
+        Examples
+        --------
+        >>> result.query("lr > 0.01 and status == 'success'")  # doctest: +SKIP
+        >>> result.query("`opt.lr` in [0.1, 0.3] or batch >= @big")  # doctest: +SKIP
+        """
+        if not isinstance(expr, str) or not expr.strip():
+            raise ResultsError(f"query() takes a condition as text, such as "
+                               f"\"lr > 0.01 and status == 'success'\", got {expr!r}")
+        frame = sys._getframe(1)
+        env = {"locals": dict(frame.f_locals), "globals": frame.f_globals}
+        return self._derive(queries=[*self._queries, (expr, env)])
+
+    def select(self, *columns: str) -> Results:
+        """The same runs with only these columns in tables, frames and exports.
+
+        Examples
+        --------
+        >>> result.select("n_samples", "pi_estimate").to_pandas()  # doctest: +SKIP
+        """
+        if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
+            columns = tuple(columns[0])
+        if not columns:
+            raise ResultsError("select() needs at least one column, e.g. "
+                               "result.select('lr', 'accuracy')")
+        raw = [self._raw(c, "select") for c in columns]
+        return self._derive(columns=raw)
 
     @property
     def successful(self) -> Results:
         """Runs whose status is ``"success"``."""
-        return self._derive(equals={**self._equals, "status": "success"})
+        return self.filter(status="success")
 
     @property
     def failed(self) -> Results:
-        """Runs that did not succeed (failed, timeout)."""
-        return self._derive(equals={**self._equals, "status": ["failed", "timeout"]})
+        """Runs that did not succeed."""
+        return self.filter(status="failed")
 
+    # tables -----------------------------------------------------------------------
+    def _output_columns(self, table: pa.Table, *, full: bool = False) -> list[str]:
+        if self._columns is not None and not full:
+            cols = list(self._columns)
+            if "experiment" in table.column_names and "experiment" not in cols:
+                cols = ["experiment", *cols]
+            return [c for c in cols if c in table.column_names]
+        order = _ordered(table.column_names, full=full)
+        if not full:
+            order = [c for c in order if c not in _HIDDEN]
+        return order
+
+    def to_pandas(self, *, full: bool = False) -> pd.DataFrame:
+        """The runs as a pandas DataFrame: run_id, one column per param, status, metrics...
+
+        ``full=True`` adds every stored column (params JSON, traceback, artifacts, logs...).
+        """
+        table = self._arrow(full=full)
+        cols = self._output_columns(table, full=full)
+        names = self._names
+        df = table.select(cols).to_pandas()
+        df.columns = [names.get(c, c) for c in cols]
+        return df
+
+    def table(self, as_dataframe: bool = False, *, max_rows: int = 60) -> Any:
+        """The runs as printable text, or as a pandas DataFrame with ``as_dataframe=True``."""
+        if as_dataframe:
+            return self.to_pandas()
+        table = self._arrow()
+        if table.num_rows == 0:
+            return "(no runs)"
+        drop = {"seed", "started_at", "ended_at", "attempt", "error_type", "error_message"}
+        cols = [c for c in self._output_columns(table)
+                if c not in drop or self._columns is not None]
+        n = table.num_rows
+        half = max_rows // 2
+        shown = table if n <= max_rows else pa_concat(table.slice(0, half),
+                                                      table.slice(n - half, half))
+        df = shown.select(cols).to_pandas()
+        df.columns = [self._names.get(c, c) for c in cols]
+        if "run_id" in df.columns:
+            df["run_id"] = df["run_id"].str.slice(0, 8)
+        text = df.to_string(index=False, float_format=lambda x: f"{x:.6g}")
+        if n > max_rows:
+            lines = text.splitlines()
+            lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
+            text = "\n".join(lines)
+        return text
+
+    def to_csv(self, path: str | os.PathLike[str], **kwargs: Any) -> None:
+        """Write the table (the ``to_pandas()`` columns) to a CSV file."""
+        self.to_pandas().to_csv(path, index=False, **kwargs)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Write the table (the ``to_pandas()`` columns, with their types) to one Parquet file."""
+        import pyarrow.parquet as pq
+
+        table = self._arrow()
+        cols = self._output_columns(table)
+        out = table.select(cols).rename_columns([self._names.get(c, c) for c in cols])
+        pq.write_table(out, os.fspath(path))
+
+    @property
+    def frame(self) -> dd.DataFrame:
+        """A lazy ``dask.dataframe.DataFrame`` of the selected runs (the ``to_pandas`` columns).
+
+        Partitions are groups of Parquet row groups; row groups whose statistics rule out
+        the filters are never read.  Integer and boolean columns use pandas' nullable
+        dtypes, so runs without a param or metric hold ``<NA>``.  Row order is not kept
+        across partitions; sort or use :meth:`to_pandas` for the table order.
+        """
+        from ._frame import lazy_frame
+
+        snap = self._snapshot()
+        names = snap.schema.names
+        full_order = _ordered(names, full=False)
+        out = (list(self._columns) if self._columns is not None
+               else [c for c in full_order if c not in _HIDDEN])
+        out = [c for c in out if c in names]
+        extra = [c for c in self._query_columns() if c not in out]
+        ddf = lazy_frame(snap, columns=out + extra, clauses=self._clauses(),
+                         run_ids=self._ids(), names=self._names)
+        for q, env in self._queries:
+            ddf = ddf.query(q, local_dict=env.get("locals", {}),
+                            global_dict=env.get("globals", {}))
+        if extra:
+            keep = [self._names.get(c, c) for c in out]
+            if "experiment" in ddf.columns:
+                keep = ["experiment", *keep]
+            ddf = ddf[keep]
+        return ddf
+
+    def metric_frame(self, name: str | None = None) -> dd.DataFrame:
+        """Stepped metrics of the selected runs as a lazy Dask frame (long form).
+
+        Columns ``run_id, name, step, value, time`` (``experiment`` first for several
+        stores); one partition per metrics file, only the steps of each run's current
+        record.  ``name=`` keeps one metric (filtered while reading).
+        """
+        from ._metric_frame import metric_frame
+
+        return metric_frame(self, name)
+
+    @property
+    def provenance(self) -> list[dict[str, Any]]:
+        """One dict per sweep (``run()`` call) of the stores, oldest first.
+
+        Each holds the sweep's options and counts, the operation's ``source_hash``, and
+        ``provenance``: metalab, Python and package versions, platform, hostname, and the
+        git commit and dirty flag of the repository holding the operation's source.
+        """
+        return [sweep for s in self._stores for sweep in s.read_sweeps()]
+
+    # runs ----------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self._arrow_cached().num_rows)
+        return int(self._arrow().num_rows)
 
     def __getitem__(self, i: int | str) -> Run:
-        """The ``i``-th run (table order), or the run with a given run id."""
-        table = self._arrow_cached()
+        """The ``i``-th run (table order), or the run with a given run id (or id prefix)."""
+        table = self._arrow(full=True)
         n = table.num_rows
         if isinstance(i, str):
             import pyarrow.compute as pc
 
-            hits = pc.indices_nonzero(pc.equal(table.column("run_id"), i)).to_pylist()
-            if not hits:
-                raise KeyError(f"no run with id {i!r}")
+            col = table.column("run_id")
+            hits = pc.indices_nonzero(pc.starts_with(col, i)).to_pylist()
+            if len(hits) != 1:
+                raise ResultsError(f"no run with id {i!r}" if not hits else
+                                   f"{len(hits)} runs have ids starting with {i!r}; give more "
+                                   "characters")
             i = int(hits[0])
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ResultsError(f"index runs by position or run id, got {i!r}")
         if not -n <= i < n:
             raise IndexError(f"run index {i} out of range for {n} runs")
         row = table.slice(i % n, 1).to_pylist()[0]
         return Run(row, self._store_of(row))
 
     def __iter__(self) -> Iterator[Run]:
-        for batch in self._arrow_cached().to_batches(max_chunksize=4096):
+        for batch in self._arrow(full=True).to_batches(max_chunksize=4096):
             for row in batch.to_pylist():
                 yield Run(row, self._store_of(row))
 
     def _store_of(self, row: dict[str, Any]) -> Store:
-        if len(self._stores) == 1:
+        if len(self._stores) == 1 or not self._label:
             return self._stores[0]
         name = row.get("experiment")
         for s in self._stores:
@@ -265,16 +516,21 @@ class Results:
                 return s
         return self._stores[0]
 
-    # summaries ---------------------------------------------------------------
+    # summaries ---------------------------------------------------------------------
+    def _present(self, prefix: str) -> list[str]:
+        table = self._arrow()
+        cols = [c for c in table.column_names if c.startswith(prefix)]
+        if self._columns is not None:
+            cols = [c for c in cols if c in self._columns]
+        return [self._names[c] for c in cols if table.column(c).null_count < table.num_rows]
+
     def metric_names(self) -> list[str]:
-        raw = self._records()
-        names = user_names(list(raw.columns))
-        return [names[c] for c in raw.columns if c.startswith(METRIC_PREFIX)]
+        """Table names of the scalar metrics some selected run has."""
+        return self._present(METRIC_PREFIX)
 
     def param_names(self) -> list[str]:
-        raw = self._records()
-        names = user_names(list(raw.columns))
-        return [names[c] for c in raw.columns if c.startswith(PARAM_PREFIX)]
+        """Table names of the params some selected run has."""
+        return self._present(PARAM_PREFIX)
 
     def summary(
         self,
@@ -282,7 +538,23 @@ class Results:
         metrics: Sequence[str] | None = None,
         stats: Sequence[str] = ("mean", "std", "count"),
     ) -> pd.DataFrame:
-        """Per-group statistics of each metric across replicates (successful runs only)."""
+        """Per-group statistics of each metric across replicates (successful runs only).
+
+        Parameters
+        ----------
+        group_by
+            Table columns to group by; default: every param.
+        metrics
+            Metrics to summarise; default: every scalar metric.
+        stats
+            Any of ``mean, std, count, min, max, median, sem, ci95`` (``ci95`` is the
+            half-width of the 95% confidence interval of the mean, Student t).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group: the group columns, then ``<metric>_<stat>`` columns.
+        """
         from .analysis import summarize
 
         return summarize(self, group_by=group_by, metrics=metrics, stats=stats)
@@ -293,25 +565,131 @@ class Results:
         metrics: Sequence[str] | None = None,
         stats: Sequence[str] = ("mean", "std", "count"),
     ) -> None:
-        """Print :meth:`summary` as a table (a rich table when rich is installed)."""
+        """Print :meth:`summary` as a readable table: one row per group, cells ``mean ± std (n)``.
+
+        A table too wide for the terminal is split into one table per metric.
+        """
         from .analysis import print_summary
 
         print_summary(self.summary(group_by=group_by, metrics=metrics, stats=stats),
-                      title=self._title())
+                      stats=stats, title=self._title())
 
+    def series(self, metric: str | None = None) -> pd.DataFrame:
+        """Stepped metrics of the selected runs, long form: run_id, params, name, step, value.
+
+        Only the steps of each run's current record (its latest attempt) are included.
+        """
+        from .analysis import stepped
+
+        return stepped(self, metric)
+
+    def plot(self, x: str, y: str, *, hue: str | None = None, logx: bool = False,
+             logy: bool = False, band: str | None = "ci95", errorbars: bool = False,
+             ax: Any = None, path: str | os.PathLike[str] | None = None) -> Any:
+        """Plot the mean of ``y`` against ``x`` across replicates, one line per ``hue``.
+
+        The band (or error bars with ``errorbars=True``) is the 95% confidence interval
+        of the mean (``band="ci95"``), ± one standard deviation (``"std"``) or ± the
+        standard error (``"sem"``); ``band=None`` draws the means only.  Returns the
+        matplotlib Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
+        """
+        from .plotting import plot_metric
+
+        return plot_metric(self, x=x, y=y, hue=hue, logx=logx, logy=logy, band=band,
+                           errorbars=errorbars, ax=ax, path=path)
+
+    def plot_series(self, metric: str, *, hue: str | None = None, logx: bool = False,
+                    logy: bool = False, band: str | None = "ci95", ax: Any = None,
+                    path: str | os.PathLike[str] | None = None) -> Any:
+        """Plot a stepped metric (a learning curve): mean over runs per step, per ``hue``.
+
+        Returns the matplotlib Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
+        """
+        from .plotting import plot_steps
+
+        return plot_steps(self, metric, hue=hue, logx=logx, logy=logy, band=band, ax=ax,
+                          path=path)
+
+    # counts and reprs ----------------------------------------------------------------
     def _title(self) -> str:
-        names = sorted({self._experiment_name(s) for s in self._stores})
+        names = list(dict.fromkeys(self._experiment_name(s) for s in self._stores))
         return ", ".join(names)
 
     def counts(self) -> dict[str, int]:
-        """Number of runs by status."""
-        raw = self._records()
-        return {str(k): int(v) for k, v in raw["status"].value_counts().items()}
+        """Number of runs by status (``success``, ``failed``) and ``pending``."""
+        import pyarrow.compute as pc
+
+        table = self._arrow()
+        out = {str(k): int(v) for k, v in (
+            (d["values"], d["counts"]) for d in
+            pc.value_counts(table.column("status")).to_pylist())}
+        out = {"success": out.pop("success", 0), "failed": out.pop("failed", 0), **out}
+        out["pending"] = self.pending
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Runs planned but without a record (yet): running, queued or never run.
+
+        For the results of ``metalab.run`` these are its plan's runs without a record;
+        for a store, the runs the latest sweep set out to run and has not recorded.
+        Filtered results count none.
+        """
+        import pyarrow.compute as pc
+
+        if self._equals or self._queries:
+            return 0
+        table = self._arrow()
+        if self._run_ids is not None:
+            return max(0, len(self._run_ids) - table.num_rows)
+        total = 0
+        for s, label in self._pairs():
+            sweeps = s.read_sweeps()
+            if not sweeps:
+                continue
+            last = sweeps[-1]
+            mine = table
+            if label is not None:
+                mine = table.filter(pc.equal(table.column("experiment"), label))
+            done = int(pc.sum(pc.equal(mine.column("sweep"), last.get("sweep", ""))).as_py()
+                       or 0)
+            total += max(0, int(last.get("to_run", 0)) - done)
+        return total
+
+    def _count_text(self) -> tuple[int, str]:
+        c = self.counts()
+        n = sum(v for k, v in c.items() if k != "pending")
+        parts = [f"{c['success']} succeeded", f"{c['failed']} failed"]
+        parts += [f"{v} {k}" for k, v in c.items() if k not in ("success", "failed", "pending")]
+        parts.append(f"{c['pending']} pending")
+        return n, ", ".join(parts)
 
     def __repr__(self) -> str:
-        c = self.counts()
-        parts = ", ".join(f"{v} {k}" for k, v in sorted(c.items())) or "no runs"
-        return f"<Results {self._title()}: {sum(c.values())} runs ({parts})>"
+        n, text = self._count_text()
+        return f"<Results {self._title()}: {n} runs ({text})>"
+
+    def _repr_html_(self, max_rows: int = 20) -> str:
+        n, text = self._count_text()
+        head = (f"<p><b>Results</b> {html.escape(self._title())}: {n} runs "
+                f"({html.escape(text)})</p>")
+        if n == 0:
+            return head
+        table = self._arrow()
+        cols = self._output_columns(table)
+        df = table.slice(0, max_rows).select(cols).to_pandas()
+        df.columns = [self._names.get(c, c) for c in cols]
+        if "run_id" in df.columns:
+            df["run_id"] = df["run_id"].str.slice(0, 8)
+        body = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="",
+                          border=0)
+        more = f"<p>... {n - max_rows} more runs</p>" if n > max_rows else ""
+        return head + body + more
+
+
+def pa_concat(*tables: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.concat_tables(tables)
 
 
 class Run:
@@ -393,37 +771,72 @@ class Run:
         raw = self._row.get("artifacts")
         return list(json.loads(raw)) if raw else []
 
-    def _artifact_entry(self, name: str) -> dict[str, Any]:
-        for a in self.artifacts:
-            if a["name"] == name:
-                return a
-        known = sorted({a["name"] for a in self.artifacts})
-        raise KeyError(f"run {self.run_id[:8]} has no artifact {name!r}; it has {known}")
+    def _artifact_entry(self, name: str, format: str | None = None) -> dict[str, Any]:
+        entries = [a for a in self.artifacts if a["name"] == name]
+        if entries and format is not None:
+            chosen = [a for a in entries if a["format"] == format]
+            if not chosen:
+                have = [a["format"] for a in entries]
+                raise KeyError(f"run {self.run_id[:8]}: artifact {name!r} has no format "
+                               f"{format!r}; it was saved as {have}")
+            entries = chosen
+        if not entries:
+            known = sorted({a["name"] for a in self.artifacts})
+            raise KeyError(f"run {self.run_id[:8]} has no artifact {name!r}; it has {known}")
+        return entries[0]
+
+    def _entry_path(self, entry: dict[str, Any]) -> Path:
+        import errno
+
+        root = self._store.root
+        path = root / entry["path"]
+        if os.path.isabs(entry["path"]) or not os.path.normpath(path).startswith(
+                os.path.join(os.path.normpath(root), "")):
+            raise StoreError(errno.EINVAL, f"artifact path {entry['path']!r} in the record of "
+                             f"run {self.run_id[:8]} points outside the store {root}; the "
+                             "record was tampered with", str(path))
+        return path
 
     def artifact_path(self, name: str, format: str | None = None) -> Path:
-        """The file of an artifact inside the store."""
-        entries = [a for a in self.artifacts if a["name"] == name]
-        if format is not None:
-            entries = [a for a in entries if a["format"] == format]
-        entry = entries[0] if entries else self._artifact_entry(name)
-        return self._store.root / entry["path"]
+        """The file of an artifact inside the store (the first format unless ``format=``)."""
+        return self._entry_path(self._artifact_entry(name, format))
 
     def artifact(self, name: str, *, format: str | None = None, allow_pickle: bool = False) -> Any:
-        """Load an artifact, verifying its sha256 first (pickles need ``allow_pickle=True``)."""
-        from .capture.serializers import load_artifact
-        from .capture import _sha256_file
+        """Load an artifact, checking its sha256 first.
 
-        entries = [a for a in self.artifacts if a["name"] == name]
-        if format is not None:
-            entries = [a for a in entries if a["format"] == format]
-        entry = entries[0] if entries else self._artifact_entry(name)
-        path = self._store.root / entry["path"]
+        Parameters
+        ----------
+        name
+            The name given to ``capture.artifact`` or ``capture.figure``.
+        format
+            Which file of a figure saved in several formats (default: the first).
+        allow_pickle
+            Load a ``format="pickle"`` artifact (unpickling can run code from the file).
+
+        Raises
+        ------
+        KeyError
+            The run has no such artifact.
+        ArtifactIntegrityError
+            The file does not match the checksum recorded when it was written.
+        UnsafePickleError
+            It is a pickle and ``allow_pickle`` is False.
+        """
+        import errno
+
+        from .capture import _sha256_file
+        from .capture.serializers import load_artifact
+
+        entry = self._artifact_entry(name, format)
+        path = self._entry_path(entry)
         if not path.exists():
-            raise StoreError(2, f"artifact file {path} is missing", str(path))
+            raise StoreError(errno.ENOENT, f"artifact {name!r} of run {self.run_id[:8]}: the "
+                             f"file {path} is missing (deleted or moved after the run)",
+                             str(path))
         digest = _sha256_file(path)
         if digest != entry["sha256"]:
             raise ArtifactIntegrityError(
-                5,
+                errno.EIO,
                 f"artifact {name!r} of run {self.run_id[:8]} is damaged: sha256 {digest[:12]}... "
                 f"does not match the recorded {entry['sha256'][:12]}...; the file {path} was "
                 "changed or corrupted after the run wrote it. Re-run with resume=False to "
@@ -433,7 +846,10 @@ class Run:
         return load_artifact(entry["format"], path, allow_pickle=allow_pickle)
 
     def metric_series(self, name: str) -> pd.Series:
-        """A stepped metric of this run as a pandas Series indexed by step."""
+        """A stepped metric of this run as a pandas Series indexed by step.
+
+        Empty when the run recorded no steps of ``name``.
+        """
         import pandas as pd
         import pyarrow.dataset as ds
 
@@ -444,24 +860,90 @@ class Run:
         sweep = self._row.get("sweep")
         if sweep is not None and len(t):
             t = t[t["sweep"] == sweep]
-        s = pd.Series(t["value"].to_numpy(), index=pd.Index(t["step"].to_numpy(), name="step"),
-                      name=name)
-        return s.sort_index()
+        # A step can sit in two files for a moment (journal being folded into Parquet).
+        t = t.drop_duplicates(subset=["step", "time"]).sort_values(["step", "time"],
+                                                                    kind="stable")
+        return pd.Series(t["value"].to_numpy(dtype="float64"),
+                         index=pd.Index(t["step"].to_numpy(dtype="int64"), name="step"),
+                         name=name)
 
     def __repr__(self) -> str:
         m = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in list(self.metrics.items())[:4])
         return f"<Run {self.run_id[:8]} {self.status} params={self.params} {m}>"
 
+    def _repr_html_(self) -> str:
+        def rows(items: dict[str, Any]) -> str:
+            return "".join(
+                f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                f"<td style='text-align:left'>{html.escape(_short(v))}</td></tr>"
+                for k, v in items.items()
+            )
 
-def load_results(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Results:
+        head = {"run_id": self.run_id, "status": self.status, "replicate": self.replicate,
+                "seed": self.seed, "attempt": self.attempt,
+                "duration_s": f"{self.duration_s:.4g}"}
+        parts = [f"<p><b>Run</b> {html.escape(self.run_id[:8])} ({html.escape(self.status)})"
+                 "</p><table>", rows(head)]
+        for title, items in (("params", _flat_params(self.params)), ("metrics", self.metrics)):
+            if items:
+                parts.append(f"<tr><td colspan='2'><b>{title}</b></td></tr>" + rows(items))
+        err = self.error
+        if err:
+            parts.append("<tr><td colspan='2'><b>error</b></td></tr>"
+                         + rows({err["type"]: err["message"]}))
+        if self.artifacts:
+            parts.append("<tr><td colspan='2'><b>artifacts</b></td></tr>"
+                         + rows({a["name"]: f"{a['format']}, {a.get('size', '?')} bytes"
+                                 for a in self.artifacts}))
+        parts.append("</table>")
+        return "".join(parts)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    text = str(v)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat_params(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def load_results(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> Results:
     """Open the results of one store, or of several stores side by side.
 
-    With a list of stores, the table gets an ``experiment`` column.
+    With a list of stores, the table gets an ``experiment`` column (the experiment name,
+    or the folder name when two stores hold the same experiment), so versions of an
+    experiment compare side by side.  Rows are ordered by start time within each store.
+    While a sweep is running, the runs it has completed so far are included.
+
+    Examples
+    --------
+    >>> result = metalab.load_results("./runs/pi_mc")  # doctest: +SKIP
+    >>> both = metalab.load_results(["./runs/v1", "./runs/v2"])  # doctest: +SKIP
+    >>> both.summary(group_by=["experiment", "lr"])  # doctest: +SKIP
     """
     if isinstance(path, (str, os.PathLike)):
         return Results([Store.open(path)])
     stores = [Store.open(p) for p in path]
     if not stores:
-        raise ValueError("load_results() needs at least one store path")
-    return Results(stores, label_experiments=len(stores) > 1)
+        raise ResultsError("load_results() needs a store path or a non-empty list of them")
+    out = Results(stores, label_experiments=True)
+    names = [out._experiment_name(s) for s in stores]
+    if len(set(names)) < len(names):  # same experiment in several stores: use folder names
+        for s in stores:
+            out._labels[id(s)] = s.root.name
+        if len({s.root.name for s in stores}) < len(stores):
+            for s in stores:
+                out._labels[id(s)] = str(s.root)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from .errors import ExecutorError, ExperimentError, RunInterrupted
 from .executors.base import Executor, Session
 from .experiment import Experiment
 from .progress import Counts, JournalPoller, ProgressDisplay
+from .provenance import Collector, check_source_changed, environment
 from .store import Store
 
 if TYPE_CHECKING:
@@ -60,15 +62,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, old_int)
 
 
-def _context_in_graph(context: Any) -> Any:
-    """The context as a Dask graph literal (a large one does not warn: it is sent once)."""
-    import dask
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return dask.delayed(context, pure=True, traverse=False)
-
-
 def _resolve_executor(executor: Executor | None) -> Executor:
     from .executors import LocalExecutor
 
@@ -98,6 +91,10 @@ def plan_todo(
             done = status
             if retry_failed:
                 done = status.filter(pc.equal(status.column("status"), "success"))
+            damaged = store.check_artifacts(done.column("run_id"))  # files lost: run again
+            if damaged:
+                done = done.filter(pc.invert(pc.is_in(
+                    done.column("run_id"), value_set=pa.array(sorted(damaged), pa.string()))))
             is_done = pc.is_in(pa.array(plan["run_id"]), value_set=done.column("run_id"))
             todo = plan[~is_done.to_numpy(zero_copy_only=False)]
         pos = pc.index_in(pa.array(todo["run_id"]), value_set=status.column("run_id"))
@@ -135,8 +132,14 @@ def _compute(
     parts: list[Any],
     display: ProgressDisplay,
     poller: JournalPoller | None,
+    resources: dict[str, float] | None = None,
 ) -> list[Any]:
-    """Compute every partition; returns their summaries (or exceptions)."""
+    """Compute every partition; returns their summaries (or exceptions).
+
+    On a cluster, ``resources`` (the operation's) restrict the tasks to workers that
+    offer them, and a watchdog raises :class:`ExecutorError` when no usable worker is
+    connected for ``session.worker_timeout_s``.
+    """
     import dask
 
     if not session.distributed:
@@ -151,13 +154,23 @@ def _compute(
     with warnings.catch_warnings():
         # The context travels in the graph once; a large one is expected, not a mistake.
         warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
-        futures = client.compute(parts)
+        futures = client.compute(parts, resources=resources or None)
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     resubmitted: set[int] = set()
+    watchdog = None
+    if session.worker_timeout_s is not None:
+        from .executors.watchdog import WorkerWatchdog
+
+        watchdog = WorkerWatchdog(
+            client, session.worker_timeout_s, resources=resources, diagnose=session.diagnose,
+            on_fail=lambda: client.cancel(list(futures)),
+        ).start()
     try:
         ac = as_completed(futures, loop=client.loop)
         for fut in ac:
+            if watchdog is not None and watchdog.error is not None:
+                raise watchdog.error  # no usable worker: the futures were cancelled
             i = index[fut.key]
             res = None
             if fut.status == "finished":
@@ -177,7 +190,7 @@ def _compute(
                 if i not in resubmitted:
                     # e.g. KilledWorker: a new task picks up where the journals stop.
                     resubmitted.add(i)
-                    new = client.compute(parts[i], retries=0)
+                    new = client.compute(parts[i], retries=0, resources=resources or None)
                     index[new.key] = i
                     ac.add(new)
                     futures.append(new)
@@ -186,6 +199,9 @@ def _compute(
     except BaseException:
         client.cancel(futures)
         raise
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
     return results
 
 
@@ -253,11 +269,14 @@ def run(
     exe = _resolve_executor(executor)
     path = Path(store) if store is not None else Path("runs") / experiment.name
     st = Store.open(path, create=True)
-    st.ensure_manifest(experiment.manifest())
+    prov = Collector(experiment.operation)  # git calls run while the sweep is planned
+    st.ensure_manifest({**experiment.manifest(), "provenance": environment()})
     st.recover_journals()
     st.clean_temp_files()
 
     plan, todo, skipped = plan_todo(experiment, st, resume=resume, retry_failed=retry_failed)
+    if resume:
+        check_source_changed(st, experiment.operation, plan["run_id"])
     sweep = _new_sweep_id()
     sweep_info: dict[str, Any] = {
         "sweep": sweep,
@@ -271,10 +290,12 @@ def run(
         "planned": len(plan),
         "to_run": len(todo),
         "skipped": skipped,
+        "provenance": prov.result(),
     }
     st.write_sweep(sweep, sweep_info)
     counts = Counts(skipped=skipped)
     status = "finished"
+    payload: Path | None = None
     signals = contextlib.ExitStack()
     signals.enter_context(_sigterm_as_interrupt())  # also covers the clean-up below
     try:
@@ -292,14 +313,20 @@ def run(
                 )
                 context: Any = experiment.context
                 poller = None
+                resources: dict[str, float] = {}
                 if session.distributed:
+                    from .executors.shipping import ship
+
                     _ship_code_by_value(experiment)
-                    # In the graph, not scattered: scattered data dies with the workers
-                    # holding it, a graph literal is recomputed on any worker.
-                    context = _context_in_graph(context)
+                    # Once into the shared store, read once per worker process (not per
+                    # task, not through the scheduler, and still there for replacements).
+                    payload = st.layout.sweeps / f"{sweep}.payload"
+                    context = ship(payload, experiment.operation, context)
+                    task = dataclasses.replace(task, operation=None)
+                    resources = dict(experiment.operation.resources)
                     poller = JournalPoller(st.layout.journal, sweep)
                     link = session.dashboard_link
-                    if progress and link:
+                    if link:
                         print(f"metalab: Dask dashboard at {link}", file=sys.stderr)
                 ddf = to_dask(todo, n_workers=session.n_workers, partition_size=partition_size)
                 out = ddf.map_partitions(
@@ -312,7 +339,7 @@ def run(
                     poll=poller.poll if poller else None,
                 )
                 with display:
-                    results = _compute(session, parts, display, poller)
+                    results = _compute(session, parts, display, poller, resources)
                 errors = [r for r in results if isinstance(r, BaseException)]
                 if session.distributed:
                     ok = [r for r in results if not isinstance(r, BaseException)]
@@ -325,6 +352,9 @@ def run(
                         f"(first error: {type(errors[0]).__name__}: {errors[0]}); completed runs "
                         f"are kept, run again with resume=True to finish the sweep"
                     ) from errors[0]
+    except ExecutorError:
+        status = "incomplete"
+        raise
     except KeyboardInterrupt as exc:
         status = "interrupted"
         print(
@@ -341,6 +371,9 @@ def run(
         ) from exc
     finally:
         try:
+            if payload is not None:
+                with contextlib.suppress(OSError):
+                    payload.unlink()
             st.recover_journals(sweep=sweep, dead_only=True)
             st.remove_done_markers(sweep)
             with contextlib.suppress(OSError):

@@ -231,3 +231,28 @@ def test_context_reaches_the_operation_and_the_run_id():
     assert res[0].metrics == {"n": 3}
     manifest = json.loads(Path("runs/ctx/manifest.json").read_text())
     assert manifest["context_fingerprint"] == exp1.context.fingerprint
+
+
+@pytest.mark.cluster
+def test_context_spec_on_cluster_workers(client):
+    """A context_spec instance defined in a test module reaches workers intact."""
+    from metalab import DaskExecutor
+
+    @metalab.operation(name="ctx_remote")
+    def op(context, capture):
+        capture.metric("vocab", context.vocab_size)
+        capture.metric("n_tags", len(context.tags))
+        capture.metric("same_fp", context.fingerprint == expected_fp)
+        try:
+            context.vocab_size = 1
+        except FrozenContextError:
+            capture.metric("frozen", True)
+
+    ctx = DataContext(dataset_path="remote.csv", vocab_size=7, tags=["a", "b"])
+    expected_fp = ctx.fingerprint
+    exp = metalab.Experiment(name="ctx_remote", operation=op, context=ctx,
+                             params=metalab.grid(i=[0, 1, 2]))
+    res = metalab.run(exp, executor=DaskExecutor(client))
+    assert [r.status for r in res] == ["success"] * 3, [r.error for r in res]
+    for r in res:
+        assert r.metrics == {"vocab": 7, "n_tags": 2, "same_fp": True, "frozen": True}

@@ -169,6 +169,11 @@ def test_fast_path_equals_reference(params, replicate):
     prefix = run_id_prefix(**parts)
     fast = run_id_from_parts(prefix, canonical_json(norm), 42, replicate)
     assert fast == run_id(**parts, params=norm, base=42, replicate=replicate)
+    from metalab import _hashing
+
+    bulk = getattr(_hashing, "run_ids_for", None)
+    if bulk is not None:  # the bulk variant used by Experiment.plan
+        assert bulk(prefix, [canonical_json(norm)] * 2, 42, replicate) == [fast, fast]
     assert len(fast) == 32 and int(fast, 16) >= 0
 
 

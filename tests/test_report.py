@@ -57,7 +57,7 @@ def html(store) -> str:
 
 
 def _summary_rows(page: str) -> list[str]:
-    body = page.split('id="summary"', 1)[1].split("</tbody>", 1)[0]
+    body = page.split('id="summary-table"', 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     return re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
 
 
@@ -73,9 +73,9 @@ def test_report_has_every_section(html):
 def test_summary_table_groups_by_swept_params(html):
     rows = _summary_rows(html)
     assert len(rows) == len(LRS) * len(WIDTHS)
-    assert 'class="sortable" id="summary"' in html
+    assert 'class="sortable" id="summary-table"' in html
     # the constant parameter is not a column but is named as fixed
-    head = html.split('id="summary"', 1)[1].split("</thead>", 1)[0]
+    head = html.split('id="summary-table"', 1)[1].split("</thead>", 1)[0]
     assert ">lr<" in head and ">width<" in head and ">opt<" not in head
     assert "accuracy mean" in head and "accuracy std" in head
     assert "Fixed: opt=sgd." in html
@@ -90,7 +90,7 @@ def test_summary_table_groups_by_swept_params(html):
 def test_summary_values_match_results(store, html):
     summary = metalab.load_results(store).summary(group_by=["lr", "width"])
     row = summary[(summary["lr"] == 0.1) & (summary["width"] == 16)].iloc[0]
-    target = [r for r in _summary_rows(html) if 'data-v="0.1"' in r and 'data-v="16"' in r][0]
+    target = next(r for r in _summary_rows(html) if 'data-v="0.1"' in r and 'data-v="16"' in r)
     values = [float(v) for v in re.findall(r'data-v="([^"]+)"', target)]
     assert any(v == pytest.approx(row["accuracy_mean"]) for v in values)
     assert any(v == pytest.approx(row["accuracy_std"]) for v in values)
@@ -203,8 +203,8 @@ def test_report_renders_in_chromium(store, tmp_path):
     assert len(_summary_rows(dom)) == len(LRS) * len(WIDTHS)
     assert dom.count("<svg") == 5
     # the sorter made every header focusable
-    head = dom.split('id="summary"', 1)[1].split("</thead>", 1)[0]
-    assert head.count('tabindex="0"') == head.count("<th")
+    head = dom.split('id="summary-table"', 1)[1].split("</thead>", 1)[0]
+    assert head.count('tabindex="0"') == head.count("<th ") == 9
 
     shot = tmp_path / "report.png"
     proc = chromium(tmp_path, out.as_uri(), f"--screenshot={shot}", "--window-size=1280,2000")
@@ -220,9 +220,11 @@ def test_report_renders_in_chromium(store, tmp_path):
 def test_summary_sorts_on_click_in_chromium(store, tmp_path):
     page = build_report(store)
     probe = """<script>
-    var table = document.getElementById("summary");
+    var table = document.getElementById("summary-table");
     var heads = table.tHead.rows[0].cells, col = -1;
-    for (var i = 0; i < heads.length; i++) { if (heads[i].textContent === "accuracy mean") col = i; }
+    for (var i = 0; i < heads.length; i++) {
+      if (heads[i].textContent === "accuracy mean") { col = i; }
+    }
     heads[col].click(); heads[col].click();  // second click: descending
     var order = Array.prototype.map.call(table.tBodies[0].rows, function (r) {
       return r.cells[col].getAttribute("data-v"); });

@@ -87,6 +87,9 @@ def test_resume_reruns_only_the_failed_run(tmp_path):
     assert runs == [{"x": 2}, {"x": 2}]
     assert len(second) == 10
     assert second.table(as_dataframe=True)["run_id"].is_unique
+    # rows follow the plan, not the order in which runs were (re-)executed
+    assert [r.run_id for r in second] == exp.plan()["run_id"].tolist()
+    assert second.table(as_dataframe=True)["run_id"].tolist() == exp.plan()["run_id"].tolist()
     assert all(r.status == "success" for r in second)
     assert {r.attempt for r in second if r.params["x"] == 2} == {2}
     assert {r.attempt for r in second if r.params["x"] != 2} == {1}

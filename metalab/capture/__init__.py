@@ -13,7 +13,6 @@ from typing import Any
 
 from ..errors import CaptureError, UnsupportedArtifactError
 from .names import check_name
-from ..store.atomic import TMP_PREFIX
 from .serializers import STRICT_FORMATS, find_serializer, get_serializer, register_serializer
 
 __all__ = ["Capture", "check_name", "register_serializer"]
@@ -21,6 +20,7 @@ __all__ = ["Capture", "check_name", "register_serializer"]
 _NUMBER_TYPES = (int, float, bool)
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 _FIGURE_FORMATS = ("png", "svg", "pdf")
+TMP_PREFIX = ".tmp-"  # as metalab.store.atomic (not imported: it would load pyarrow)
 
 
 def _metric_value(name: str, value: Any) -> float | int | bool:
@@ -82,7 +82,7 @@ class Capture:
     ['accuracy', 'loss', 'precision', 'recall']
     """
 
-    __slots__ = ("_artifacts", "_logs", "_store_root", "_steps", "run_id", "scalars")
+    __slots__ = ("_artifacts", "_logs", "_steps", "_store_root", "run_id", "scalars")
 
     def __init__(self, run_id: str, store_root: str | None) -> None:
         self.run_id = run_id

@@ -74,7 +74,9 @@ class JobQueueExecutor(Executor):
             try:
                 lo, hi = (int(v) for v in adapt)
             except (TypeError, ValueError):
-                raise ExecutorError(f"adapt must be a pair (min_jobs, max_jobs), got {adapt!r}")
+                raise ExecutorError(
+                    f"adapt must be a pair (min_jobs, max_jobs), got {adapt!r}"
+                ) from None
             if not 0 <= lo <= hi or hi < 1:
                 raise ExecutorError(
                     f"adapt=(min_jobs, max_jobs) needs 0 <= min <= max and max >= 1, got {adapt!r}"
@@ -228,8 +230,11 @@ def _diagnose(cluster: Any, system: str) -> str:
             )
             states = res.stdout.strip() or "(none in the queue any more: they ended)"
             out.append(f"squeue (job state reason): {states}")
-    log_dir = Path(getattr(cluster, "_dummy_job").log_directory or ".")
-    logs = sorted(log_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)[-2:]
+    log_dir = Path(cluster._dummy_job.log_directory or ".")
+    logs = [p for i in ids for p in log_dir.glob(f"*-{i}.err")]
+    if not logs:  # the jobs were replaced since: show the newest logs
+        logs = sorted(log_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)
+    logs = logs[-2:]
     for log in logs:
         tail = _tail(log)
         if tail:

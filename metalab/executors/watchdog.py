@@ -43,11 +43,11 @@ class WorkerWatchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="metalab-watchdog")
 
-    def __enter__(self) -> WorkerWatchdog:
+    def start(self) -> WorkerWatchdog:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+import operator
 from collections.abc import Iterator, Mapping, Sequence
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from .._hashing import canonical_json, normalize_param, normalize_params
@@ -84,11 +85,17 @@ class Grid(ParamSource):
             return iter(["{}"])
         perm = sorted(range(len(keys)), key=lambda i: keys[i])
         frags = [[canonical_json(k) + ":" + _scalar_json(v) for v in self.axes[k]] for k in keys]
+        # Braces folded into the first and last fragments in sorted-key order, so each
+        # configuration is one C-level join (no per-configuration Python work).
+        frags[perm[0]] = ["{" + f for f in frags[perm[0]]]
+        frags[perm[-1]] = [f + "}" for f in frags[perm[-1]]]
         if len(keys) == 1:
-            return ("{" + f + "}" for f in frags[0])
-        return (
-            "{" + ",".join([c[j] for j in perm]) + "}" for c in itertools.product(*frags)
-        )
+            return iter(frags[0])
+        combos = itertools.product(*frags)
+        if perm == sorted(perm):
+            return map(",".join, combos)
+        reorder = operator.itemgetter(*perm)
+        return (",".join(reorder(c)) for c in combos)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "grid", "n": len(self), "axes": self.axes}

@@ -50,6 +50,12 @@ def _table(columns: list[str], rows: list[list[Any]], *, sortable: bool = True,
             f"<tbody>\n{body}\n</tbody></table></div>")
 
 
+def _rows(df: Any, columns: list[str]) -> list[list[Any]]:
+    """Rows of ``df`` as Python values, column by column (ints stay ints)."""
+    cols = [df[c].tolist() for c in columns]
+    return [list(r) for r in zip(*cols, strict=True)]
+
+
 def _time(t: Any) -> str:
     if not _num(t):
         return ""
@@ -92,7 +98,7 @@ def render_summary(data: ReportData) -> str:
         return '<p class="muted">No runs yet.</p>'
     df = df.assign(failed=df["runs"] - df["success"])
     columns = [*data.swept, "runs", "success", "failed"]
-    rows = df[columns].values.tolist() if columns else [[] for _ in range(len(df))]
+    rows = _rows(df, columns)
     header = list(columns)
     metric_cols = []
     for m in data.metrics:
@@ -110,7 +116,7 @@ def render_summary(data: ReportData) -> str:
     note = ('<p class="muted">One row per parameter setting; metrics are the mean and standard '
             "deviation over the successful replicates. Click a column header to sort."
             f"{escape(fixed_text)}</p>")
-    return note + _table(header, rows, table_id="summary")
+    return note + _table(header, rows, table_id="summary-table")
 
 
 def render_plots(data: ReportData) -> str:
@@ -169,13 +175,13 @@ def render_runs(data: ReportData) -> str:
     cols = ["run_id", *data.params, "replicate", "status", *data.metrics, "duration_s"]
     cols = [c for c in cols if c in runs.columns]
     shown = runs[cols].head(MAX_RUN_ROWS)
-    rows = shown.values.tolist()
+    rows = _rows(shown, cols)
     text = {"run_id", "status"}
     rows = [[str(r[0])[:12], *r[1:]] for r in rows]
     note = (f"<p class='muted'>Showing the first {MAX_RUN_ROWS} of {len(runs)} runs.</p>"
             if len(runs) > MAX_RUN_ROWS else "")
     return (f"<details><summary>show all {len(runs)} runs</summary>{note}"
-            f"{_table(cols, rows, text_cols=text, table_id='runs')}</details>")
+            f"{_table(cols, rows, text_cols=text, table_id='runs-table')}</details>")
 
 
 def render_provenance(data: ReportData) -> str:

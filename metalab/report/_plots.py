@@ -70,12 +70,16 @@ def _style(ax: Axes) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _line(ax: Axes, x: Any, mean: Any, std: Any, color: str, label: str | None) -> None:
+def _line(ax: Axes, x: Any, mean: Any, std: Any, color: str, label: str | None,
+          *, categorical: bool = False) -> None:
     import numpy as np
 
     x = np.asarray(x, dtype=float)
     mean = np.asarray(mean, dtype=float)
     std = np.nan_to_num(np.asarray(std, dtype=float), nan=0.0)
+    if categorical:  # separate categories: points with error bars, no connecting line
+        ax.errorbar(x, mean, yerr=std, fmt="o", ms=5, capsize=4, color=color, label=label)
+        return
     ax.plot(x, mean, marker="o", ms=3.5, lw=1.6, color=color, label=label)
     if std.any():
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
@@ -109,19 +113,22 @@ def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame)
         for i, row in enumerate(combos.itertuples(index=False)):
             part = cfg.merge(combos.iloc[[i]], on=others, how="inner").sort_values(param)
             label = config_label(dict(zip(others, row, strict=True)))
-            _line(ax, xvals(part[param]), part["mean"], part["std"], _COLORS[i % 8], label)
+            _line(ax, xvals(part[param]), part["mean"], part["std"], _COLORS[i % 8], label,
+                  categorical=not numeric_x)
         ax.legend(fontsize=7, frameon=False)
     else:
         # One line: mean ± std over replicates (and over the other parameters, if many).
         g = ok.groupby(param, dropna=False, sort=True)[metric].agg(["mean", "std"]).reset_index()
         label = "mean ± std over all other settings" if others else None
-        _line(ax, xvals(g[param]), g["mean"], g["std"], _COLORS[0], label)
+        _line(ax, xvals(g[param]), g["mean"], g["std"], _COLORS[0], label,
+              categorical=not numeric_x)
         if label:
             ax.legend(fontsize=7, frameon=False)
     if numeric_x and _use_log(xs_all):
         ax.set_xscale("log")
     if not numeric_x:
         ax.set_xticks(range(len(xs_all)), [fmt_value(v) for v in xs_all])
+        ax.set_xlim(-0.5, len(xs_all) - 0.5)
     ax.set_xlabel(param)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs {param}", fontsize=10)

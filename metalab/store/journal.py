@@ -193,7 +193,17 @@ class Journal:
             return False
         except PermissionError:
             return True
-        return True
+        return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process not yet reaped by its parent (Linux; elsewhere False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
 
 
 def list_journals(folder: Path, prefix: str = "") -> list[Path]:

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,20 @@ from ..errors import StoreError
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json
 from .journal import Journal, list_journals
 from .layout import SCHEMA_VERSION, Layout
-from .reader import concat, dedupe_latest, parquet_files, read_parquet_folder, read_records
+from .reader import (
+    DamagedFileWarning,
+    concat,
+    dedupe_latest,
+    parquet_files,
+    read_parquet_folder,
+    read_records,
+)
 from .records import DICTIONARY_COLUMNS, build_records, build_steps
 
 ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
 COMPACT_AT_FILES = 16
+#: A store on a disk with less free space than this fails at start (errno ENOSPC).
+MIN_FREE_BYTES = 1 << 20
 COMPACT_MAX_ROWS = 1_000_000
 
 
@@ -96,6 +106,9 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             probe.unlink()
+            vfs = os.statvfs(self.root)
+            if vfs.f_bavail * vfs.f_frsize < MIN_FREE_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
         except OSError as exc:
             code = exc.errno or errno.EIO
             raise StoreError(
@@ -202,8 +215,11 @@ class Store:
 
         table = table.filter(pc.is_valid(table.column("artifacts")))
         if run_ids is not None:
-            table = table.filter(pc.is_in(table.column("run_id"),
-                                          value_set=pa.array(list(run_ids), pa.string())))
+            if isinstance(run_ids, pa.ChunkedArray):
+                run_ids = run_ids.combine_chunks()
+            elif not isinstance(run_ids, pa.Array):
+                run_ids = pa.array(list(run_ids), pa.string())
+            table = table.filter(pc.is_in(table.column("run_id"), value_set=run_ids))
         bad: set[str] = set()
         for run_id, raw in zip(table.column("run_id").to_pylist(),
                                table.column("artifacts").to_pylist(), strict=True):
@@ -219,6 +235,12 @@ class Store:
                 if size >= 0:
                     quarantine(self.layout, path,
                                f"{size} bytes, the run recorded {entry.get('size')}")
+                else:
+                    warnings.warn(
+                        f"artifact file {path} of run {run_id} is missing; the run is treated "
+                        "as not run, so resume=True runs it again",
+                        DamagedFileWarning, stacklevel=3,
+                    )
         return bad
 
     def remove_done_markers(self, sweep: str) -> None:

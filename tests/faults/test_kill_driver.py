@@ -1,0 +1,77 @@
+"""SIGKILL of the driver mid-sweep, then resume: exactly N records, nothing run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from _faults import (
+    MAX_LOST_PER_PROCESS,
+    counts,
+    executions,
+    records,
+    run_driver,
+    start_driver,
+    wait_for_executions,
+)
+
+N = 60
+
+
+def _kill_then_resume(tmp_path: Path, executor: str, group: bool) -> None:
+    store, log = tmp_path / "store", tmp_path / "exec.log"
+    proc = start_driver(store, log, "--stop", str(N), "--sleep", "0.03", "--executor", executor,
+                        "--partition-size", "10")
+    wait_for_executions(log, 20, proc)
+    if group:  # the driver and its LocalCluster die together (a killed batch job)
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    before = counts(log)
+    n_before = len(executions(log))
+
+    # What was recorded before the kill stays readable (journals of a dead process count).
+    kept = {r["x"] for r in records(store)}
+    assert kept <= set(before)
+    lost = set(before) - kept
+    assert len(lost) <= MAX_LOST_PER_PROCESS * (2 if executor == "process" else 1)
+
+    rc, out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
+    assert rc == 0, err
+    after = counts(log) - before
+    recs = records(store)
+    assert sorted(r["x"] for r in recs) == list(range(N))  # exactly N, one per run id
+    assert len({r["run_id"] for r in recs}) == N
+    assert {r["status"] for r in recs} == {"success"}
+    assert not kept & set(after), "a run recorded before the kill was executed again"
+    assert set(after) == set(range(N)) - kept  # only the unrecorded runs ran again
+    assert all(v == 1 for v in after.values())
+    assert not list((store / "journal").glob("*.jsonl"))  # the dead journals were folded
+
+    # Resume of a finished sweep executes nothing and changes nothing.
+    n_done = len(executions(log))
+    rc, out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
+    assert rc == 0, err
+    assert len(executions(log)) == n_done
+    assert sorted(r["x"] for r in records(store)) == list(range(N))
+    assert n_before < n_done
+
+
+@pytest.mark.slow
+def test_sigkill_driver_in_process_then_resume(tmp_path):
+    _kill_then_resume(tmp_path, "local", group=False)
+
+
+@pytest.mark.slow
+def test_sigkill_driver_thread_executor_then_resume(tmp_path):
+    _kill_then_resume(tmp_path, "thread", group=False)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_sigkill_driver_and_cluster_then_resume(tmp_path):
+    _kill_then_resume(tmp_path, "process", group=True)

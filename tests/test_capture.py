@@ -1,0 +1,327 @@
+"""The capture object: safe names, metric types, NaN/inf, steps, logs and captured output."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import metalab
+from metalab import Capture, CaptureError, ThreadExecutor
+from metalab.capture import check_name
+
+UNSAFE = {
+    "": "empty",
+    "a/b": "path separator",
+    "a\\b": "path separator",
+    "..": "'..'",
+    "../../escape": "path separator",
+    "..escape": "'..'",
+    "/abs/path": "path separator",
+    "C:\\Windows": "path separator",
+    "C:evil": "':'",
+    "tab\there": "control",
+    "new\nline": "control",
+    "nul\x00byte": "control",
+    "bell\x07": "control",
+    "rtl\u202eoverride": "invisible",
+    " padded": "whitespace",
+    ".hidden": "starts with '.'",
+    ".tmp-1-x": "starts with '.'",
+    "x" * 201: "longer than 200 bytes",
+    "é" * 101: "longer than 200 bytes",
+    "e\u0301": "NFC",
+    "CON": "Windows",
+    "nul.txt": "Windows",
+}
+SAFE = ["loss", "val.acc", "précision", "损失", "ошибка", "α-β_γ", "emoji_🚀", "a b", "x" * 200]
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+# --- names -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(UNSAFE))
+def test_check_name_refuses_unsafe_names_naming_the_rule(name):
+    with pytest.raises(CaptureError, match="unsafe") as info:
+        check_name(name, "artifact name")
+    assert isinstance(info.value, ValueError)
+    assert UNSAFE[name] in str(info.value)
+
+
+@pytest.mark.parametrize("name", SAFE)
+def test_check_name_accepts_safe_unicode(name):
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"bytes", ["list"]])
+def test_check_name_refuses_non_strings(bad):
+    with pytest.raises(CaptureError, match="must be a string"):
+        check_name(bad, "metric name")
+
+
+@pytest.mark.parametrize("name", list(UNSAFE))
+def test_direct_capture_refuses_unsafe_names_and_writes_nothing(tmp_path, name):
+    store = tmp_path / "store"
+    store.mkdir()
+    outside_before = _files(tmp_path)
+    cap = Capture("r" * 32, str(store))
+    calls = [
+        lambda: cap.artifact(name, np.arange(3)),
+        lambda: cap.artifact(name, {"a": 1}),
+        lambda: cap.figure(name, _figure()),
+        lambda: cap.metric(name, 1.0),
+        lambda: cap.metric(name, 1.0, step=0),
+        lambda: cap.metrics({name: 1.0}),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="unsafe"):
+            call()
+    assert _files(tmp_path) == outside_before
+    assert cap.scalars == {} and cap.manifest == [] and cap._steps is None
+
+
+@pytest.mark.parametrize("name", SAFE)
+def test_direct_capture_writes_safe_unicode_names_inside_the_store(tmp_path, name):
+    store = tmp_path / "store"
+    cap = Capture("r" * 32, str(store))
+    cap.artifact(name, [1, 2])
+    (entry,) = cap.manifest
+    path = store / entry["path"]
+    assert path.is_file() and path.parent == store / "artifacts" / ("r" * 32)
+    assert path.name == f"{name}.json"
+    assert {p for p in tmp_path.rglob("*") if p.is_file()} == {path}
+
+
+def test_capture_without_store_cannot_save_artifacts():
+    cap = Capture("r1", None)
+    cap.metric("m", 1)
+    with pytest.raises(CaptureError, match="not attached to a store"):
+        cap.artifact("a", [1])
+
+
+def test_capture_refuses_an_unsafe_run_id(tmp_path):
+    with pytest.raises(CaptureError, match="run id"):
+        Capture("../../x", str(tmp_path)).artifact("a", [1])
+    assert not (tmp_path.parent / "x").exists()
+
+
+# --- metrics -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected", "typ"),
+    [
+        (1, 1, int), (2.5, 2.5, float), (True, True, bool), (False, False, bool),
+        (np.int8(3), 3, int), (np.int64(-4), -4, int), (np.uint32(5), 5, int),
+        (np.float16(0.5), 0.5, float), (np.float32(0.25), 0.25, float),
+        (np.float64(1e300), 1e300, float), (np.bool_(True), True, bool),
+        (np.array(7.0), 7.0, float),
+    ],
+)
+def test_metric_accepts_python_and_numpy_numbers(value, expected, typ):
+    cap = Capture("r1", None)
+    cap.metric("m", value)
+    assert cap.scalars["m"] == expected and type(cap.scalars["m"]) is typ
+
+
+def test_metric_keeps_nan_and_infinities():
+    cap = Capture("r1", None)
+    cap.metrics({"nan": float("nan"), "inf": math.inf, "ninf": -math.inf,
+                 "npnan": np.float32("nan")})
+    assert math.isnan(cap.scalars["nan"]) and math.isnan(cap.scalars["npnan"])
+    assert cap.scalars["inf"] == math.inf and cap.scalars["ninf"] == -math.inf
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0.5", None, [1.0], (1,), {"a": 1}, 1 + 2j, np.complex128(1), Decimal("1.5"),
+     Fraction(1, 2), np.array([1.0, 2.0]), np.str_("x"), np.datetime64("2020-01-01"), object()],
+)
+def test_metric_refuses_other_types_with_a_type_error(value):
+    cap = Capture("r1", None)
+    with pytest.raises(TypeError, match=r"must be a number .*capture\.artifact"):
+        cap.metric("m", value)
+    with pytest.raises(TypeError):
+        cap.metric("m", value, step=0)
+    assert cap.scalars == {} and cap._steps is None
+
+
+@pytest.mark.parametrize("step", [1.0, "1", True, np.float64(1.0), None])
+def test_metric_step_must_be_an_int(step):
+    cap = Capture("r1", None)
+    if step is None:
+        cap.metric("m", 1.0, step=None)  # None means a plain scalar
+        assert cap._steps is None
+        return
+    with pytest.raises(TypeError, match="step must be an int"):
+        cap.metric("m", 1.0, step=step)
+
+
+def test_stepped_metric_scalar_is_the_last_value_recorded():
+    cap = Capture("r1", None)
+    for step, v in enumerate([0.9, 0.5, 0.7]):
+        cap.metric("loss", v, step=np.int64(step))
+    assert cap.scalars["loss"] == 0.7
+    assert [s[:3] for s in cap._steps] == [["loss", 0, 0.9], ["loss", 1, 0.5], ["loss", 2, 0.7]]
+
+
+def test_metrics_needs_a_mapping():
+    with pytest.raises(TypeError, match="takes a dict"):
+        Capture("r1", None).metrics([("a", 1)])
+
+
+# --- artifacts (direct) -----------------------------------------------------------------------
+def _figure():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    return fig
+
+
+def test_artifact_manifest_entries_match_the_files(tmp_path):
+    import hashlib
+
+    cap = Capture("a" * 32, str(tmp_path))
+    cap.artifact("arr", np.arange(4))
+    cap.figure("fig", _figure(), formats=("png", "svg", "pdf"))
+    assert [(a["name"], a["format"]) for a in cap.manifest] == [
+        ("arr", "npy"), ("fig", "png"), ("fig", "svg"), ("fig", "pdf")]
+    for a in cap.manifest:
+        path = tmp_path / a["path"]
+        assert not Path(a["path"]).is_absolute()
+        assert a["path"].startswith(f"artifacts/{'a' * 32}/")
+        assert a["size"] == path.stat().st_size
+        assert a["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not [p for p in (tmp_path / "artifacts").rglob(".tmp-*")]
+
+
+def test_saving_a_name_again_replaces_it(tmp_path):
+    cap = Capture("a" * 32, str(tmp_path))
+    cap.artifact("x", np.arange(3))
+    cap.artifact("x", {"now": "json"})
+    assert [(a["name"], a["format"]) for a in cap.manifest] == [("x", "json")]
+    assert sorted(p.name for p in (tmp_path / "artifacts" / ("a" * 32)).iterdir()) == ["x.json"]
+
+
+def test_figure_checks_its_arguments(tmp_path):
+    cap = Capture("a" * 32, str(tmp_path))
+    with pytest.raises(metalab.UnsupportedArtifactError, match="matplotlib Figure"):
+        cap.figure("f", [1, 2])
+    with pytest.raises(CaptureError, match="png, svg, pdf"):
+        cap.figure("f", _figure(), formats=("png", "jpg"))
+    with pytest.raises(CaptureError, match="empty"):
+        cap.figure("f", _figure(), formats=())
+    assert cap.manifest == []
+
+
+# --- logs ---------------------------------------------------------------------------------------
+def test_log_levels():
+    cap = Capture("r1", None)
+    for level in ("debug", "info", "WARNING", "error", "critical"):
+        cap.log(f"m-{level}", level=level)
+    assert [(lv, m) for _t, lv, m in cap._logs] == [
+        ("debug", "m-debug"), ("info", "m-info"), ("warning", "m-WARNING"),
+        ("error", "m-error"), ("critical", "m-critical")]
+    with pytest.raises(CaptureError, match="log level must be one of"):
+        cap.log("x", level="loud")
+
+
+@metalab.operation(name="talker", version="1")
+def talker(params, capture):
+    capture.log(f"start {params['x']}")
+    print(f"out {params['x']}")
+    print(f"partial {params['x']}", end="")
+    sys.stderr.write(f"err {params['x']}\n")
+    logging.getLogger("mylib").info("from logging %s", params["x"])
+    logging.getLogger("mylib").debug("debug is below the default level")
+    capture.log(f"done {params['x']}", level="warning")
+    if params["x"] == 1:
+        raise RuntimeError("boom")
+
+
+def _talk_exp(xs=(0, 1)):
+    return metalab.Experiment("talk", talker, params=metalab.grid(x=list(xs)))
+
+
+def test_capture_output_keeps_stdout_stderr_and_logging_per_run(capsys):
+    res = metalab.run(_talk_exp(), capture_output=True)
+    out = capsys.readouterr()
+    assert "out 0" not in out.out and "err 0" not in out.err
+    by_x = {r.params["x"]: r for r in res}
+    for x, run in by_x.items():
+        lines = run.logs.splitlines()
+        text = [line.split(" ", 1)[1] for line in lines]  # drop the time stamp
+        assert text == [
+            f"INFO    start {x}",
+            f"STDOUT  out {x}",
+            f"STDERR  err {x}",
+            f"INFO    mylib: from logging {x}",
+            f"WARNING done {x}",
+            f"STDOUT  partial {x}",
+        ], run.logs
+    assert by_x[1].status == "failed" and by_x[1].error["type"] == "RuntimeError"
+    # Streams and the root logger are restored afterwards.
+    assert logging.getLogger().level == logging.WARNING
+    print("after")
+    assert capsys.readouterr().out == "after\n"
+
+
+def test_without_capture_output_only_capture_log_is_kept(capsys):
+    res = metalab.run(_talk_exp(xs=(0,)))
+    out = capsys.readouterr()
+    assert "out 0" in out.out and "err 0" in out.err
+    text = [line.split(" ", 1)[1] for line in res[0].logs.splitlines()]
+    assert text == ["INFO    start 0", "WARNING done 0"]
+
+
+@metalab.operation(name="threads", version="1")
+def chatty(params, capture):
+    for i in range(20):
+        print(f"run {params['x']} line {i}")
+        logging.getLogger("chatty").warning("run %s record %s", params["x"], i)
+        time.sleep(0.001)
+
+
+def test_capture_output_keeps_concurrent_thread_runs_apart():
+    exp = metalab.Experiment("threads", chatty, params=metalab.grid(x=list(range(4))))
+    res = metalab.run(exp, executor=ThreadExecutor(max_workers=2), capture_output=True,
+                      partition_size=1)
+    assert len(res) == 4
+    for run in res:
+        x = run.params["x"]
+        lines = run.logs.splitlines()
+        assert len(lines) == 40, run.logs
+        assert all(f"run {x} " in line for line in lines), run.logs
+    assert type(sys.stdout).__name__ != "_Router" and type(sys.stderr).__name__ != "_Router"
+
+
+def test_output_of_a_thread_started_by_the_run_is_captured():
+    @metalab.operation(name="spawner", version="1")
+    def spawner(capture):
+        t = threading.Thread(target=lambda: print("from a helper thread"))
+        t.start()
+        t.join()
+
+    res = metalab.run(metalab.Experiment("spawn", spawner), capture_output=True)
+    assert "STDOUT  from a helper thread" in res[0].logs
+
+
+def test_unicode_and_long_output_survive(tmp_path):
+    @metalab.operation(name="uni", version="1")
+    def uni():
+        print("naïve 损失 🚀\n" * 3 + "x" * 10_000)
+
+    res = metalab.run(metalab.Experiment("uni", uni), capture_output=True)
+    lines = [line.split(" ", 2)[2].strip() for line in res[0].logs.splitlines()]
+    assert lines == ["naïve 损失 🚀"] * 3 + ["x" * 10_000]
+    assert os.listdir(tmp_path) == ["runs"]
