@@ -61,3 +61,7 @@ if __name__ == "__main__":
         mean = np.mean([s.to_numpy() for s in series], axis=0)
         marks = ", ".join(f"{mean[i]:.3f}" for i in (0, len(mean) // 2, len(mean) - 1))
         print(f"  lr={lr:<5g} epochs 0, {len(mean) // 2}, {len(mean) - 1}: {marks}")
+
+    # The same curves as a figure: mean over replicates per step, one line per lr.
+    result.plot_series("train_loss", hue="lr", band="std", path="learning_curves.png")
+    print("plot: learning_curves.png")

@@ -50,25 +50,6 @@ exp = metalab.Experiment(
 )
 
 
-def plot(summary, path="model_selection.png"):
-    """Validation error (mean ± std over replicates) against degree, one line per alpha."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for alpha, g in summary.groupby("alpha"):
-        ax.errorbar(g["degree"], g["val_mse_mean"], yerr=g["val_mse_std"], marker="o",
-                    capsize=3, label=f"alpha={alpha:g}")
-    ax.set(xlabel="polynomial degree", ylabel="validation MSE", yscale="log",
-           title="Model selection (mean ± std over replicates)")
-    ax.legend()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 if __name__ == "__main__":
     result = metalab.run(exp)
     summary = result.summary(group_by=["degree", "alpha"], metrics=["train_mse", "val_mse"])
@@ -76,4 +57,7 @@ if __name__ == "__main__":
     best = summary.loc[summary["val_mse_mean"].idxmin()]
     print(f"\nbest: degree={int(best['degree'])}, alpha={best['alpha']:g}, "
           f"validation MSE {best['val_mse_mean']:.4g} ± {best['val_mse_std']:.2g}")
-    print(f"plot: {plot(summary)}")
+    # Validation error against degree, one line per alpha; the band is ± one std.
+    result.plot(x="degree", y="val_mse", hue="alpha", band="std", logy=True,
+                path="model_selection.png")
+    print("plot: model_selection.png")

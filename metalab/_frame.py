@@ -17,9 +17,8 @@ Filters travel as :class:`Term` lists and become two pyarrow expressions:
 
 from __future__ import annotations
 
-import contextlib
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import TYPE_CHECKING, Any
@@ -67,7 +66,8 @@ def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
     for name, ts in types.items():
         ts = {t for t in ts if not pa.types.is_null(t)}
         if len(ts) > 1:
-            numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in ts)
+            numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t)
+                          or pa.types.is_boolean(t) for t in ts)
             fixed[name] = pa.float64() if numeric else pa.string()
     out = []
     for s in schemas:
@@ -179,15 +179,21 @@ def _invariant(clause: Clause) -> bool:
 
 
 def filter_exprs(
-    clauses: Sequence[Clause], schema: pa.Schema
+    clauses: Sequence[Clause], schema: pa.Schema, conflicts: set[str] | frozenset[str] = frozenset()
 ) -> tuple[ds.Expression | None, ds.Expression | None]:
-    """(pushdown, exact) expressions of a conjunction of clauses over ``schema``."""
+    """(pushdown, exact) expressions of a conjunction of clauses over ``schema``.
+
+    Clauses on ``conflicts`` (columns some file stores with another type) are not pushed
+    down: the Parquet reader compares them before casting.
+    """
     inv, var, exact = [], [], []
     for c in clauses:
         e = clause_expr(c, schema)
         if e is None:
             continue
         exact.append(e)
+        if any(t.column in conflicts for t in c):
+            continue
         (inv if _invariant(c) else var).append(e)
     push = list(inv)
     if var and "attempt" in schema.names:
@@ -322,6 +328,7 @@ class Scan:
     stores: list[StoreScan]
     schema: pa.Schema
     names: dict[str, str] = field(default_factory=dict)
+    conflicts: set[str] = field(default_factory=set)
 
 
 def scan_store(store: Store, label: str | None = None) -> StoreScan:
@@ -353,7 +360,19 @@ def scan(stores: Sequence[tuple[Store, str | None]]) -> Scan:
         schemas += [f.physical_schema for f in s.fragments]
         if s.journal is not None:
             schemas.append(s.journal.schema)
-    return Scan(scans, unify(schemas))
+    schema = unify(schemas)
+    conflicts = set()
+    for s in scans:
+        for frag in s.fragments:
+            for f in frag.physical_schema:
+                want = schema.field(f.name).type
+                if f.type != want and not (_is_number(f.type) and _is_number(want)):
+                    conflicts.add(f.name)
+    return Scan(scans, schema, conflicts=conflicts)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
 def read_store(
@@ -362,9 +381,10 @@ def read_store(
     *,
     columns: Sequence[str] | None,
     clauses: Sequence[Clause],
+    conflicts: set[str] | frozenset[str] = frozenset(),
 ) -> pa.Table:
     """The current records of one scanned store (deduplicated, exactly filtered)."""
-    push, exact = filter_exprs(clauses, schema)
+    push, exact = filter_exprs(clauses, schema, conflicts)
     cols = list(columns) if columns is not None else schema.names
     need = list(dict.fromkeys([*cols, "run_id", "ended_at", "attempt"]))
     sub = pa.schema([schema.field(c) for c in need])
@@ -401,6 +421,7 @@ def read_eager(
     columns: Sequence[str] | None,
     clauses: Sequence[Clause],
     run_ids: pa.Array | None,
+    snap: Scan | None = None,
 ) -> tuple[pa.Table, Scan]:
     """Read the selected records of every store as one Arrow table, in table order.
 
@@ -408,10 +429,11 @@ def read_eager(
     With labels, an ``experiment`` column names each row's store.
     """
     for _attempt in range(5):
-        snap = scan(stores)
+        snap = snap if snap is not None else scan(stores)
         try:
             return _read_snapshot(snap, columns=columns, clauses=clauses, run_ids=run_ids), snap
         except _Vanished:
+            snap = None
             continue  # compaction replaced files while reading: take a new snapshot
     raise StoreError(11, "the store keeps changing while being read; try again")
 
@@ -423,7 +445,7 @@ def _read_snapshot(
     cols = [c for c in columns if c in snap.schema.names] if columns is not None else None
     out = []
     for s in snap.stores:
-        t = read_store(s, snap.schema, columns=cols, clauses=clauses)
+        t = read_store(s, snap.schema, columns=cols, clauses=clauses, conflicts=snap.conflicts)
         if run_ids is None:
             t = _sorted_by(t, t.column("started_at"))
         if s.label is not None:
@@ -533,11 +555,12 @@ def _losers(parts: list[_Part], journals: dict[int, pa.Table], schema: pa.Schema
 
 
 def _read_part(part: _Part, journals: dict[int, pa.Table], schema: pa.Schema,
-               columns: list[str], clauses: Sequence[Clause], losers: dict[_Part, Any],
-               run_ids: pa.Array | None, label: str | None, names: dict[str, str]) -> Any:
+               columns: list[str], clauses: Sequence[Clause], conflicts: set[str],
+               losers: dict[_Part, Any], run_ids: pa.Array | None, label: str | None,
+               names: dict[str, str]) -> Any:
     import numpy as np
 
-    push, exact = filter_exprs(clauses, schema)
+    push, exact = filter_exprs(clauses, schema, conflicts)
     need = list(dict.fromkeys([*columns, "run_id", "ended_at"]))
     t = _part_table(part, journals, schema, need, push)
     lose = losers.get(part)
@@ -571,7 +594,7 @@ def lazy_frame(
     import dask
     import dask.dataframe as dd
 
-    push, _ = filter_exprs(clauses, snap.schema)
+    push, _ = filter_exprs(clauses, snap.schema, snap.conflicts)
     cols = [c for c in columns if c in snap.schema.names]
     parts: list[_Part] = []
     journals: dict[int, pa.Table] = {}
@@ -608,19 +631,11 @@ def lazy_frame(
     d_ids = dask.delayed(run_ids, pure=False) if run_ids is not None else None
     read = dask.delayed(_read_part, pure=False)
     delayed_parts = [
-        read(p, d_journals, snap.schema, cols, list(clauses), d_losers, d_ids,
+        read(p, d_journals, snap.schema, cols, list(clauses), snap.conflicts, d_losers, d_ids,
              labels[p.store], names)
         for p in parts
     ]
     return dd.from_delayed(delayed_parts, meta=meta, verify_meta=False)
-
-
-def iter_sorted(values: Iterable[Any]) -> list[Any]:
-    """Sorted values, with None last and mixed types ordered by their text."""
-    vals = list(values)
-    with contextlib.suppress(TypeError):
-        return sorted(vals, key=lambda v: (v is None, v))
-    return sorted(vals, key=lambda v: (v is None, str(v)))
 
 
 __all__ = [

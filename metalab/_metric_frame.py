@@ -10,6 +10,7 @@ reader looks), so exact duplicates are dropped at the end.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,8 @@ def metric_frame(results: Results, name: str | None = None) -> dd.DataFrame:
             items.append(("journal", str(store.root), label))
     if not items:
         return dd.from_pandas(meta, npartitions=1)
-    ddf = dd.from_map(_read, items, keys=keys, metric=name, meta=meta, enforce_metadata=False)
+    read = functools.partial(_read, keys=keys, metric=name, meta=meta)
+    ddf = dd.from_map(read, items, meta=meta, enforce_metadata=False,
+                      label="metalab-metric-frame")
     subset = ["run_id", "name", "step", "time", *(["experiment"] if labelled else [])]
     return ddf.drop_duplicates(subset=subset, split_out=ddf.npartitions)

@@ -98,6 +98,11 @@ def summarize(
         except (ValueError, TypeError) as exc:
             raise ResultsError(f"metric {m!r} is not numeric, so it has no statistics; "
                                f"group by it instead (group_by=[..., {m!r}])") from exc
+    if df.empty or not metrics:
+        cols = [*keys, *[f"{m}_{s}" for m in metrics for s in stats]]
+        out = pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols})
+        out.attrs["metalab"] = {"group_by": keys, "metrics": metrics, "stats": stats}
+        return out
     base = [s for s in ("mean", "std", "count", "min", "max", "median") if s in stats]
     if {"sem", "ci95"} & set(stats):
         base = list(dict.fromkeys([*base, "mean", "std", "count"]))
@@ -175,6 +180,9 @@ def summary_cells(summary: pd.DataFrame, stats: Sequence[str]) -> tuple[
 
 def print_summary(summary: pd.DataFrame, *, stats: Sequence[str], title: str = "") -> None:
     """Print a summary: one row per group; one table per metric when too wide."""
+    if summary.empty:
+        print(f"{title}: no successful runs to summarise" if title else "no successful runs")
+        return
     keys, per_metric = summary_cells(summary, stats)
     key_cells = [[_fmt(v) for v in summary[k].tolist()] for k in keys]
     n_rows = len(summary)
@@ -196,7 +204,7 @@ def print_summary(summary: pd.DataFrame, *, stats: Sequence[str], title: str = "
         cells_all = []
         for m in metrics:
             for head, cells in per_metric[m]:
-                label = head if len(metrics) == 1 else f"{m}\n{head}"
+                label = f"{m}\n{head}"
                 table.add_column(label, justify="right", no_wrap=True)
                 cells_all.append(cells)
         for i in range(n_rows):
@@ -210,7 +218,7 @@ def print_summary(summary: pd.DataFrame, *, stats: Sequence[str], title: str = "
         console.print(make(metrics, title))
     else:
         for m in metrics:
-            console.print(make([m], f"{title}: {m}" if title else m))
+            console.print(make([m], title))
 
 
 def _print_plain(title: str, keys: list[str], key_cells: list[list[str]],

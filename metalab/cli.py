@@ -369,7 +369,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     store = _open_store(args.store)
-    out = write_report(store.root, args.output)
+    try:
+        out = write_report(store.root, args.output)
+    except ImportError as exc:  # matplotlib missing: name the extra to install
+        raise CLIError(str(exc)) from None
     _out(f"wrote {out}")
     return 0
 

@@ -153,8 +153,11 @@ def plot_steps(results: Results, metric: str, *, hue: str | None, logx: bool, lo
     data = _with_band(agg, band, "mean", "spread" if band is not None else None)
     plt_ax = _axes(ax)
     _draw(plt_ax, data, x="step", hue=hue, band=band, errorbars=False, marker=None)
-    runs = series["run_id"].nunique()
+    per_line = sorted(set(series.groupby(hue, dropna=False)["run_id"].nunique().tolist())) \
+        if hue is not None else [series["run_id"].nunique()]
+    runs = str(per_line[0]) if len(per_line) == 1 else f"{per_line[0]}-{per_line[-1]}"
     plt_ax.set_xlabel("step")
     plt_ax.set_ylabel(f"{metric}{_band_label(band, '')}")
-    plt_ax.set_title(f"{metric}: mean over {runs} runs", fontsize="medium")
+    plt_ax.set_title(f"{metric}: mean of {runs} runs" + (" per line" if hue else ""),
+                     fontsize="medium")
     return _finish(plt_ax, logx=logx, logy=logy, path=path)

@@ -274,13 +274,22 @@ class Results:
             _push, exact = filter_exprs(self._clauses(), self._snapshot().schema)
             if exact is not None:
                 table = table.filter(exact)
+            want = self._equals.get("experiment")
+            if want is not None and self._label:
+                import pyarrow as pa
+                import pyarrow.compute as pc
+
+                allowed = list(want) if isinstance(want, (list, tuple, set, frozenset)) \
+                    else [want]
+                table = table.filter(pc.is_in(table.column("experiment"),
+                                              value_set=pa.array(allowed, type=pa.string())))
         else:
             from ._frame import read_eager
 
             table, snap = read_eager(self._pairs(), columns=self._read_columns(full=full),
-                                     clauses=self._clauses(), run_ids=self._ids())
-            if self._snap is None:
-                self._snap = snap
+                                     clauses=self._clauses(), run_ids=self._ids(),
+                                     snap=self._snap)
+            self._snap = snap
         table = self._apply_queries(table)
         if full:
             self._full = table
@@ -295,13 +304,17 @@ class Results:
         }
         kw.update(changes)
         loaded = self._core is not None or self._full is not None
-        return Results(self._stores, base=self if loaded else self._base, **kw)
+        out = Results(self._stores, base=self if loaded else self._base, **kw)
+        out._labels = self._labels
+        return out
 
     def reload(self) -> Results:
         """The same selection read again from the store (new runs of a live sweep appear)."""
-        return Results(self._stores, run_ids=self._run_ids, equals=self._equals,
-                       label_experiments=self._label, queries=self._queries,
-                       columns=self._columns)
+        out = Results(self._stores, run_ids=self._run_ids, equals=self._equals,
+                      label_experiments=self._label, queries=self._queries,
+                      columns=self._columns)
+        out._labels = self._labels
+        return out
 
     # selection ----------------------------------------------------------------------
     def filter(self, **equals: Any) -> Results:
@@ -336,7 +349,16 @@ class Results:
             raise ResultsError(f"query() takes a condition as text, such as "
                                f"\"lr > 0.01 and status == 'success'\", got {expr!r}")
         frame = sys._getframe(1)
-        env = {"locals": dict(frame.f_locals), "globals": frame.f_globals}
+        local: dict[str, Any] = {}
+        for name in re.findall(r"@([A-Za-z_][A-Za-z_0-9]*)", expr):
+            if name in frame.f_locals:
+                local[name] = frame.f_locals[name]
+            elif name in frame.f_globals:
+                local[name] = frame.f_globals[name]
+            else:
+                raise ResultsError(f"query({expr!r}): no variable named {name!r} where "
+                                   "query() was called")
+        env = {"locals": local, "globals": {}}
         return self._derive(queries=[*self._queries, (expr, env)])
 
     def select(self, *columns: str) -> Results:

@@ -325,3 +325,121 @@ def test_unicode_and_long_output_survive(tmp_path):
     lines = [line.split(" ", 2)[2].strip() for line in res[0].logs.splitlines()]
     assert lines == ["naïve 损失 🚀"] * 3 + ["x" * 10_000]
     assert os.listdir(tmp_path) == ["runs"]
+
+
+# --- metrics through real runs ---------------------------------------------------------
+@metalab.operation(name="numbers", version="1")
+def numbers(params, capture):
+    x = params["x"]
+    capture.metrics({"nan": float("nan"), "inf": math.inf, "ninf": -math.inf,
+                     "np_nan": np.float32("nan"), "flag": np.bool_(x > 0), "count": np.int64(x),
+                     "ratio": np.float32(0.5) * x})
+    for step in range(5):
+        capture.metric("loss", 1.0 / (step + 1) + x, step=step)
+    capture.metric("loss_nan", float("nan"), step=0)
+    capture.metric("loss_nan", math.inf, step=1)
+    return {"returned": x * 2}
+
+
+def _numbers_exp(name="numbers", xs=(0, 1, 2)):
+    return metalab.Experiment(name, numbers, params=metalab.grid(x=list(xs)))
+
+
+def test_nan_and_infinities_survive_parquet_into_metrics_and_table():
+    metalab.run(_numbers_exp())
+    res = metalab.load_results("runs/numbers")  # read back from Parquet only
+    assert not list(Path("runs/numbers/journal").iterdir())
+    for run in res:
+        m = run.metrics
+        assert math.isnan(m["nan"]) and math.isnan(m["np_nan"])
+        assert m["inf"] == math.inf and m["ninf"] == -math.inf
+        assert m["flag"] is (run.params["x"] > 0) and m["count"] == run.params["x"]
+        assert m["returned"] == 2 * run.params["x"] and m["ratio"] == 0.5 * run.params["x"]
+        assert m["loss_nan"] == math.inf  # the last value of a stepped metric
+    df = res.table(as_dataframe=True)
+    assert df["nan"].isna().all() and (df["inf"] == math.inf).all()
+    assert (df["ninf"] == -math.inf).all() and df["flag"].tolist() == [False, True, True]
+    series = res[0].metric_series("loss_nan")
+    assert math.isnan(series[0]) and series[1] == math.inf
+
+
+def test_stepped_metrics_series_table_and_lazy_frame():
+    import dask.dataframe as dd
+
+    res = metalab.run(_numbers_exp())
+    by_x = {r.params["x"]: r for r in res}
+    s = by_x[2].metric_series("loss")
+    assert s.index.name == "step" and s.name == "loss" and s.index.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(s.to_numpy(), [1 / (i + 1) + 2 for i in range(5)])
+    # The scalar table shows the last value of a stepped metric.
+    table = res.table(as_dataframe=True).set_index("x")
+    np.testing.assert_allclose(table["loss"].sort_index(), [0.2, 1.2, 2.2])
+    assert by_x[0].metric_series("never_recorded").empty
+
+    frame = res.metric_frame()
+    assert isinstance(frame, dd.DataFrame)
+    df = frame.compute()
+    assert list(df.columns) == ["run_id", "name", "step", "value", "time"]
+    assert len(df) == 3 * (5 + 2)
+    assert str(df["time"].dtype).startswith("datetime64") and df["step"].dtype == "int64"
+    loss = res.metric_frame("loss").compute()
+    assert set(loss["name"]) == {"loss"} and len(loss) == 15
+    one = res.filter(x=1).metric_frame("loss").compute().sort_values("step")
+    assert set(one["run_id"]) == {by_x[1].run_id}
+    np.testing.assert_allclose(one["value"], by_x[1].metric_series("loss").to_numpy())
+
+
+def test_a_rerun_replaces_the_steps_of_earlier_sweeps():
+    metalab.run(_numbers_exp())
+    res = metalab.run(_numbers_exp(), resume=False)
+    assert len(res.provenance) == 2
+    assert len(res.metric_frame("loss").compute()) == 15
+    assert len(res[0].metric_series("loss")) == 5
+    assert len(list(Path("runs/numbers/metrics").glob("*.parquet"))) == 2
+
+
+def test_metric_frame_across_stores_has_an_experiment_column():
+    metalab.run(_numbers_exp("first", xs=(0,)))
+    metalab.run(_numbers_exp("second", xs=(0, 1)))
+    both = metalab.load_results(["runs/first", "runs/second"])
+    df = both.metric_frame("loss").compute()
+    assert df.columns[0] == "experiment"
+    assert df.groupby("experiment").size().to_dict() == {"first": 5, "second": 10}
+
+
+def test_metric_frame_of_a_store_without_steps_is_empty():
+    @metalab.operation(name="flat", version="1")
+    def flat(capture):
+        capture.metric("a", 1)
+
+    df = metalab.run(metalab.Experiment("flat", flat)).metric_frame().compute()
+    assert df.empty and list(df.columns) == ["run_id", "name", "step", "value", "time"]
+
+
+def test_steps_seen_twice_while_a_journal_is_folded_count_once():
+    """A journal still on disk next to the Parquet file made from it (the crash window)."""
+    import pyarrow.parquet as pq
+
+    from metalab.store.journal import JournalWriter
+
+    res = metalab.run(_numbers_exp(xs=(5,)))
+    run = res[0]
+    rec = run.record
+    steps = pq.read_table(next(Path("runs/numbers/metrics").glob("*.parquet"))).to_pylist()
+    outcome_steps = [[s["name"], s["step"], s["value"],
+                      int(s["time"].timestamp() * 1e6)] for s in steps]
+    t0 = int(rec["started_at"].timestamp() * 1e6)
+    t1 = int(rec["ended_at"].timestamp() * 1e6)
+    writer = JournalWriter(Path("runs/numbers/journal").resolve(), sweep=rec["sweep"], part=7,
+                           runs=[[run.run_id, rec["params"], 0, rec["seed"], 1]], worker="w")
+    writer.append([run.run_id, "success", t0, t1, run.metrics, {"steps": outcome_steps}])
+    writer.close()
+    from metalab.store import Store, read_steps
+
+    assert read_steps(Store.open("runs/numbers").layout).num_rows == 14  # each step twice
+    again = metalab.load_results("runs/numbers")
+    assert len(again) == 1
+    frame = again.metric_frame()
+    assert frame.npartitions >= 2  # the Parquet file and the journal
+    assert len(frame.compute()) == 7
+    assert len(again[0].metric_series("loss")) == 5

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,8 @@ class Capture:
         d = self._artifact_dir()
         fname = f"{name}.{s.ext}"
         final = d / fname
-        tmp = d / f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{fname}"
+        # Short unique prefix: a 200-byte name + 32-byte ext still fits in 255 bytes.
+        tmp = d / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{fname}"
         try:
             s.dump(obj, tmp)
             if not tmp.is_file():

@@ -164,8 +164,10 @@ def read_records(
     need = None
     if columns is not None:
         need = list(dict.fromkeys([*columns, "run_id", "ended_at"]))
-    tables = read_parquet_folder(layout, layout.records, columns=need, filter=filter)
+    # Journals first: a partition finishing meanwhile writes its Parquet file before
+    # deleting its journal, so its runs are then seen in one place or both, never neither.
     jrecs, _ = journal_tables(layout)
+    tables = read_parquet_folder(layout, layout.records, columns=need, filter=filter)
     for t in jrecs:
         if filter is not None:
             try:
@@ -183,8 +185,8 @@ def read_records(
 
 def read_steps(layout: Layout, *, filter: Any = None) -> pa.Table:
     """The long table of stepped metrics (run_id, name, step, value, time, sweep)."""
+    _, jsteps = journal_tables(layout)  # journals first (see read_records)
     tables = read_parquet_folder(layout, layout.metrics, filter=filter)
-    _, jsteps = journal_tables(layout)
     for t in jsteps:
         tables.append(t.filter(filter) if filter is not None else t)
     return concat(tables, STEP_SCHEMA)

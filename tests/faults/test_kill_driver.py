@@ -73,5 +73,6 @@ def test_sigkill_driver_thread_executor_then_resume(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_sigkill_driver_and_cluster_then_resume(tmp_path):
-    _kill_then_resume(tmp_path, "process", group=True)
+@pytest.mark.parametrize("group", [True, False], ids=["with-cluster", "driver-only"])
+def test_sigkill_driver_process_executor_then_resume(tmp_path, group):
+    _kill_then_resume(tmp_path, "process", group=group)

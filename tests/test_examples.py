@@ -1,0 +1,97 @@
+"""Every example in examples/ runs, at a tiny size, as a fresh process in an empty folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: Examples that need something this machine may not have, with the test that covers them.
+ELSEWHERE = {"slurm_sweep.py"}
+
+
+def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, METALAB_EXAMPLE_SMALL="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def test_every_example_has_a_test():
+    tested = {"pi_mc.py", "model_selection.py", "learning_curves.py", "random_search.py",
+              "resume.py", "context_spec.py"}
+    present = {p.name for p in EXAMPLES.glob("*.py")}
+    assert present - ELSEWHERE <= tested, f"untested examples: {present - ELSEWHERE - tested}"
+    assert tested <= present
+
+
+@pytest.mark.slow
+def test_pi_mc_prints_the_nine_row_table(tmp_path):
+    out = run_example("pi_mc.py", tmp_path).stdout.strip().splitlines()
+    assert out[0].split() == ["run_id", "n_samples", "replicate", "status", "pi_estimate",
+                              "duration_s"]
+    assert len(out) == 10
+    estimates = [float(line.split()[4]) for line in out[1:]]
+    assert all(2.9 < e < 3.4 for e in estimates)
+    assert [line.split()[1] for line in out[1:]] == ["1000"] * 3 + ["10000"] * 3 + ["100000"] * 3
+    assert (tmp_path / "runs" / "pi_mc" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_model_selection_summarizes_and_plots(tmp_path):
+    out = run_example("model_selection.py", tmp_path).stdout
+    assert re.search(r"best: degree=\d+, alpha=[\d.e+-]+, validation MSE", out)
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["degree", "alpha", "train_mse_mean"]
+    assert len([ln for ln in lines[1:] if re.match(r"\s+\d+\s", ln)]) == 6  # 3 x 2 settings
+    png = tmp_path / "model_selection.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_learning_curves_records_series(tmp_path):
+    out = run_example("learning_curves.py", tmp_path).stdout
+    assert out.count("success") == 6
+    curves = re.findall(r"lr=(\S+)\s+epochs 0, 5, 9: ([\d.]+), ([\d.]+), ([\d.]+)", out)
+    assert [c[0] for c in curves] == ["0.01", "0.1", "1"]
+    for _lr, *losses in curves:
+        first, _mid, last = map(float, losses)
+        assert abs(first - 0.693) < 0.01 and last < first  # log(2) at w=0, then it learns
+    assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_random_search_ranks_configurations(tmp_path):
+    out = run_example("random_search.py", tmp_path).stdout
+    assert "12 runs; the 5 best of 6 configurations" in out
+    means = [float(ln.split()[3]) for ln in out.splitlines()[2:]]
+    assert len(means) == 5 and means == sorted(means)
+
+
+@pytest.mark.slow
+def test_resume_skips_completed_runs(tmp_path):
+    out = run_example("resume.py", tmp_path).stdout
+    assert "interrupted: sweep of 'resume_demo' interrupted" in out
+    assert "after the interruption the store holds 4 of 8 runs" in out
+    assert "resumed: ran 4 runs, skipped 4 already done" in out
+    assert "now 8 runs" in out
+
+
+@pytest.mark.slow
+def test_context_spec_shares_the_dataset(tmp_path):
+    out = run_example("context_spec.py", tmp_path).stdout
+    fp = re.search(r"dataset fingerprint ([0-9a-f]{16})\.\.\.", out)
+    assert fp
+    assert "Dataset(n_samples=300, n_features=20, noise=0.5, seed=0)" in out
+    rows = [ln.split() for ln in out.splitlines() if re.match(r"\s+[\d.]+\s+[\d.]+", ln)]
+    assert [r[0] for r in rows] == ["0.01", "1", "100"]
+    # Same spec, same fingerprint in a second process (it enters every run id).
+    again = run_example("context_spec.py", tmp_path).stdout
+    assert fp.group(0) in again
