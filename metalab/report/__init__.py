@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["build_report", "write_report"]
 
 
-def _store(store: str | os.PathLike[str]) -> object:
+def _store(store: str | os.PathLike[str] | Store) -> Store:
     from ..store import Store
 
     return store if isinstance(store, Store) else Store.open(store)
 
 
-def build_report(store: str | os.PathLike[str]) -> str:
+def build_report(store: str | os.PathLike[str] | Store) -> str:
     """The report of a store as one HTML document (a string).
 
     Parameters
@@ -48,18 +52,17 @@ def build_report(store: str | os.PathLike[str]) -> str:
     from ._data import load
     from ._html import render
 
-    return render(load(_store(store)))  # type: ignore[arg-type]
+    return render(load(_store(store)))
 
 
 def write_report(
-    store: str | os.PathLike[str], path: str | os.PathLike[str] = "report.html"
+    store: str | os.PathLike[str] | Store, path: str | os.PathLike[str] = "report.html"
 ) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8) and return the path."""
     from ..store.atomic import atomic_write
 
     html = build_report(store)
     out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda p: Path(p).write_text(html, encoding="utf-8"))
     return out

@@ -226,7 +226,7 @@ def render(data: ReportData) -> str:
     nav = "".join(f'<a href="#{i}">{escape(t.split(" (")[0])}</a>' for i, t, _ in sections)
     body = "\n".join(_section(i, t, b) for i, t, b in sections)
     generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    version = m.get("experiment_version", "") if (m := data.manifest) else ""
+    version = data.manifest.get("experiment_version", "")
     sub = (f"experiment version {escape(str(version))} · store <code>{escape(str(data.root))}"
            f"</code> · generated {generated} by metalab {__version__} "
            f"(Python {platform.python_version()})")

@@ -39,7 +39,6 @@ def parquet_files(folder: Path) -> list[Path]:
 
 def quarantine(layout: Layout, path: Path, reason: str) -> None:
     """Move a damaged file aside (never delete it) and warn, naming it."""
-    layout.quarantine.mkdir(parents=True, exist_ok=True)
     name = path.name
     if path.parent.parent == layout.artifacts:  # artifacts/<run_id>/<name>: keep the run id
         name = f"{path.parent.name}-{name}"
@@ -47,8 +46,19 @@ def quarantine(layout: Layout, path: Path, reason: str) -> None:
     if dest.exists():  # never overwrite an earlier quarantined file
         dest = layout.quarantine / f"{dest.stem}-{os.urandom(4).hex()}{dest.suffix}"
     try:
+        layout.quarantine.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), dest)
     except FileNotFoundError:
+        if not path.exists():
+            return  # another reader moved it first
+        raise
+    except OSError as exc:  # e.g. a read-only store: skip the file, say so
+        warnings.warn(
+            f"damaged store file {path} ({reason}) is skipped; it could not be moved to "
+            f"{layout.quarantine}: {exc}",
+            DamagedFileWarning,
+            stacklevel=3,
+        )
         return
     warnings.warn(
         f"damaged store file {path} ({reason}) was moved to {dest}; the runs it held are "
@@ -114,6 +124,11 @@ def read_parquet_folder(
                     vanished = True
                     break
                 quarantine(layout, f, str(exc).splitlines()[0][:200])
+                sibling = layout.records / f.name
+                if folder == layout.metrics and sibling.exists():
+                    # Written together by one partition: its runs must run again to get
+                    # their stepped metrics back, so their records go aside too.
+                    quarantine(layout, sibling, "its stepped-metrics file was damaged")
         if not vanished:
             return tables
     raise OSError(f"store folder {folder} keeps changing while being read")
@@ -138,12 +153,40 @@ def journal_tables(layout: Layout, sweep: str | None = None) -> tuple[list[pa.Ta
     return recs, steps
 
 
+def may_have_duplicates(run_ids: pa.ChunkedArray | pa.Array) -> bool:
+    """False when every run id is distinct (exact); True when some may repeat.
+
+    Run ids are 32 hex characters: a 64-bit key mixed from all of them is sorted
+    in numpy (~10x faster than a hash-based distinct count on strings).  Equal keys only
+    mean "maybe", and the caller then deduplicates exactly.
+    """
+    import numpy as np
+
+    arr = run_ids.combine_chunks() if isinstance(run_ids, pa.ChunkedArray) else run_ids
+    if len(arr) < 2:
+        return False
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return True
+    offsets = np.frombuffer(
+        arr.buffers()[1], dtype=np.int32 if pa.types.is_string(arr.type) else np.int64
+    )[arr.offset : arr.offset + len(arr) + 1]
+    if not (np.diff(offsets) == 32).all():
+        return pc.count_distinct(arr).as_py() != len(arr)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    words = data.view(np.uint64).reshape(-1, 4)
+    keys = words[:, 0] * np.uint64(0x9E3779B97F4A7C15)
+    for i, mul in ((1, 0xC2B2AE3D27D4EB4F), (2, 0x165667B19E3779F9), (3, 0xD6E8FEB86659FD93)):
+        keys = (keys ^ (keys >> np.uint64(29))) + words[:, i] * np.uint64(mul)
+    keys = np.sort(keys)
+    return bool((keys[1:] == keys[:-1]).any())
+
+
 def dedupe_latest(table: pa.Table) -> pa.Table:
     """Keep one record per run id: the one that ended last (the latest attempt)."""
     if table.num_rows == 0:
         return table
     run_ids = table.column("run_id")
-    if pc.count_distinct(run_ids).as_py() == table.num_rows:
+    if not may_have_duplicates(run_ids):
         return table
     import numpy as np
 

@@ -66,6 +66,7 @@ def main() -> int:
         "thread": metalab.ThreadExecutor(2),
         "process": metalab.ProcessExecutor(2),
     }[args.executor]
+    print("driver: ready", flush=True)
     if args.go:
         while not os.path.exists(args.go):
             time.sleep(0.001)

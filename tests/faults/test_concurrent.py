@@ -23,12 +23,12 @@ def test_two_drivers_creating_and_filling_one_store(tmp_path, round_):
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     ranges = [("0", "150"), ("75", "225")]
     procs = [
-        start_driver(store, log, "--start", a, "--stop", b, "--partition-size", "10", "--go",
-                     str(go))
+        start_driver(store, log, "--start", a, "--stop", b, "--partition-size", "10",
+                     "--sleep", "0.002", "--go", str(go))
         for log, (a, b) in zip(logs, ranges, strict=True)
     ]
     for p in procs:  # both are up and waiting at the barrier
-        assert p.stdout is not None and p.stdout.readline() == ""  or True
+        assert p.stdout is not None and p.stdout.readline() == "driver: ready\n"
     go.touch()
     for p in procs:
         rc, out, err = finish(p)
@@ -45,7 +45,7 @@ def test_two_drivers_creating_and_filling_one_store(tmp_path, round_):
 
     # A third driver resumes the union and executes nothing.
     log = tmp_path / "c.log"
-    rc, out, err = finish(start_driver(store, log, "--start", "0", "--stop", "225"))
+    rc, _out, err = finish(start_driver(store, log, "--start", "0", "--stop", "225"))
     assert rc == 0, err
     assert not log.exists()
     _check_store(store)

@@ -77,7 +77,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     assert "second interrupt, exiting now" in err
     assert executions(log) == [0]
 
-    rc, out, err = run_driver(store, log, "--stop", "5")
+    rc, _out, err = run_driver(store, log, "--stop", "5")
     assert rc == 0, err
     assert sorted(r["x"] for r in records(store)) == list(range(5))
     assert executions(log) == [0, 0, 1, 2, 3, 4]

@@ -54,7 +54,7 @@ def _kill_then_resume(tmp_path: Path, executor: str, group: bool) -> None:
 
     # Resume of a finished sweep executes nothing and changes nothing.
     n_done = len(executions(log))
-    rc, out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
+    rc, _out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
     assert rc == 0, err
     assert len(executions(log)) == n_done
     assert sorted(r["x"] for r in records(store)) == list(range(N))
