@@ -8,10 +8,10 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import metalab
 
@@ -81,4 +81,5 @@ def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 def machine() -> str:
     import platform
 
-    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    return (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (  # noqa: E402
+from _common import (
     best_of,
     experiment,
     machine,
@@ -29,7 +29,7 @@ from _common import (  # noqa: E402
     trivial,
 )
 
-import metalab  # noqa: E402
+import metalab
 
 
 def _sweep(n: int, op, executor=None, repeat: int = 3) -> float:

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, print_table, tmpdir  # noqa: E402
+from _common import machine, print_table, tmpdir
 
-import metalab  # noqa: E402
+import metalab
 
 
 @metalab.operation(name="busy10ms", version="1")

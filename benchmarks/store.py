@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, print_table, tmpdir  # noqa: E402
+from _common import machine, print_table, tmpdir
 
 MAKE_STORE = """
 import resource, sys, time

@@ -5,6 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any, TypeAlias
 
-Jsonable: TypeAlias = None | bool | int | float | str | list[Any] | dict[str, Any]
+Jsonable: TypeAlias = bool | int | float | str | list[Any] | dict[str, Any] | None
 ParamDict: TypeAlias = dict[str, Any]
 PathLike: TypeAlias = str | os.PathLike[str]

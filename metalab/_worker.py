@@ -9,16 +9,16 @@ import dataclasses
 import json
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import time_ns
 from typing import Any
 
 from .capture import Capture
 from .capture.serializers import install_serializers, user_serializers
-from .operation import Operation
+from .operation import ALLOWED_ARGUMENTS, Operation
 from .seeds import SeedBundle
 from .store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from .store.layout import Layout
@@ -67,13 +67,22 @@ def _worker_address() -> str:
     return f"local:{os.getpid()}"
 
 
-def _call(op: Operation, kwargs: dict[str, Any], capture_output: bool, cap: Capture) -> Any:
-    if not capture_output:
-        return op.func(**kwargs)
-    from .capture.output import captured_output
+_CALLERS: dict[tuple[str, ...], Callable[..., Any]] = {}
 
-    with captured_output(cap):
-        return op.func(**kwargs)
+
+def _caller(wants: tuple[str, ...]) -> Callable[..., Any]:
+    """A function ``(func, params, seeds, capture, context)`` passing exactly ``wants``.
+
+    Built once per argument set, so a run pays no per-call keyword assembly. ``wants``
+    only ever holds names from ``ALLOWED_ARGUMENTS`` (checked at decoration time).
+    """
+    fn = _CALLERS.get(wants)
+    if fn is None:
+        assert set(wants) <= set(ALLOWED_ARGUMENTS), wants
+        args = ", ".join(f"{w}={w}" for w in wants)
+        fn = eval(f"lambda func, params, seeds, capture, context: func({args})")
+        _CALLERS[wants] = fn
+    return fn
 
 
 def run_one(
@@ -85,27 +94,24 @@ def run_one(
 ) -> list[Any]:
     """Execute one run (with retries) and return its outcome line."""
     op = task.operation
-    wants = op.wants
+    call = _caller(op.wants)
+    func = op.func
     tries = 0
     while True:
         cap = Capture(run_id, task.store_root)
-        kwargs: dict[str, Any] = {}
-        for name in wants:
-            if name == "params":
-                kwargs["params"] = params
-            elif name == "seeds":
-                kwargs["seeds"] = seeds
-            elif name == "capture":
-                kwargs["capture"] = cap
-            else:
-                kwargs["context"] = context
-        t0 = now_us()
+        t0 = time_ns() // 1000
         try:
-            ret = _call(op, kwargs, task.capture_output, cap)
+            if task.capture_output:
+                from .capture.output import captured_output
+
+                with captured_output(cap):
+                    ret = call(func, params, seeds, cap, context)
+            else:
+                ret = call(func, params, seeds, cap, context)
             if ret is not None:
                 cap._absorb_return(ret)
         except Exception as exc:
-            t1 = now_us()
+            t1 = time_ns() // 1000
             if tries < task.retries:
                 tries += 1
                 continue
@@ -118,7 +124,7 @@ def run_one(
             if tries:
                 extra["retries"] = tries
             return [run_id, "failed", t0, t1, cap.scalars, extra]
-        t1 = now_us()
+        t1 = time_ns() // 1000
         extra = cap._extra()
         if tries:
             extra = extra or {}
@@ -153,9 +159,6 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
     """Run every descriptor of one partition; returns a one-row summary frame."""
     import pandas as pd
 
-    from .store.records import build_records, build_steps
-    from .store.store import write_partition
-
     part = int(partition_info["number"]) if partition_info else 0
     layout = Layout(Path(task.store_root))
     if task.serializers:
@@ -167,17 +170,18 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
         operation, context = context.resolve()
         task = dataclasses.replace(task, operation=operation)
     run_ids = pdf["run_id"].tolist()
-    params_json = pdf["params"].tolist()
-    replicates = pdf["replicate"].tolist()
-    seed_ints = pdf["seed"].tolist()
-    attempts = pdf["attempt"].tolist()
-    runs = [list(r) for r in zip(run_ids, params_json, replicates, seed_ints, attempts, strict=True)]
-    info = {r[0]: r[1:] for r in runs}
+    cols = {
+        "run_id": run_ids,
+        "params": pdf["params"].tolist(),
+        "replicate": pdf["replicate"].tolist(),
+        "seed": pdf["seed"].tolist(),
+        "attempt": pdf["attempt"].tolist(),
+    }
 
     prev, done_before, deaths = _previous_attempts(layout, task, part, run_ids)
     retrying = bool(prev)
     worker = _worker_address()
-    journal = JournalWriter(layout.journal, sweep=task.sweep, part=part, runs=runs,
+    journal = JournalWriter(layout.journal, sweep=task.sweep, part=part, columns=cols,
                             worker=worker, flush_every=1 if retrying else task.flush_every)
     outcomes: list[list[Any]] = []
     params_list: list[dict[str, Any]] = []
@@ -192,8 +196,8 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
         child = ChildRunner(task, context)
     try:
         # One json.loads for the whole partition is ~5x cheaper than one per run.
-        parsed = json.loads("[" + ",".join(params_json) + "]")
-        for (run_id, _pj, rep, _seed, _att), params in zip(runs, parsed, strict=True):
+        parsed = json.loads("[" + ",".join(cols["params"]) + "]")
+        for run_id, params, rep in zip(run_ids, parsed, cols["replicate"], strict=True):
             if run_id in done_before:
                 counts["skipped"] += 1
                 continue
@@ -227,15 +231,8 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
         if child is not None:
             child.close()
         journal.close()
-        # Fold this attempt and earlier attempts of the partition into Parquet.
-        all_outcomes = [o for j in prev for o in j.outcomes if o[0] in info] + outcomes
-        all_params = [json.loads(info[o[0]][0]) for j in prev for o in j.outcomes
-                      if o[0] in info] + params_list
-        if all_outcomes:
-            table = build_records(all_outcomes, info, params=all_params, host=HOST,
-                                  pid=os.getpid(), worker=worker, sweep=task.sweep)
-            write_partition(layout, f"{task.sweep}-{part:06d}", table,
-                            build_steps(all_outcomes, task.sweep))
+        _fold_to_parquet(layout, task, part, prev, outcomes, params_list, cols,
+                         in_order=not done_before, worker=worker)
         if completed and not worker.startswith("local:"):
             _write_done_marker(layout, task, part, counts)
         for j in prev:
@@ -245,6 +242,53 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
                 pass
         journal.discard()
     return pd.DataFrame({k: [v] for k, v in counts.items()})
+
+
+def _fold_to_parquet(
+    layout: Layout,
+    task: SweepTask,
+    part: int,
+    prev: list[Journal],
+    outcomes: list[list[Any]],
+    params_list: list[dict[str, Any]],
+    cols: dict[str, list[Any]],
+    *,
+    in_order: bool,
+    worker: str,
+) -> None:
+    """Write the partition's records (this attempt's and earlier attempts') as Parquet."""
+    from .store.reader import concat
+    from .store.records import build_records, build_steps
+    from .store.store import write_partition
+
+    records, steps = [], []
+    for j in prev:  # runs finished by earlier attempts keep their own host, pid and worker
+        h = j.header or {}
+        info = j.info
+        done = [o for o in j.outcomes if o[0] in info]
+        if done:
+            records.append(build_records(done, info, host=h.get("host", HOST),
+                                         pid=h.get("pid", 0), worker=h.get("worker", ""),
+                                         sweep=task.sweep))
+            steps.append(build_steps(done, task.sweep))
+    if outcomes:
+        n = len(outcomes)
+        # Without skipped runs the outcomes are a prefix of the partition's rows.
+        aligned = {k: cols[k][:n] for k in ("params", "replicate", "seed", "attempt")} \
+            if in_order else None
+        info = None if in_order else {
+            r: [p, rep, seed, att] for r, p, rep, seed, att in zip(
+                cols["run_id"], cols["params"], cols["replicate"], cols["seed"],
+                cols["attempt"], strict=True)
+        }
+        records.append(build_records(outcomes, info or {}, params=params_list,
+                                     aligned=aligned, host=HOST, pid=os.getpid(),
+                                     worker=worker, sweep=task.sweep))
+        steps.append(build_steps(outcomes, task.sweep))
+    if records:
+        step_tables = [t for t in steps if t is not None]
+        write_partition(layout, f"{task.sweep}-{part:06d}", concat(records),
+                        concat(step_tables) if step_tables else None)
 
 
 def done_marker(layout: Layout, sweep: str, part: int) -> Path:

@@ -15,6 +15,7 @@ builtin exception a caller would naturally catch::
     ├── StoreError (OSError)               store path unusable, files damaged
     │   └── ArtifactIntegrityError (OSError) checksum mismatch on load
     ├── UnsafePickleError (ValueError)     refusing to unpickle without consent
+    ├── ResultsError (KeyError, ValueError) unknown column, status or statistic in a query
     ├── ExecutorError (RuntimeError)       cluster start-up / no workers / bounded waits
     └── RunInterrupted (KeyboardInterrupt) Ctrl-C or SIGTERM stopped a sweep
 
@@ -37,6 +38,7 @@ __all__ = [
     "OperationSignatureError",
     "ParamError",
     "ParamSpaceError",
+    "ResultsError",
     "RunInterrupted",
     "StoreError",
     "UnsafePickleError",
@@ -94,6 +96,13 @@ class ArtifactIntegrityError(StoreError):
 
 class UnsafePickleError(MetalabError, ValueError):
     """Loading a pickle artifact was refused because it was not explicitly allowed."""
+
+
+class ResultsError(MetalabError, KeyError, ValueError):
+    """A results query names a column that does not exist, or asks for an unknown statistic."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ExecutorError(MetalabError, RuntimeError):

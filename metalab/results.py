@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArtifactIntegrityError, MetalabError, StoreError
+from .errors import ArtifactIntegrityError, ResultsError, StoreError
 from .store import Store
 from .store.records import METRIC_PREFIX, PARAM_PREFIX
 
@@ -37,14 +37,7 @@ _BACK = ["duration_s", "started_at", "ended_at", "attempt", "error_type", "error
 _HIDDEN = {"params", "traceback", "artifacts", "logs", "host", "pid", "worker", "sweep"}
 #: Columns every loaded table keeps, whatever is selected (counts, order, dedupe).
 _INTERNAL = ["run_id", "status", "replicate", "started_at", "ended_at", "attempt", "sweep"]
-_STATUSES = ("success", "failed")
-
-
-class ResultsError(MetalabError, KeyError, ValueError):
-    """A results query names a column that does not exist, or asks for an unknown statistic."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+_STATUSES = ("success", "failed", "timeout")
 
 
 def user_names(raw: Sequence[str]) -> dict[str, str]:
@@ -383,8 +376,8 @@ class Results:
 
     @property
     def failed(self) -> Results:
-        """Runs that did not succeed."""
-        return self.filter(status="failed")
+        """Runs that did not succeed (status ``"failed"`` or ``"timeout"``)."""
+        return self.filter(status=["failed", "timeout"])
 
     # tables -----------------------------------------------------------------------
     def _output_columns(self, table: pa.Table, *, full: bool = False) -> list[str]:

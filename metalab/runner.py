@@ -91,7 +91,7 @@ def plan_todo(
             done = status
             if retry_failed:
                 done = status.filter(pc.equal(status.column("status"), "success"))
-            damaged = store.check_artifacts(done.column("run_id"))  # files lost: run again
+            damaged = store.check_artifacts(table=done)  # artifact files lost: run again
             if damaged:
                 done = done.filter(pc.invert(pc.is_in(
                     done.column("run_id"), value_set=pa.array(sorted(damaged), pa.string()))))
@@ -152,7 +152,7 @@ def _compute(
 
     client = session.client
     with warnings.catch_warnings():
-        # The context travels in the graph once; a large one is expected, not a mistake.
+        # The context travels in the store payload, so graphs stay small; keep quiet anyway.
         warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
         futures = client.compute(parts, resources=resources or None)
     index = {f.key: i for i, f in enumerate(futures)}

@@ -17,9 +17,9 @@ def _in_tmp_cwd(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def local_cluster():
     """One LocalCluster (2 single-threaded worker processes) shared by the cluster tests."""
-    from distributed import LocalCluster
-
     import logging
+
+    from distributed import LocalCluster
 
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",

@@ -431,7 +431,9 @@ def test_steps_seen_twice_while_a_journal_is_folded_count_once():
     t0 = int(rec["started_at"].timestamp() * 1e6)
     t1 = int(rec["ended_at"].timestamp() * 1e6)
     writer = JournalWriter(Path("runs/numbers/journal").resolve(), sweep=rec["sweep"], part=7,
-                           runs=[[run.run_id, rec["params"], 0, rec["seed"], 1]], worker="w")
+                           columns={"run_id": [run.run_id], "params": [rec["params"]],
+                                    "replicate": [0], "seed": [rec["seed"]], "attempt": [1]},
+                           worker="w")
     writer.append([run.run_id, "success", t0, t1, run.metrics, {"steps": outcome_steps}])
     writer.close()
     from metalab.store import Store, read_steps

@@ -306,21 +306,6 @@ def test_sigkill_of_a_worker_costs_only_its_run_in_flight(tmp_path):
     assert {10, 11, 12, 13, 14} <= end_pids.get(killed, set())  # finished before the kill
 
 
-@pytest.mark.cluster
-def test_worker_lifetime_retires_workers_without_losing_runs(tmp_path):
-    exp = _logged_exp(tmp_path, 60, sleep=0.1)
-    ex = ProcessExecutor(max_workers=2, lifetime="1500ms", lifetime_stagger="300ms",
-                         lifetime_restart=True)
-    res = metalab.run(exp, executor=ex, store=tmp_path / "s", partition_size=5)
-    df = res.to_pandas()
-    assert len(df) == 60 and (df["status"] == "success").all()
-    ids = _raw_run_ids(tmp_path / "s")
-    assert len(ids) == len(set(ids)) == 60
-    _starts, ends, end_pids = _side_log(tmp_path)
-    assert all(ends[i] == 1 for i in range(60))
-    assert len(end_pids) > 2  # workers were really replaced during the sweep
-
-
 # -- resources --------------------------------------------------------------------------
 
 

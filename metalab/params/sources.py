@@ -16,6 +16,9 @@ __all__ = ["Concat", "Grid", "Manual", "ParamSource", "Product", "Random", "grid
            "random"]
 
 
+MAX_DESCRIBED_VALUES = 1000
+
+
 class ParamSource:
     """Base class of parameter sources.
 
@@ -84,7 +87,9 @@ class Grid(ParamSource):
         if not keys:
             return iter(["{}"])
         perm = sorted(range(len(keys)), key=lambda i: keys[i])
-        frags = [[canonical_json(k) + ":" + _scalar_json(v) for v in self.axes[k]] for k in keys]
+        heads = [canonical_json(k) + ":" for k in keys]
+        frags = [[h + _scalar_json(v) for v in self.axes[k]]
+                 for h, k in zip(heads, keys, strict=True)]
         # Braces folded into the first and last fragments in sorted-key order, so each
         # configuration is one C-level join (no per-configuration Python work).
         frags[perm[0]] = ["{" + f for f in frags[perm[0]]]
@@ -98,7 +103,13 @@ class Grid(ParamSource):
         return (",".join(reorder(c)) for c in combos)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "grid", "n": len(self), "axes": self.axes}
+        # Long axes are summarized: the manifest stays small for million-run grids.
+        axes = {
+            k: v if len(v) <= MAX_DESCRIBED_VALUES
+            else {"n": len(v), "first": v[:5], "last": v[-5:]}
+            for k, v in self.axes.items()
+        }
+        return {"kind": "grid", "n": len(self), "axes": axes}
 
 
 def _scalar_json(v: Any) -> str:

@@ -1,8 +1,8 @@
 """Per-partition journals: run records made durable one by one while a partition runs.
 
 A journal is a text file ``journal/<sweep>-<part>-<token>.jsonl``.  Its first line
-is a JSON header with the partition's run descriptors; each further line is one run's
-outcome (see :mod:`metalab.store.records`) as tab-separated fields::
+is a JSON header with the partition's run descriptors (column lists under ``cols``);
+each further line is one run's outcome (see :mod:`metalab.store.records`) as tab-separated fields::
 
     run_id <TAB> status <TAB> started_us <TAB> ended_us <TAB> metrics JSON <TAB> extra JSON
 
@@ -89,15 +89,15 @@ class JournalWriter:
         *,
         sweep: str,
         part: int,
-        runs: list[list[Any]],
+        columns: dict[str, list[Any]],
         worker: str,
         flush_every: int = 4,
     ) -> None:
         self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
-        self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
         header = {
-            "v": 1, "sweep": sweep, "part": part, "host": HOST, "pid": os.getpid(),
-            "worker": worker, "runs": runs,
+            "v": 2, "sweep": sweep, "part": part, "host": HOST, "pid": os.getpid(),
+            "worker": worker, "cols": columns,
         }
         self._f.write(_dumps(header) + "\n")
         self._f.flush()
@@ -174,11 +174,24 @@ class Journal:
         """run_id -> [params_json, replicate, seed, attempt] from the header."""
         if not self.header:
             return {}
+        if "cols" in self.header:
+            c = self.header["cols"]
+            return {
+                r: [p, rep, seed, att]
+                for r, p, rep, seed, att in zip(
+                    c["run_id"], c["params"], c["replicate"], c["seed"], c["attempt"],
+                    strict=True,
+                )
+            }
         return {r[0]: r[1:] for r in self.header["runs"]}
 
     @property
     def run_order(self) -> list[str]:
-        return [r[0] for r in self.header["runs"]] if self.header else []
+        if not self.header:
+            return []
+        if "cols" in self.header:
+            return list(self.header["cols"]["run_id"])
+        return [r[0] for r in self.header["runs"]]
 
     def writer_alive(self) -> bool | None:
         """True/False when the writer ran on this host; None when unknown (other host)."""

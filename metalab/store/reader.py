@@ -134,7 +134,9 @@ def read_parquet_folder(
     raise OSError(f"store folder {folder} keeps changing while being read")
 
 
-def journal_tables(layout: Layout, sweep: str | None = None) -> tuple[list[pa.Table], list[pa.Table]]:
+def journal_tables(
+    layout: Layout, sweep: str | None = None
+) -> tuple[list[pa.Table], list[pa.Table]]:
     """Record and step tables of the journals present now (runs completed so far)."""
     recs, steps = [], []
     prefix = f"{sweep}-" if sweep else ""

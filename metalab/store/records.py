@@ -112,15 +112,25 @@ def build_records(
     pid: int,
     worker: str,
     sweep: str,
+    aligned: dict[str, list[Any]] | None = None,
 ) -> pa.Table:
     """One table of run records from outcomes plus descriptor info.
 
-    ``info`` maps run_id -> [params_json, replicate, seed, attempt].
+    ``info`` maps run_id -> [params_json, replicate, seed, attempt]; alternatively
+    ``aligned`` gives those as columns ("params", "replicate", "seed", "attempt") in
+    the order of ``outcomes`` (the fast path of a partition that ran every run).
     """
     n = len(outcomes)
     run_ids = [o[0] for o in outcomes]
-    infos = [info[r] for r in run_ids]
-    params_json = [i[0] for i in infos]
+    if aligned is None:
+        infos = [info[r] for r in run_ids]
+        aligned = {
+            "params": [i[0] for i in infos],
+            "replicate": [i[1] for i in infos],
+            "seed": [i[2] for i in infos],
+            "attempt": [i[3] for i in infos],
+        }
+    params_json = aligned["params"]
     if params is None:
         params = [json.loads(p) for p in params_json]
     t0 = [o[2] for o in outcomes]
@@ -131,9 +141,9 @@ def build_records(
     cols: dict[str, pa.Array] = {
         "run_id": pa.array(run_ids, type=pa.string()),
         "status": pa.array([o[1] for o in outcomes], type=pa.string()),
-        "attempt": pa.array([i[3] for i in infos], type=pa.int32()),
-        "replicate": pa.array([i[1] for i in infos], type=pa.int32()),
-        "seed": pa.array([i[2] for i in infos], type=pa.int64()),
+        "attempt": pa.array(aligned["attempt"], type=pa.int32()),
+        "replicate": pa.array(aligned["replicate"], type=pa.int32()),
+        "seed": pa.array(aligned["seed"], type=pa.int64()),
         "params": pa.array(params_json, type=pa.string()),
         "started_at": _ts(t0),
         "ended_at": _ts(t1),

@@ -169,8 +169,8 @@ class Store:
         return read_records(self.layout, columns=columns, filter=filter)
 
     def status_table(self) -> pa.Table:
-        """run_id, status, attempt of every current record (what resume planning needs)."""
-        return self.records(columns=["run_id", "status", "attempt"])
+        """run_id, status, attempt, artifacts of every current record (for resume planning)."""
+        return self.records(columns=["run_id", "status", "attempt", "artifacts"])
 
     # maintenance -------------------------------------------------------------------
     def recover_journals(self, *, sweep: str | None = None, dead_only: bool = True) -> int:
@@ -196,7 +196,7 @@ class Store:
                 pass
         return folded
 
-    def check_artifacts(self, run_ids: Any = None) -> set[str]:
+    def check_artifacts(self, run_ids: Any = None, *, table: pa.Table | None = None) -> set[str]:
         """Run ids whose artifact files are missing or not the size recorded.
 
         Damaged files are quarantined (moved aside, with a warning naming them); the runs
@@ -205,10 +205,11 @@ class Store:
         """
         from .reader import quarantine
 
-        try:
-            table = self.records(columns=["run_id", "artifacts"])
-        except (OSError, pa.ArrowException):
-            return set()
+        if table is None:  # else: a table with run_id and artifacts columns, already read
+            try:
+                table = self.records(columns=["run_id", "artifacts"])
+            except (OSError, pa.ArrowException):
+                return set()
         if "artifacts" not in table.column_names or table.num_rows == 0:
             return set()
         import pyarrow.compute as pc

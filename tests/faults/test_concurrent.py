@@ -31,7 +31,7 @@ def test_two_drivers_creating_and_filling_one_store(tmp_path, round_):
         assert p.stdout is not None and p.stdout.readline() == "driver: ready\n"
     go.touch()
     for p in procs:
-        rc, out, err = finish(p)
+        rc, _out, err = finish(p)
         assert rc == 0, err
     recs = records(store)
     assert sorted(r["x"] for r in recs) == list(range(225))  # one current record per run id

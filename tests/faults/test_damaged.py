@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 from pathlib import Path
 
@@ -138,13 +139,14 @@ def test_read_only_store_fails_early_with_path_and_errno(tmp_path, mount_point):
 def test_full_disk_fails_early_with_path_and_errno(tmp_path, mount_point, fill):
     mnt = mount_point("size=64k" if not fill else "size=4m")
     if fill:  # leave a few KiB free
-        with open(mnt / "ballast", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+        fd = os.open(mnt / "ballast", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
     log = tmp_path / "exec.log"
     with pytest.raises(StoreError) as info:
         metalab.run(_exp(log, 5), store=mnt / "s")

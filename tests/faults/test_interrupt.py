@@ -38,7 +38,7 @@ def _interrupt_then_resume(tmp_path, sig: int, executor: str, max_lost: int) -> 
     assert len(set(before) - kept) <= max_lost
     assert len(kept) < N
 
-    rc, out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
+    rc, _out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
     assert rc == 0, err
     after = counts(log) - before
     recs = records(store)
@@ -72,7 +72,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     wait_for_text(proc, "interrupted, stopping the sweep")
     assert proc.poll() is None  # still stuck in the stubborn operation
     os.kill(proc.pid, signal.SIGINT)
-    rc, out, err = finish(proc)
+    rc, _out, err = finish(proc)
     assert rc == 130
     assert "second interrupt, exiting now" in err
     assert executions(log) == [0]

@@ -40,7 +40,7 @@ def _kill_then_resume(tmp_path: Path, executor: str, group: bool) -> None:
     lost = set(before) - kept
     assert len(lost) <= MAX_LOST_PER_PROCESS * (2 if executor == "process" else 1)
 
-    rc, out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
+    rc, _out, err = run_driver(store, log, "--stop", str(N), "--executor", executor)
     assert rc == 0, err
     after = counts(log) - before
     recs = records(store)
