@@ -42,7 +42,8 @@ def t975(dof: Any) -> np.ndarray:
 
 
 def _group_keys(results: Results, group_by: Sequence[str] | str | None) -> list[str]:
-    from .results import ResultsError, _suggest
+    from .errors import ResultsError
+    from .results import _suggest
 
     if isinstance(group_by, str):
         group_by = [group_by]
@@ -67,7 +68,8 @@ def summarize(
     import numpy as np
     import pandas as pd
 
-    from .results import ResultsError, _suggest
+    from .errors import ResultsError
+    from .results import _suggest
 
     if isinstance(stats, str):
         stats = (stats,)

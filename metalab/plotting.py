@@ -30,7 +30,7 @@ def pyplot() -> Any:
 
 
 def _check_band(band: str | None) -> None:
-    from .results import ResultsError
+    from .errors import ResultsError
 
     if band is not None and band not in BANDS:
         raise ResultsError(f"band={band!r} is not one of {[*BANDS, None]}; e.g. band='ci95'")
@@ -127,7 +127,8 @@ def plot_steps(results: Results, metric: str, *, hue: str | None, logx: bool, lo
     import numpy as np
 
     from .analysis import t975
-    from .results import ResultsError, _suggest
+    from .errors import ResultsError
+    from .results import _suggest
 
     _check_band(band)
     succ = results.filter(status="success")
