@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from .results import Results
 
 
+_SHOWN_DASHBOARDS: set[str] = set()
+
+
 def _new_sweep_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
@@ -326,7 +329,8 @@ def run(
                     resources = dict(experiment.operation.resources)
                     poller = JournalPoller(st.layout.journal, sweep)
                     link = session.dashboard_link
-                    if link:
+                    if link and link not in _SHOWN_DASHBOARDS:  # once per cluster
+                        _SHOWN_DASHBOARDS.add(link)
                         print(f"metalab: Dask dashboard at {link}", file=sys.stderr)
                 ddf = to_dask(todo, n_workers=session.n_workers, partition_size=partition_size)
                 out = ddf.map_partitions(
