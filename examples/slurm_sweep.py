@@ -10,9 +10,13 @@ import: metalab ships them by value.  Interrupt it and start it again: finished 
 are skipped.
 """
 
+import os
+
 import numpy as np
 
 import metalab
+
+SMALL = os.environ.get("METALAB_EXAMPLE_SMALL") == "1"  # the test suite's tiny size
 
 
 @metalab.context_spec
@@ -35,7 +39,7 @@ exp = metalab.Experiment(
     context=Signal(x=np.linspace(0.0, 1.0, 10_000)),
     operation=noisy_mean,
     params=metalab.grid(sigma=[0.01, 0.1, 1.0, 10.0]),
-    seeds=metalab.seeds(base=2024, replicates=250),  # 4 x 250 = 1,000 runs
+    seeds=metalab.seeds(base=2024, replicates=5 if SMALL else 250),  # 4 x 250 = 1,000 runs
 )
 
 if __name__ == "__main__":
@@ -43,7 +47,7 @@ if __name__ == "__main__":
         cores=1,
         memory="1GB",
         walltime="00:30:00",
-        jobs=2,
+        jobs=1 if SMALL else 2,
         # On a single machine keep traffic on loopback; on a cluster use e.g. "ib0".
         interface="lo",
     )

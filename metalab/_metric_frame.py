@@ -86,6 +86,7 @@ def metric_frame(results: Results, name: str | None = None) -> dd.DataFrame:
         keys[label or ""] = mine.select(["run_id", "sweep"]).combine_chunks()
         if mine.num_rows == 0:
             continue
+        store.check_metric_files()  # a damaged file is quarantined, never read as data
         items += [("parquet", str(f), label) for f in parquet_files(store.layout.metrics)]
         if list_journals(store.layout.journal):
             items.append(("journal", str(store.root), label))

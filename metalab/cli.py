@@ -199,7 +199,7 @@ def load_experiment(spec: str) -> Experiment:
     exp = getattr(module, attr)
     if not isinstance(exp, Experiment):
         raise CLIError(
-            f"{target}:{attr} is a {type(exp).__name__}, not a metalab.Experiment"
+            f"{target}:{attr} is of type {type(exp).__name__}, not a metalab.Experiment"
         )
     return exp
 
@@ -299,7 +299,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                  f"[{s.get('executor', '')}]")
     counts = status_counts(store)
     _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
-    failed = sum(v for k, v in counts.items() if k != "success")
+    failed = sum(v for k, v in counts.items() if k not in ("success", "pending"))
     if failed:
         import pyarrow.compute as pc
 
@@ -345,21 +345,34 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .errors import RunInterrupted
     from .runner import run
 
     exp = load_experiment(args.experiment)
     executor = parse_executor(args.executor) if args.executor else None
-    result = run(exp, executor=executor, store=args.store, resume=not args.no_resume,
-                 progress=args.progress)
+    try:
+        result = run(exp, executor=executor, store=args.store, resume=not args.no_resume,
+                     progress=args.progress)
+    except RunInterrupted as exc:
+        again = ["metalab", "run", args.experiment]
+        if args.executor:
+            again += ["--executor", args.executor]
+        if args.store:
+            again += ["--store", args.store]
+        raise RunInterrupted(
+            f"sweep of {exp.name!r} interrupted; completed runs are kept in {exc.store}. "
+            f"Resume with: {' '.join(again)}", store=exc.store, done=exc.done,
+        ) from None
     if not args.quiet:
         _out(result.table(max_rows=args.max_rows))
     counts = result.counts()
     root = Path(args.store) if args.store else Path("runs") / exp.name
     print(f"metalab: {exp.name}: {len(exp)} runs ({_format_counts(counts)}); "
           f"store {root}", file=sys.stderr)
-    failed = sum(v for k, v in counts.items() if k != "success")
+    failed = sum(v for k, v in counts.items() if k not in ("success", "pending"))
     if failed:
-        print(f"metalab: {failed} runs did not succeed; see them with: metalab show {root}",
+        print(f"metalab: {failed} run{'s' if failed != 1 else ''} did not succeed; see them "
+              f"with: metalab show {root}",
               file=sys.stderr)
         return EXIT_FAILED_RUNS
     return 0

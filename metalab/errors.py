@@ -87,7 +87,13 @@ class UnsupportedArtifactError(CaptureError, TypeError):
 
 
 class StoreError(MetalabError, OSError):
-    """The store cannot be used: bad path, unwritable, or damaged files."""
+    """The store cannot be used: bad path, unwritable, or damaged files.
+
+    ``errno`` and ``filename`` are set as on ``OSError``; the text is the message alone.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror if self.strerror is not None else super().__str__())
 
 
 class ArtifactIntegrityError(StoreError):

@@ -33,7 +33,8 @@ __all__ = ["Results", "ResultsError", "Run", "load_results"]
 #: Column order of the user-facing table (params and metrics are placed around these).
 _FRONT = ["run_id"]
 _MIDDLE = ["replicate", "seed", "status"]
-_BACK = ["duration_s", "started_at", "ended_at", "attempt", "error_type", "error_message"]
+_BACK = ["duration_s", "started_at", "ended_at", "attempt", "retries", "error_type",
+         "error_message"]
 _HIDDEN = {"params", "traceback", "artifacts", "logs", "host", "pid", "worker", "sweep"}
 #: Columns every loaded table keeps, whatever is selected (counts, order, dedupe).
 _INTERNAL = ["run_id", "status", "replicate", "started_at", "ended_at", "attempt", "sweep"]
@@ -43,9 +44,13 @@ _STATUSES = ("success", "failed", "timeout")
 def user_names(raw: Sequence[str]) -> dict[str, str]:
     """Map raw record columns to table names: ``params.lr`` -> ``lr``, ``metrics.acc`` -> ``acc``.
 
-    A param or metric whose bare name collides with another column keeps its prefix.
+    A param or metric named like a core column (``status``, ``seed``, ...), or like a
+    param claimed first, keeps its prefix.  One named like a bookkeeping column (``pid``,
+    ``host``, ``worker``, ``logs``, ...) takes the bare name, and the bookkeeping column
+    becomes ``record.<name>``: the user's names win where nothing important is hidden.
     """
-    taken = {c for c in raw if not c.startswith((PARAM_PREFIX, METRIC_PREFIX))}
+    internal = [c for c in raw if not c.startswith((PARAM_PREFIX, METRIC_PREFIX))]
+    taken = {c for c in internal if c not in _HIDDEN}
     out: dict[str, str] = {}
     for prefix in (PARAM_PREFIX, METRIC_PREFIX):
         for c in raw:
@@ -56,8 +61,8 @@ def user_names(raw: Sequence[str]) -> dict[str, str]:
                 else:
                     out[c] = bare
                     taken.add(bare)
-    for c in raw:
-        out.setdefault(c, c)
+    for c in internal:
+        out[c] = f"record.{c}" if c in _HIDDEN and c in taken else c
     return out
 
 
@@ -151,9 +156,9 @@ class Results:
     def _lookup(self) -> dict[str, str]:
         """Every accepted spelling of a column (table name, raw name) -> raw name."""
         names = self._names
-        out = {raw: raw for raw in names}
-        for raw, user in names.items():
-            out.setdefault(user, raw)
+        out = {user: raw for raw, user in names.items()}  # table names first
+        for raw in names:
+            out.setdefault(raw, raw)
         return out
 
     def _raw(self, key: str, what: str) -> str:
@@ -352,7 +357,25 @@ class Results:
                 raise ResultsError(f"query({expr!r}): no variable named {name!r} where "
                                    "query() was called")
         env = {"locals": local, "globals": {}}
+        self._check_query_names(expr, local)
         return self._derive(queries=[*self._queries, (expr, env)])
+
+    def _check_query_names(self, expr: str, local: dict[str, Any]) -> None:
+        """Raise now, not at first use, when a query names a column the table lacks."""
+        import pandas as pd
+
+        empty = pd.DataFrame({name: pd.Series([], dtype="float64")
+                              for name in dict.fromkeys(self._names.values())})
+        try:
+            empty.eval(expr, local_dict=local, global_dict={})
+        except Exception as exc:
+            if "is not defined" in str(exc) or isinstance(exc, (NameError, KeyError)):
+                missing = re.findall(r"'([^']+)' is not defined", str(exc))
+                key = missing[0] if missing else expr
+                visible = [u for r, u in self._names.items() if r not in _HIDDEN]
+                raise ResultsError(f"query({expr!r}): no column named {key!r}; "
+                                   + _suggest(key, visible)) from None
+            # other problems (types, syntax) show with real data, as pandas reports them
 
     def select(self, *columns: str) -> Results:
         """The same runs with only these columns in tables, frames and exports.
@@ -797,7 +820,7 @@ class Run:
             entries = chosen
         if not entries:
             known = sorted({a["name"] for a in self.artifacts})
-            raise KeyError(f"run {self.run_id[:8]} has no artifact {name!r}; it has {known}")
+            raise ResultsError(f"run {self.run_id[:8]} has no artifact {name!r}; it has {known}")
         return entries[0]
 
     def _entry_path(self, entry: dict[str, Any]) -> Path:
@@ -854,8 +877,9 @@ class Run:
                 errno.EIO,
                 f"artifact {name!r} of run {self.run_id[:8]} is damaged: sha256 {digest[:12]}... "
                 f"does not match the recorded {entry['sha256'][:12]}...; the file {path} was "
-                "changed or corrupted after the run wrote it. Re-run with resume=False to "
-                "recreate it",
+                "changed or corrupted after the run wrote it. Delete or move that file and "
+                "call metalab.run(exp) again: resume re-runs just the runs whose artifacts "
+                "are missing",
                 str(path),
             )
         return load_artifact(entry["format"], path, allow_pickle=allow_pickle)
@@ -863,7 +887,8 @@ class Run:
     def metric_series(self, name: str) -> pd.Series:
         """A stepped metric of this run as a pandas Series indexed by step.
 
-        Empty when the run recorded no steps of ``name``.
+        Empty when the run recorded ``name`` without steps (or failed before any);
+        :class:`~metalab.errors.ResultsError` when a successful run has no such metric.
         """
         import pandas as pd
         import pyarrow.dataset as ds
@@ -875,6 +900,11 @@ class Run:
         sweep = self._row.get("sweep")
         if sweep is not None and len(t):
             t = t[t["sweep"] == sweep]
+        if t.empty and self.status == "success" and name not in self.metrics:
+            raise ResultsError(
+                f"run {self.run_id[:8]} has no metric {name!r}; its metrics are "
+                f"{sorted(self.metrics)}"
+            )
         # A step can sit in two files for a moment (journal being folded into Parquet).
         t = t.drop_duplicates(subset=["step", "time"]).sort_values(["step", "time"],
                                                                     kind="stable")

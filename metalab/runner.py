@@ -87,6 +87,7 @@ def plan_todo(
 
     plan = exp.plan()
     todo = plan
+    store.check_metric_files()  # damaged stepped metrics: their runs run again
     status = store.status_table()
     if status.num_rows:
         # Arrow compute on the id columns: no Python strings for a million runs.
@@ -361,15 +362,9 @@ def run(
         raise
     except KeyboardInterrupt as exc:
         status = "interrupted"
-        print(
-            f"metalab: sweep of {experiment.name!r} interrupted; completed runs are kept in "
-            f"{st.root}. Resume with: metalab.run(exp, store={str(st.root)!r}, resume=True)",
-            file=sys.stderr,
-        )
         raise RunInterrupted(
             f"sweep of {experiment.name!r} interrupted; completed runs are kept in {st.root}. "
-            f"Resume with: metalab.run(exp, store={str(st.root)!r}, resume=True) "
-            f"(or `metalab run MODULE:EXPERIMENT`)",
+            f"Resume with: metalab.run(exp, store={str(st.root)!r}, resume=True)",
             store=str(st.root),
             done=counts.done,
         ) from exc

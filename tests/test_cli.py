@@ -293,3 +293,49 @@ def test_docs_describe_what_the_parser_offers():
         assert option in text
     doc = textwrap.dedent(parse_executor.__doc__ or "")
     assert "slurm" in doc and "processes" in doc
+
+
+SLOW_EXPERIMENT = '''
+import time
+import metalab
+
+@metalab.operation(name="slow", version="1")
+def slow(params, capture):
+    time.sleep(0.05)
+    capture.metric("x", params["i"])
+
+exp = metalab.Experiment("slow_cli", slow, params=metalab.grid(i=list(range(400))))
+'''
+
+
+def test_run_interrupted_prints_the_cli_command_that_resumes(tmp_path):
+    import signal
+    import time
+
+    path = tmp_path / "slow_exp.py"
+    path.write_text(SLOW_EXPERIMENT)
+    proc = subprocess.Popen([sys.executable, "-m", "metalab", "run", f"{path}:exp", "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    journal = tmp_path / "runs" / "slow_cli" / "journal"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(journal.glob("*.jsonl")):
+        time.sleep(0.05)
+    time.sleep(0.5)  # some runs finish
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.count("Resume with:") == 1, err
+    assert f"Resume with: metalab run {path}:exp" in err
+    assert "Traceback" not in err
+    done = metalab_results_count(tmp_path / "runs" / "slow_cli")
+    assert 0 < done < 400
+    again = metalab("run", f"{path}:exp", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert metalab_results_count(tmp_path / "runs" / "slow_cli") == 400
+
+
+def metalab_results_count(store: Path) -> int:
+    import metalab as ml
+
+    return len(ml.load_results(store))

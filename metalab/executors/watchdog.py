@@ -92,8 +92,9 @@ class WorkerWatchdog:
             )
         else:
             msg = (
-                f"no Dask worker connected within {t}: the worker jobs are still queued or "
-                "cannot start (see below); raise worker_timeout_s= to wait longer"
+                f"no Dask worker connected within {t}: the workers are still queued or "
+                "cannot start" + (" (see below)" if self.diagnose is not None else "")
+                + "; raise worker_timeout_s= to wait longer"
             )
         if self.diagnose is not None:
             try:

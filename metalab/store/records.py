@@ -28,8 +28,8 @@ METRIC_PREFIX = "metrics."
 DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type"]
 
 BASE_COLUMNS = [
-    "run_id", "status", "attempt", "replicate", "seed", "params", "started_at", "ended_at",
-    "duration_s", "error_type", "error_message", "traceback", "artifacts", "logs",
+    "run_id", "status", "attempt", "retries", "replicate", "seed", "params", "started_at",
+    "ended_at", "duration_s", "error_type", "error_message", "traceback", "artifacts", "logs",
     "host", "pid", "worker", "sweep",
 ]
 
@@ -142,6 +142,7 @@ def build_records(
         "run_id": pa.array(run_ids, type=pa.string()),
         "status": pa.array([o[1] for o in outcomes], type=pa.string()),
         "attempt": pa.array(aligned["attempt"], type=pa.int32()),
+        "retries": pa.array([e.get("retries", 0) if e else 0 for e in extras], type=pa.int32()),
         "replicate": pa.array(aligned["replicate"], type=pa.int32()),
         "seed": pa.array(aligned["seed"], type=pa.int64()),
         "params": pa.array(params_json, type=pa.string()),

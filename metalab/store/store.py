@@ -196,6 +196,24 @@ class Store:
                 pass
         return folded
 
+    def check_metric_files(self) -> int:
+        """Quarantine stepped-metrics files whose Parquet footer cannot be read.
+
+        The records written with a damaged file go aside too (see ``read_parquet_folder``),
+        so resume runs those runs again and their steps come back. Returns files moved.
+        """
+        bad = 0
+        for f in parquet_files(self.layout.metrics):
+            try:
+                pq.read_metadata(f)
+            except FileNotFoundError:
+                continue
+            except (OSError, pa.ArrowException):
+                bad += 1
+        if bad:  # the folder reader quarantines each damaged file and its records sibling
+            read_parquet_folder(self.layout, self.layout.metrics, columns=["run_id"])
+        return bad
+
     def check_artifacts(self, run_ids: Any = None, *, table: pa.Table | None = None) -> set[str]:
         """Run ids whose artifact files are missing or not the size recorded.
 

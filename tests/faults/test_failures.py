@@ -58,6 +58,8 @@ def test_fails_once_with_retries_1_succeeds(tmp_path):
     assert _counts(res) == {"success": 5}
     assert sorted(int(v) for v in log.read_text().split()) == sorted(list(range(5)) * 2)
     assert [r.attempt for r in res] == [1] * 5  # retries are inside one attempt
+    assert [r.record["retries"] for r in res] == [1] * 5  # ... and counted there
+    assert (res.table(as_dataframe=True)["retries"] == 1).all()
 
 
 def test_retries_0_records_failed_then_retry_failed_controls_resume(tmp_path):
