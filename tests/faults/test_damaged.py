@@ -72,6 +72,30 @@ def test_damaged_parquet_is_quarantined_by_name_and_its_runs_rerun(tmp_path, dam
         assert r.metric_series("curve").tolist() == [r.params["x"] / 2]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "zero-byte"])
+def test_damaged_metrics_file_found_by_resume_alone(tmp_path, damage):
+    """Nothing reads the steps before the resume: planning itself finds the damage."""
+    store, log, exp = _fresh(tmp_path)
+    victim = sorted((store / "metrics").glob("*.parquet"))[2]
+    held = _held(store / "records" / victim.name)
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    with pytest.warns(DamagedFileWarning, match=victim.name):
+        res = metalab.run(exp, store=store, partition_size=10)
+    assert sorted(_xs(log)) == sorted(held)  # exactly the runs the damaged file held
+    frame = res.metric_frame("curve").compute()  # never a raw pyarrow error
+    assert sorted(frame["value"].tolist()) == sorted(x / 2 for x in range(40))
+
+
+def test_metric_frame_quarantines_a_damaged_file_instead_of_failing(tmp_path):
+    store, _log, _exp_ = _fresh(tmp_path)
+    victim = sorted((store / "metrics").glob("*.parquet"))[0]
+    victim.write_bytes(b"")
+    with pytest.warns(DamagedFileWarning, match=victim.name):
+        frame = metalab.load_results(store).metric_frame("curve").compute()
+    assert len(frame) == 30  # the damaged file's runs are not returned as data
+
+
 @pytest.mark.parametrize("damage", ["truncated", "zero-byte", "missing"])
 def test_damaged_artifact_is_reported_quarantined_and_rerun(tmp_path, damage):
     store, log, exp = _fresh(tmp_path)
