@@ -304,6 +304,8 @@ class Results:
         loaded = self._core is not None or self._full is not None
         out = Results(self._stores, base=self if loaded else self._base, **kw)
         out._labels = self._labels
+        if out._base is None and self._snap is not None:
+            out._snap = self._snap  # the same snapshot of the store: read footers once
         return out
 
     def reload(self) -> Results:
@@ -433,7 +435,8 @@ class Results:
         table = self._arrow()
         if table.num_rows == 0:
             return "(no runs)"
-        drop = {"seed", "started_at", "ended_at", "attempt", "error_type", "error_message"}
+        drop = {"seed", "started_at", "ended_at", "attempt", "retries", "error_type",
+                "error_message"}
         cols = [c for c in self._output_columns(table)
                 if c not in drop or self._columns is not None]
         n = table.num_rows

@@ -374,7 +374,8 @@ def test_stepped_metrics_series_table_and_lazy_frame():
     # The scalar table shows the last value of a stepped metric.
     table = res.table(as_dataframe=True).set_index("x")
     np.testing.assert_allclose(table["loss"].sort_index(), [0.2, 1.2, 2.2])
-    assert by_x[0].metric_series("never_recorded").empty
+    with pytest.raises(metalab.ResultsError, match="never_recorded"):
+        by_x[0].metric_series("never_recorded")  # a typo is an error, not an empty series
 
     frame = res.metric_frame()
     assert isinstance(frame, dd.DataFrame)

@@ -148,7 +148,7 @@ def test_run_on_processes_and_on_a_scheduler_address(tmp_path, exp_file, local_c
     [
         ("missing.py:exp", ["no such file: missing.py"]),
         ("exps.py:nope", ["has no attribute 'nope'", "experiments defined there: exp"]),
-        ("exps.py:other", ["is a str, not a metalab.Experiment"]),
+        ("exps.py:other", ["is of type str, not a metalab.Experiment"]),
         ("no_such_module:exp", ["no module named 'no_such_module'"]),
         ("broken.py:exp", ["error while importing broken.py", "SyntaxError", "broken.py:2"]),
         ("raises.py:exp", ["error while importing raises.py", "ZeroDivisionError",

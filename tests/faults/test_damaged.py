@@ -88,7 +88,7 @@ def test_damaged_metrics_file_found_by_resume_alone(tmp_path, damage):
 
 
 def test_metric_frame_quarantines_a_damaged_file_instead_of_failing(tmp_path):
-    store, _log, _exp_ = _fresh(tmp_path)
+    store, _, _ = _fresh(tmp_path)
     victim = sorted((store / "metrics").glob("*.parquet"))[0]
     victim.write_bytes(b"")
     with pytest.warns(DamagedFileWarning, match=victim.name):
