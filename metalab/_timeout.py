@@ -27,14 +27,11 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from .seeds import SeedBundle
-from .store.records import now_us
+from .store.records import TIMEOUT_ERROR, TIMEOUT_STATUS, WORKER_DIED, error_outcome, now_us
 
 if TYPE_CHECKING:
     from ._worker import SweepTask
 
-TIMEOUT_STATUS = "timeout"
-TIMEOUT_ERROR = "Timeout"
-WORKER_DIED = "WorkerDied"
 
 
 def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
@@ -58,11 +55,9 @@ def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
             conn.send(out)
         except Exception as exc:  # an unpicklable metric or extra
             t = now_us()
-            conn.send([run_id, "failed", t, t, {}, {"error": {
-                "type": type(exc).__qualname__,
-                "message": f"the run's outcome could not be sent back from its process: {exc}",
-                "traceback": "",
-            }}])
+            conn.send(error_outcome(
+                run_id, "failed", t, t, type(exc).__qualname__,
+                f"the run's outcome could not be sent back from its process: {exc}"))
 
 
 def _describe_exit(status: int) -> str:
@@ -172,20 +167,16 @@ class ChildRunner:
             t1 = now_us()
             if not ready:
                 self._reap(kill=True)
-                return [run_id, TIMEOUT_STATUS, t0, t1, {}, {"error": {
-                    "type": TIMEOUT_ERROR,
-                    "message": f"the run did not finish within timeout={self.timeout:g} s; "
-                               "its process was killed and the sweep went on. Raise timeout= "
-                               "or make the run faster",
-                    "traceback": "",
-                }}]
+                return error_outcome(
+                    run_id, TIMEOUT_STATUS, t0, t1, TIMEOUT_ERROR,
+                    f"the run did not finish within timeout={self.timeout:g} s; its process "
+                    "was killed and the sweep went on. Raise timeout= or make the run faster",
+                )
             how = self._reap(kill=True)
             deaths += 1
             if deaths >= self.task.max_worker_deaths:
-                return [run_id, "failed", t0, t1, {}, {"error": {
-                    "type": WORKER_DIED,
-                    "message": f"the process running this run died {deaths} times ({how}); "
-                               "it probably crashes its process (segfault, os._exit, out of "
-                               "memory)",
-                    "traceback": "",
-                }}]
+                return error_outcome(
+                    run_id, "failed", t0, t1, WORKER_DIED,
+                    f"the process running this run died {deaths} times ({how}); it probably "
+                    "crashes its process (segfault, os._exit, out of memory)",
+                )

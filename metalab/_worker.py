@@ -22,10 +22,9 @@ from .operation import ALLOWED_ARGUMENTS, Operation
 from .seeds import SeedBundle
 from .store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from .store.layout import Layout
-from .store.records import now_us
+from .store.records import WORKER_DIED, error_outcome, now_us
 
 SUMMARY_COLUMNS = ("success", "failed", "skipped")
-WORKER_DIED = "WorkerDied"
 
 
 @dataclass
@@ -116,14 +115,11 @@ def run_one(
                 tries += 1
                 continue
             extra = cap._extra() or {}
-            extra["error"] = {
-                "type": type(exc).__qualname__,
-                "message": str(exc),
-                "traceback": traceback.format_exc(),
-            }
             if tries:
                 extra["retries"] = tries
-            return [run_id, "failed", t0, t1, cap.scalars, extra]
+            return error_outcome(run_id, "failed", t0, t1, type(exc).__qualname__, str(exc),
+                                 traceback=traceback.format_exc(), metrics=cap.scalars,
+                                 extra=extra)
         t1 = time_ns() // 1000
         extra = cap._extra()
         if tries:
@@ -203,13 +199,11 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
                 continue
             if deaths.get(run_id, 0) >= task.max_worker_deaths:
                 now = now_us()
-                out: list[Any] = [run_id, "failed", now, now, {}, {"error": {
-                    "type": WORKER_DIED,
-                    "message": f"worker died while running this run ({deaths[run_id]} times); "
-                               "it probably crashes its process (segfault, os._exit, "
-                               "out of memory)",
-                    "traceback": "",
-                }}]
+                out = error_outcome(
+                    run_id, "failed", now, now, WORKER_DIED,
+                    f"worker died while running this run ({deaths[run_id]} times); it "
+                    "probably crashes its process (segfault, os._exit, out of memory)",
+                )
             else:
                 if retrying:
                     journal.mark_started(run_id)
@@ -258,35 +252,27 @@ def _fold_to_parquet(
 ) -> None:
     """Write the partition's records (this attempt's and earlier attempts') as Parquet."""
     from .store.reader import concat
-    from .store.records import build_records, build_steps
+    from .store.records import build_records, build_steps, info_from_columns
     from .store.store import write_partition
 
     records, steps = [], []
     for j in prev:  # runs finished by earlier attempts keep their own host, pid and worker
-        h = j.header or {}
-        info = j.info
-        done = [o for o in j.outcomes if o[0] in info]
-        if done:
-            records.append(build_records(done, info, host=h.get("host", HOST),
-                                         pid=h.get("pid", 0), worker=h.get("worker", ""),
-                                         sweep=task.sweep))
-            steps.append(build_steps(done, task.sweep))
+        table, st = j.tables()
+        records.append(table)
+        steps.append(st)
     if outcomes:
         n = len(outcomes)
         # Without skipped runs the outcomes are a prefix of the partition's rows.
         aligned = {k: cols[k][:n] for k in ("params", "replicate", "seed", "attempt")} \
             if in_order else None
-        info = None if in_order else {
-            r: [p, rep, seed, att] for r, p, rep, seed, att in zip(
-                cols["run_id"], cols["params"], cols["replicate"], cols["seed"],
-                cols["attempt"], strict=True)
-        }
-        records.append(build_records(outcomes, info or {}, params=params_list,
+        info = {} if in_order else info_from_columns(cols)
+        records.append(build_records(outcomes, info, params=params_list,
                                      aligned=aligned, host=HOST, pid=os.getpid(),
                                      worker=worker, sweep=task.sweep))
         steps.append(build_steps(outcomes, task.sweep))
+    records = [t for t in records if t is not None]
+    step_tables = [t for t in steps if t is not None]
     if records:
-        step_tables = [t for t in steps if t is not None]
         write_partition(layout, f"{task.sweep}-{part:06d}", concat(records),
                         concat(step_tables) if step_tables else None)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -10,19 +9,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .store.journal import list_journals
+from .store.journal import START_MARK, journal_part, list_journals
+
+_START = START_MARK.encode()
 
 
 class Counts:
     """Run counts of a sweep, updated from callbacks or from journal polling."""
 
-    __slots__ = ("failed", "lock", "skipped", "success")
+    __slots__ = ("failed", "skipped", "success")
 
     def __init__(self, skipped: int = 0) -> None:
         self.success = 0
         self.failed = 0
         self.skipped = skipped
-        self.lock = threading.Lock()
 
     def add(self, status: str) -> None:
         if status == "success":
@@ -44,12 +44,14 @@ class JournalPoller:
 
     def __init__(self, journal_dir: Path, sweep: str) -> None:
         self.dir = journal_dir
+        self.sweep = sweep
         self.prefix = f"{sweep}-"
         self._files: dict[str, tuple[int, int, int, int]] = {}  # name -> offset, part, ok, bad
         self.final: dict[int, tuple[int, int]] = {}  # part -> (success, failed) when done
 
     def _tail(self, path: Path) -> None:
-        offset, part, ok, bad = self._files.get(path.name, (0, -1, 0, 0))
+        offset, part, ok, bad = self._files.get(
+            path.name, (0, journal_part(path.name, self.sweep), 0, 0))
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -60,14 +62,9 @@ class JournalPoller:
         if end < 0:
             return
         for line in data[: end + 1].split(b"\n")[:-1]:
-            if line.startswith(b"{"):
-                try:
-                    part = int(json.loads(line)["part"])
-                except (ValueError, KeyError):
-                    pass
-            elif line.startswith(b"__start__"):
+            if line.startswith((b"{", _START)):  # the header, a run-start mark
                 continue
-            elif b"\tsuccess\t" in line[:80]:
+            if b"\tsuccess\t" in line[:80]:
                 ok += 1
             else:
                 bad += 1

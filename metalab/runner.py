@@ -95,7 +95,7 @@ def plan_todo(
             done = status
             if retry_failed:
                 done = status.filter(pc.equal(status.column("status"), "success"))
-            damaged = store.check_artifacts(table=done)  # artifact files lost: run again
+            damaged = store.check_artifacts(done)  # artifact files lost: run again
             if damaged:
                 done = done.filter(pc.invert(pc.is_in(
                     done.column("run_id"), value_set=pa.array(sorted(damaged), pa.string()))))

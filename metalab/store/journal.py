@@ -19,9 +19,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
 HOST = socket.gethostname()
@@ -68,8 +72,8 @@ def parse_outcome(line: str) -> list[Any]:
     return [
         run_id,
         status,
-        int(t0) if t0.isdigit() else float(t0),
-        int(t1) if t1.isdigit() else float(t1),
+        int(t0),
+        int(t1),
         json.loads(metrics) if metrics != "{}" else {},
         json.loads(extra) if extra else None,
     ]
@@ -78,6 +82,11 @@ def parse_outcome(line: str) -> list[Any]:
 def journal_prefix(sweep: str, part: int) -> str:
     """The filename prefix shared by every attempt at one partition."""
     return f"{sweep}-{part:06d}-"
+
+
+def journal_part(name: str, sweep: str) -> int:
+    """The partition number in the name of one of ``sweep``'s journal files."""
+    return int(name[len(sweep) + 1 :].split("-", 1)[0])
 
 
 class JournalWriter:
@@ -103,7 +112,7 @@ class JournalWriter:
         self._f.flush()
         self._pending = 0
         self._flush_every = flush_every
-        self._last_flush_us = 0
+        self._last_flush_us = time.time_ns() // 1000  # the header was just flushed
 
     def append(self, outcome: list[Any]) -> None:
         """Write one outcome line; flush every ``flush_every`` lines or after a slow run."""
@@ -117,10 +126,6 @@ class JournalWriter:
             self._f.flush()
             self._pending = 0
             self._last_flush_us = t1
-
-    def flush(self) -> None:
-        self._f.flush()
-        self._pending = 0
 
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
@@ -172,26 +177,25 @@ class Journal:
     @property
     def info(self) -> dict[str, list[Any]]:
         """run_id -> [params_json, replicate, seed, attempt] from the header."""
-        if not self.header:
-            return {}
-        if "cols" in self.header:
-            c = self.header["cols"]
-            return {
-                r: [p, rep, seed, att]
-                for r, p, rep, seed, att in zip(
-                    c["run_id"], c["params"], c["replicate"], c["seed"], c["attempt"],
-                    strict=True,
-                )
-            }
-        return {r[0]: r[1:] for r in self.header["runs"]}
+        from .records import info_from_columns
 
-    @property
-    def run_order(self) -> list[str]:
-        if not self.header:
-            return []
-        if "cols" in self.header:
-            return list(self.header["cols"]["run_id"])
-        return [r[0] for r in self.header["runs"]]
+        return info_from_columns(self.header["cols"]) if self.header else {}
+
+    def tables(self) -> tuple[pa.Table | None, pa.Table | None]:
+        """Records and stepped metrics of the runs this journal finished (None if none).
+
+        The records keep the writer's host, pid and worker from the header.
+        """
+        from .records import build_records, build_steps
+
+        h = self.header
+        info = self.info
+        done = [o for o in self.outcomes if o[0] in info]
+        if h is None or not done:
+            return None, None
+        records = build_records(done, info, host=h["host"], pid=h["pid"],
+                                worker=h.get("worker", ""), sweep=h["sweep"])
+        return records, build_steps(done, h["sweep"])
 
     def writer_alive(self) -> bool | None:
         """True/False when the writer ran on this host; None when unknown (other host)."""

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from .atomic import TMP_PREFIX
 from .journal import Journal, list_journals
 from .layout import Layout
-from .records import STEP_SCHEMA, build_records, build_steps
+from .records import STEP_SCHEMA
 
 log = logging.getLogger("metalab.store")
 
@@ -141,15 +141,9 @@ def journal_tables(
     recs, steps = [], []
     prefix = f"{sweep}-" if sweep else ""
     for path in list_journals(layout.journal, prefix):
-        j = Journal(path)
-        if not j.header or not j.outcomes:
-            continue
-        info = j.info
-        outcomes = [o for o in j.outcomes if o[0] in info]
-        h = j.header
-        recs.append(build_records(outcomes, info, host=h["host"], pid=h["pid"],
-                                  worker=h.get("worker", ""), sweep=h["sweep"]))
-        st = build_steps(outcomes, h["sweep"])
+        records, st = Journal(path).tables()
+        if records is not None:
+            recs.append(records)
         if st is not None:
             steps.append(st)
     return recs, steps

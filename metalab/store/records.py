@@ -5,7 +5,8 @@ A run's outcome travels as a small list (also one line of the journal)::
     [run_id, status, started_us, ended_us, {metric: value}, extra | None]
 
 Times are integer microseconds since the epoch (``now_us()``): integers encode to JSON
-about twice as fast as floats.  Float seconds are also accepted (told apart by size).
+about twice as fast as floats.  :func:`error_outcome` builds the outcome of a run that
+did not succeed, wherever that is decided (an exception, a timeout, a dead process).
 
 ``extra`` holds ``error``, ``steps``, ``artifacts``, ``logs`` and ``retries`` when present.
 """
@@ -87,16 +88,49 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _as_us(values: Sequence[float]) -> Any:
-    """Epoch microseconds as int64 numpy, from ints in us or floats in seconds."""
+#: Status and error type of a run whose process died, or that overran ``timeout=``.
+WORKER_DIED = "WorkerDied"
+TIMEOUT_STATUS = "timeout"
+TIMEOUT_ERROR = "Timeout"
+
+
+def error_outcome(
+    run_id: str,
+    status: str,
+    t0: int,
+    t1: int,
+    error_type: str,
+    message: str,
+    *,
+    traceback: str = "",
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The outcome line of a run that did not succeed (``extra`` gains its ``error``)."""
+    extra = dict(extra or {})
+    extra["error"] = {"type": error_type, "message": message, "traceback": traceback}
+    return [run_id, status, t0, t1, metrics or {}, extra]
+
+
+def info_from_columns(cols: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """run_id -> [params_json, replicate, seed, attempt] from descriptor column lists."""
+    return {
+        r: [p, rep, seed, att]
+        for r, p, rep, seed, att in zip(
+            cols["run_id"], cols["params"], cols["replicate"], cols["seed"], cols["attempt"],
+            strict=True,
+        )
+    }
+
+
+def _us(values: Sequence[int]) -> Any:
     import numpy as np
 
-    arr = np.asarray(values, dtype="float64")
-    return np.where(arr > 1e12, arr, arr * 1e6).astype("int64")
+    return np.asarray(values, dtype="int64")
 
 
-def _ts(values: Sequence[float]) -> pa.Array:
-    return pa.array(_as_us(values), type=pa.int64()).cast(_TS)
+def _ts(values: Sequence[int]) -> pa.Array:
+    return pa.array(_us(values), type=pa.int64()).cast(_TS)
 
 
 def _json_or_none(values: Iterable[Any]) -> list[str | None]:
@@ -148,7 +182,7 @@ def build_records(
         "params": pa.array(params_json, type=pa.string()),
         "started_at": _ts(t0),
         "ended_at": _ts(t1),
-        "duration_s": pa.array((_as_us(t1) - _as_us(t0)) / 1e6, type=pa.float64()),
+        "duration_s": pa.array((_us(t1) - _us(t0)) / 1e6, type=pa.float64()),
         "error_type": pa.array([e and e.get("type") for e in errors], type=pa.string()),
         "error_message": pa.array([e and e.get("message") for e in errors], type=pa.string()),
         "traceback": pa.array([e and e.get("traceback") for e in errors], type=pa.string()),

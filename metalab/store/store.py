@@ -26,7 +26,7 @@ from .reader import (
     read_parquet_folder,
     read_records,
 )
-from .records import DICTIONARY_COLUMNS, build_records, build_steps
+from .records import DICTIONARY_COLUMNS
 
 ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
 COMPACT_AT_FILES = 16
@@ -181,15 +181,10 @@ class Store:
             j = Journal(path)
             if dead_only and j.writer_alive() is not False:
                 continue
-            if j.header and j.outcomes:
-                h = j.header
-                info = j.info
-                outcomes = [o for o in j.outcomes if o[0] in info]
-                table = build_records(outcomes, info, host=h["host"], pid=h["pid"],
-                                      worker=h.get("worker", ""), sweep=h["sweep"])
-                write_partition(self.layout, f"recovered-{h['sweep']}",
-                                table, build_steps(outcomes, h["sweep"]))
-                folded += len(outcomes)
+            table, steps = j.tables()
+            if table is not None:
+                write_partition(self.layout, f"recovered-{j.header['sweep']}", table, steps)
+                folded += table.num_rows
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -214,16 +209,17 @@ class Store:
             read_parquet_folder(self.layout, self.layout.metrics, columns=["run_id"])
         return bad
 
-    def check_artifacts(self, run_ids: Any = None, *, table: pa.Table | None = None) -> set[str]:
+    def check_artifacts(self, table: pa.Table | None = None) -> set[str]:
         """Run ids whose artifact files are missing or not the size recorded.
 
         Damaged files are quarantined (moved aside, with a warning naming them); the runs
-        are then treated as not run, so ``resume=True`` runs them again. ``run_ids``
-        limits the check (e.g. to successful runs). Costs one ``stat`` per artifact.
+        are then treated as not run, so ``resume=True`` runs them again. ``table`` (with
+        ``run_id`` and ``artifacts`` columns, already read) limits the check, e.g. to
+        successful runs. Costs one ``stat`` per artifact.
         """
         from .reader import quarantine
 
-        if table is None:  # else: a table with run_id and artifacts columns, already read
+        if table is None:
             try:
                 table = self.records(columns=["run_id", "artifacts"])
             except (OSError, pa.ArrowException):
@@ -233,12 +229,6 @@ class Store:
         import pyarrow.compute as pc
 
         table = table.filter(pc.is_valid(table.column("artifacts")))
-        if run_ids is not None:
-            if isinstance(run_ids, pa.ChunkedArray):
-                run_ids = run_ids.combine_chunks()
-            elif not isinstance(run_ids, pa.Array):
-                run_ids = pa.array(list(run_ids), pa.string())
-            table = table.filter(pc.is_in(table.column("run_id"), value_set=run_ids))
         bad: set[str] = set()
         for run_id, raw in zip(table.column("run_id").to_pylist(),
                                table.column("artifacts").to_pylist(), strict=True):
@@ -336,9 +326,3 @@ class Store:
                 except FileNotFoundError:
                     pass
         return removed
-
-    def file_count(self) -> int:
-        n = 0
-        for _dirpath, _dirs, files in os.walk(self.root):
-            n += len(files)
-        return n

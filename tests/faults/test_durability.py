@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import metalab
@@ -55,3 +57,22 @@ def test_2000_runs_in_many_partitions_become_a_handful_of_files(tmp_path):
         assert len({r for r in res.to_pandas()["run_id"]}) == len(res)
         assert len(_files(store / "records")) < COMPACT_AT_FILES
     assert not list((store / "journal").iterdir())
+
+
+def test_a_slow_run_is_on_disk_before_the_next_run_starts(tmp_path):
+    """Lines are batched for fast runs, but a run slower than 20 ms is flushed at once."""
+    store = tmp_path / "s"
+    seen: dict[int, int] = {}
+
+    @metalab.operation(name="slow_then_peek")
+    def op(params, capture):
+        x = params["x"]
+        if x == 1:
+            time.sleep(0.05)  # slower than the 20 ms flush threshold
+        elif x == 2:  # both earlier lines must already be readable by anyone
+            seen[x] = len(metalab.load_results(store))
+        capture.metric("y", x)
+
+    exp = metalab.Experiment(name="f", operation=op, params=metalab.grid(x=[0, 1, 2, 3]))
+    metalab.run(exp, store=store)
+    assert seen[2] == 2  # with 4-run batches alone it would be 0
