@@ -32,8 +32,9 @@ def noop(params):
 
 
 def experiment(n: int, op: metalab.Operation = trivial, name: str = "bench") -> metalab.Experiment:
-    return metalab.Experiment(name=name, operation=op, params=metalab.grid(x=list(range(n))),
-                              seeds=metalab.seeds(base=1))
+    return metalab.Experiment(
+        name=name, operation=op, params=metalab.grid(x=list(range(n))), seeds=metalab.seeds(base=1)
+    )
 
 
 def raw_loop(n: int, path: Path) -> None:
@@ -45,8 +46,9 @@ def raw_loop(n: int, path: Path) -> None:
     seed = 1
     for x in range(n):
         t0 = time.time()
-        rows.append({"x": x, "y": x * x + seed, "x2": x * 2, "one": 1.0, "t0": t0,
-                     "t1": time.time()})
+        rows.append(
+            {"x": x, "y": x * x + seed, "x2": x * 2, "one": 1.0, "t0": t0, "t1": time.time()}
+        )
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
@@ -81,5 +83,7 @@ def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 def machine() -> str:
     import platform
 
-    return (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )

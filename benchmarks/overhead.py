@@ -101,8 +101,14 @@ def main() -> None:
         rows.append([f"{n:,}", n / raw, n / t_noop, n / t_triv, t_noop / raw, t_triv / raw])
     print_table(
         "Default executor (in-process) vs the raw loop",
-        ["runs", "raw loop runs/s", "metalab no-op runs/s", "metalab trivial runs/s",
-         "no-op / raw (time)", "trivial / raw (time)"],
+        [
+            "runs",
+            "raw loop runs/s",
+            "metalab no-op runs/s",
+            "metalab trivial runs/s",
+            "no-op / raw (time)",
+            "trivial / raw (time)",
+        ],
         rows,
     )
 
@@ -112,8 +118,13 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.CRITICAL)
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.CRITICAL,
+    )
     start = time.perf_counter() - t0
     prow = []
     with Client(cluster, set_as_default=False) as client:

@@ -69,8 +69,10 @@ def _check(tool: str, n: int, ys: Any) -> None:
     """The records read back are the ones written: n of them, the right y values."""
     ys = [float(v) for v in ys]
     if len(ys) != n or sum(ys) != _expected_y(n):
-        raise RuntimeError(f"{tool}: read back {len(ys)} records (sum y {sum(ys)}), "
-                           f"expected {n} (sum y {_expected_y(n)})")
+        raise RuntimeError(
+            f"{tool}: read back {len(ys)} records (sum y {sum(ys)}), "
+            f"expected {n} (sum y {_expected_y(n)})"
+        )
 
 
 def _budgeted(n: int, budget: float, one: Callable[[int], None]) -> tuple[int, float]:
@@ -237,7 +239,7 @@ def run_mlflow(n: int, budget: float, root: Path, backend: str) -> Result:
 
 HINTS = {
     "pkg_resources": "Sacred 0.8.x imports pkg_resources, which setuptools >= 81 no longer ships;"
-                     " add `--with 'setuptools<81'` to the uv command",
+    " add `--with 'setuptools<81'` to the uv command",
 }
 
 
@@ -269,8 +271,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=300, help="runs for MLflow and Sacred (300)")
     ap.add_argument("--signac-runs", type=int, default=3_000, help="runs for signac (3,000)")
     ap.add_argument("--large", type=int, default=100_000, help="metalab's larger sweep (100,000)")
-    ap.add_argument("--budget", type=float, default=50.0,
-                    help="stop a peer's sweep after this many seconds (50)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=50.0,
+        help="stop a peer's sweep after this many seconds (50)",
+    )
     args = ap.parse_args()
     print(f"# metalab vs MLflow, Sacred, signac\n\nmachine: {machine()}")
     versions = {"metalab": getattr(metalab, "__version__", "?")}
@@ -304,48 +310,119 @@ def main() -> None:
             else:
                 peers.append(r)
                 if r.runs < (args.signac_runs if r.tool == "signac" else args.runs):
-                    notes.append(f"{r.tool} ({r.store}) stopped at the {args.budget:g} s budget "
-                                 f"after {r.runs:,} runs; metalab compared at the same count")
+                    notes.append(
+                        f"{r.tool} ({r.store}) stopped at the {args.budget:g} s budget "
+                        f"after {r.runs:,} runs; metalab compared at the same count"
+                    )
 
     rows: list[list[Any]] = []
     for n in sorted({args.runs, args.signac_runs, args.large}):
         s, _ = metalab_at(n)
-        rows.append(["metalab", "durable store (journal + Parquet)", f"{n:,}", _s(s), _r(n / s),
-                     _r(n / s), "1", "", ""])
+        rows.append(
+            [
+                "metalab",
+                "durable store (journal + Parquet)",
+                f"{n:,}",
+                _s(s),
+                _r(n / s),
+                _r(n / s),
+                "1",
+                "",
+                "",
+            ]
+        )
     m_large = args.large / metalab_at(args.large)[0]
-    rows.append(["raw loop (the limit)", "list of dicts, one Parquet file", f"{args.large:,}",
-                 _s(raw_s), _r(args.large / raw_s), _r(m_large),
-                 f"{m_large / (args.large / raw_s):.2f}", "", ""])
+    rows.append(
+        [
+            "raw loop (the limit)",
+            "list of dicts, one Parquet file",
+            f"{args.large:,}",
+            _s(raw_s),
+            _r(args.large / raw_s),
+            _r(m_large),
+            f"{m_large / (args.large / raw_s):.2f}",
+            "",
+            "",
+        ]
+    )
     for r in peers:
         n = r.runs
         m_rate = n / metalab_at(n)[0]
         rate = n / r.sweep_s
-        rows.append([r.tool, r.store, f"{n:,}", _s(r.sweep_s), _r(rate), _r(m_rate),
-                     f"{m_rate / rate:,.0f}x", r.import_s, _s(r.setup_s)])
+        rows.append(
+            [
+                r.tool,
+                r.store,
+                f"{n:,}",
+                _s(r.sweep_s),
+                _r(rate),
+                _r(m_rate),
+                f"{m_rate / rate:,.0f}x",
+                r.import_s,
+                _s(r.setup_s),
+            ]
+        )
     rows += [[name, "not measured (see notes)", "", "", "", "", "", "", ""] for name in failed]
     print_table(
         "Sweep: the trivial run (y = x*x + seed, three metrics, one record per run)",
-        ["tool", "store", "runs", "sweep s", "runs/s", "metalab runs/s (same runs)",
-         "metalab / tool (rate)", "import s (excluded)", "setup s (excluded)"],
+        [
+            "tool",
+            "store",
+            "runs",
+            "sweep s",
+            "runs/s",
+            "metalab runs/s (same runs)",
+            "metalab / tool (rate)",
+            "import s (excluded)",
+            "setup s (excluded)",
+        ],
         rows,
     )
 
     rrows: list[list[Any]] = []
     for n in sorted({args.runs, args.signac_runs, args.large}):
         _, rs = metalab_at(n)
-        rrows.append(["metalab", "load_results(store).table(as_dataframe=True)", f"{n:,}",
-                      _s(rs), _r(n / rs), _s(rs), "1"])
-    readers = {"signac": "project.to_dataframe()", "Sacred": "run folders' JSON -> DataFrame",
-               "MLflow": "mlflow.search_runs"}
+        rrows.append(
+            [
+                "metalab",
+                "load_results(store).table(as_dataframe=True)",
+                f"{n:,}",
+                _s(rs),
+                _r(n / rs),
+                _s(rs),
+                "1",
+            ]
+        )
+    readers = {
+        "signac": "project.to_dataframe()",
+        "Sacred": "run folders' JSON -> DataFrame",
+        "MLflow": "mlflow.search_runs",
+    }
     for r in peers:
         _, m_read = metalab_at(r.runs)
-        rrows.append([f"{r.tool} ({r.store})", readers[r.tool], f"{r.runs:,}", _s(r.read_s),
-                      _r(r.runs / r.read_s), _s(m_read), f"{r.read_s / m_read:,.1f}x"])
+        rrows.append(
+            [
+                f"{r.tool} ({r.store})",
+                readers[r.tool],
+                f"{r.runs:,}",
+                _s(r.read_s),
+                _r(r.runs / r.read_s),
+                _s(m_read),
+                f"{r.read_s / m_read:,.1f}x",
+            ]
+        )
     rrows += [[name, "not measured (see notes)", "", "", "", "", ""] for name in failed]
     print_table(
         "Read-back: all records into a pandas DataFrame",
-        ["tool", "how", "records", "read s", "records/s", "metalab read s (same records)",
-         "tool / metalab (time)"],
+        [
+            "tool",
+            "how",
+            "records",
+            "read s",
+            "records/s",
+            "metalab read s (same records)",
+            "tool / metalab (time)",
+        ],
         rrows,
     )
 

@@ -40,13 +40,19 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     print(f"# metalab scaling benchmark\n\nmachine: {machine()}")
-    exp = metalab.Experiment(name="scaling", operation=busy,
-                             params=metalab.grid(i=list(range(args.runs))))
+    exp = metalab.Experiment(
+        name="scaling", operation=busy, params=metalab.grid(i=list(range(args.runs)))
+    )
     rows = []
     base = None
     for w in range(1, args.max_workers + 1):
-        cluster = LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.CRITICAL)
+        cluster = LocalCluster(
+            n_workers=w,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        )
         with Client(cluster, set_as_default=False) as client, tmpdir() as d:
             metalab.run(exp, store=d / "warm", executor=metalab.DaskExecutor(client))
             t0 = time.perf_counter()

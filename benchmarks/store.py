@@ -69,11 +69,17 @@ def main() -> None:
     with tmpdir() as d:
         store = d / "store"
         code = MAKE_STORE.format(bench=str(Path(__file__).parent))
-        res = subprocess.run([sys.executable, "-c", code, str(store), str(n)],
-                             check=True, capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(store), str(n)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         sweep_s, peak_kb = res.stdout.split()
-        print(f"made {n:,} runs in {float(sweep_s):.1f} s "
-              f"({n / float(sweep_s):,.0f} runs/s), driver peak RSS {int(peak_kb) / 1024:.0f} MiB")
+        print(
+            f"made {n:,} runs in {float(sweep_s):.1f} s "
+            f"({n / float(sweep_s):,.0f} runs/s), driver peak RSS {int(peak_kb) / 1024:.0f} MiB"
+        )
 
         import pyarrow.parquet as pq
 
@@ -85,21 +91,36 @@ def main() -> None:
         n_files = sum(1 for p in store.rglob("*") if p.is_file())
 
         exp = metalab.Experiment(
-            name="store_bench", operation=__import__("_common").trivial,
+            name="store_bench",
+            operation=__import__("_common").trivial,
             params=metalab.grid(a=list(range(100)), x=list(range(n // 100))),
-            seeds=metalab.seeds(base=1))
+            seeds=metalab.seeds(base=1),
+        )
         st = Store.open(store)
         rows = []
         _, base_ids, _ = timed(lambda: pq.read_table(files, columns=["run_id"]))
         (_, todo, skipped), t_plan, _ = timed(
-            lambda: plan_todo(exp, st, resume=True, retry_failed=True))
+            lambda: plan_todo(exp, st, resume=True, retry_failed=True)
+        )
         assert len(todo) == 0 and skipped == n, (len(todo), skipped)
         _, t_desc, _ = timed(exp.plan)
         rows.append(["resume planning (all done), total", t_plan, base_ids, t_plan / base_ids])
-        rows.append(["  of which: descriptors + run ids (as for a new sweep)", t_desc, base_ids,
-                     t_desc / base_ids])
-        rows.append(["  of which: finding what is done", t_plan - t_desc, base_ids,
-                     (t_plan - t_desc) / base_ids])
+        rows.append(
+            [
+                "  of which: descriptors + run ids (as for a new sweep)",
+                t_desc,
+                base_ids,
+                t_desc / base_ids,
+            ]
+        )
+        rows.append(
+            [
+                "  of which: finding what is done",
+                t_plan - t_desc,
+                base_ids,
+                (t_plan - t_desc) / base_ids,
+            ]
+        )
 
         _, t_pa, bytes_full = timed(lambda: pq.read_table(files).to_pandas())
         df, t_tab, _ = timed(lambda: metalab.load_results(store).table(as_dataframe=True))
@@ -107,22 +128,36 @@ def main() -> None:
         rows.append(["table(as_dataframe=True)", t_tab, t_pa, t_tab / t_pa])
 
         sel, t_sel, bytes_sel = timed(
-            lambda: metalab.load_results(store).filter(a=7).table(as_dataframe=True))
+            lambda: metalab.load_results(store).filter(a=7).table(as_dataframe=True)
+        )
         assert len(sel) == n // 100
         rows.append(["filter(a=7) (1% of runs)", t_sel, t_pa, t_sel / t_pa])
-        print_table("Reads against pyarrow on the same files",
-                    ["operation", "metalab s", "pyarrow baseline s", "ratio"], rows)
+        print_table(
+            "Reads against pyarrow on the same files",
+            ["operation", "metalab s", "pyarrow baseline s", "ratio"],
+            rows,
+        )
         print_table(
             "Selective filter: bytes read from files",
             ["read", "bytes", "share of full read"],
-            [["full table", f"{bytes_full:,}", 1.0],
-             ["filter(a=7)", f"{bytes_sel:,}", bytes_sel / max(bytes_full, 1)]],
+            [
+                ["full table", f"{bytes_full:,}", 1.0],
+                ["filter(a=7)", f"{bytes_sel:,}", bytes_sel / max(bytes_full, 1)],
+            ],
         )
-        print_table("Store", ["what", "value"],
-                    [["files in the store", n_files], ["record files", len(files)],
-                     ["driver peak RSS (MiB)", f"{int(peak_kb) / 1024:.0f}"],
-                     ["this process peak RSS (MiB)",
-                      f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"]])
+        print_table(
+            "Store",
+            ["what", "value"],
+            [
+                ["files in the store", n_files],
+                ["record files", len(files)],
+                ["driver peak RSS (MiB)", f"{int(peak_kb) / 1024:.0f}"],
+                [
+                    "this process peak RSS (MiB)",
+                    f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
+                ],
+            ],
+        )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ def estimate_pi(params, seeds, capture):
 
 def pi_experiment() -> metalab.Experiment:
     return metalab.Experiment(
-        name="pi_mc", version="0.1", context={}, operation=estimate_pi,
+        name="pi_mc",
+        version="0.1",
+        context={},
+        operation=estimate_pi,
         params=metalab.grid(n_samples=[100, 1_000, 10_000, 100_000, 1_000_000]),
         seeds=metalab.seeds(base=42, replicates=10),
     )
@@ -58,7 +61,7 @@ def train(params, seeds, capture):
     for epoch in range(30):
         order = rng.permutation(n)
         for start in range(0, n, batch):
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             grad = X[idx].T @ (X[idx] @ w - y[idx]) / len(idx)
             w -= lr * grad
         capture.metric("loss", float(np.mean((X @ w - y) ** 2)), step=epoch)
@@ -67,7 +70,10 @@ def train(params, seeds, capture):
 
 def sgd_experiment() -> metalab.Experiment:
     return metalab.Experiment(
-        name="sgd", version="1", context={}, operation=train,
+        name="sgd",
+        version="1",
+        context={},
+        operation=train,
         params=metalab.grid(lr=[0.001, 0.003, 0.01, 0.03], batch_size=[16, 64]),
         seeds=metalab.seeds(base=0, replicates=5),
     )
@@ -83,8 +89,9 @@ def main(out: Path = IMG) -> list[Path]:
             pi = metalab.run(pi_experiment())
             pi.plot(x="n_samples", y="pi_estimate", logx=True, path=out / "pi_estimate.png")
             made.append(out / "pi_estimate.png")
-            ax = pi.plot(x="n_samples", y="abs_error", logx=True, logy=True, band="std",
-                         errorbars=True)
+            ax = pi.plot(
+                x="n_samples", y="abs_error", logx=True, logy=True, band="std", errorbars=True
+            )
             ns = np.array([100, 1_000_000])
             ax.plot(ns, 1.64 / np.sqrt(ns), "--", color="gray", label="1.64/√n")
             ax.legend(frameon=False)
@@ -92,11 +99,18 @@ def main(out: Path = IMG) -> list[Path]:
             made.append(out / "pi_error.png")
 
             sgd = metalab.run(sgd_experiment())
-            sgd.filter(batch_size=16).plot_series("loss", hue="lr", logy=True,
-                                                  path=out / "learning_curves.png")
+            sgd.filter(batch_size=16).plot_series(
+                "loss", hue="lr", logy=True, path=out / "learning_curves.png"
+            )
             made.append(out / "learning_curves.png")
-            sgd.plot(x="lr", y="final_loss", hue="batch_size", logx=True, logy=True,
-                     path=out / "final_loss.png")
+            sgd.plot(
+                x="lr",
+                y="final_loss",
+                hue="batch_size",
+                logx=True,
+                logy=True,
+                path=out / "final_loss.png",
+            )
             made.append(out / "final_loss.png")
         finally:
             os.chdir(old)

@@ -68,5 +68,6 @@ exp = metalab.Experiment(
 if __name__ == "__main__":
     print(f"dataset fingerprint {data.fingerprint[:16]}... ({data})")
     result = metalab.run(exp)
-    print(result.summary(group_by="alpha").to_string(index=False,
-                                                     float_format=lambda v: f"{v:.4g}"))
+    print(
+        result.summary(group_by="alpha").to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    )

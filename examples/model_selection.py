@@ -55,9 +55,12 @@ if __name__ == "__main__":
     summary = result.summary(group_by=["degree", "alpha"], metrics=["train_mse", "val_mse"])
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = summary.loc[summary["val_mse_mean"].idxmin()]
-    print(f"\nbest: degree={int(best['degree'])}, alpha={best['alpha']:g}, "
-          f"validation MSE {best['val_mse_mean']:.4g} ± {best['val_mse_std']:.2g}")
+    print(
+        f"\nbest: degree={int(best['degree'])}, alpha={best['alpha']:g}, "
+        f"validation MSE {best['val_mse_mean']:.4g} ± {best['val_mse_std']:.2g}"
+    )
     # Validation error against degree, one line per alpha; the band is ± one std.
-    result.plot(x="degree", y="val_mse", hue="alpha", band="std", logy=True,
-                path="model_selection.png")
+    result.plot(
+        x="degree", y="val_mse", hue="alpha", band="std", logy=True, path="model_selection.png"
+    )
     print("plot: model_selection.png")

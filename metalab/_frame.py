@@ -66,8 +66,10 @@ def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
     for name, ts in types.items():
         ts = {t for t in ts if not pa.types.is_null(t)}
         if len(ts) > 1:
-            numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t)
-                          or pa.types.is_boolean(t) for t in ts)
+            numeric = all(
+                pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                for t in ts
+            )
             fixed[name] = pa.float64() if numeric else pa.string()
     out = []
     for s in schemas:
@@ -86,8 +88,11 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         if f.name in table.column_names:
             col = table.column(f.name)
             if col.type != f.type:
-                col = pc.cast(col, f.type, safe=False) if not pa.types.is_string(f.type) \
+                col = (
+                    pc.cast(col, f.type, safe=False)
+                    if not pa.types.is_string(f.type)
                     else _to_text(col)
+                )
             cols.append(col)
         else:
             cols.append(pa.nulls(table.num_rows, f.type))
@@ -112,8 +117,12 @@ class Term:
 Clause = tuple[Term, ...]
 
 _OPS = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-    ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
@@ -124,8 +133,10 @@ def _scalar(value: Any, typ: pa.DataType) -> pa.Scalar | None:
         return None
     if s.type == typ:
         return s
-    both_numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-                       for t in (s.type, typ))
+    both_numeric = all(
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        for t in (s.type, typ)
+    )
     if both_numeric:
         return s  # compared numerically by Arrow
     if pa.types.is_string(typ) and not isinstance(value, str):
@@ -208,14 +219,21 @@ def _all(exprs: list[ds.Expression]) -> ds.Expression | None:
 def _prunes_file(clauses: Sequence[Clause], names: set[str]) -> bool:
     """True when an invariant clause needs a column this file does not have (no match)."""
     for c in clauses:
-        if _invariant(c) and all(t.column not in names and t.op not in ("!=", "not in", "null")
-                                 for t in c):
+        if _invariant(c) and all(
+            t.column not in names and t.op not in ("!=", "not in", "null") for t in c
+        ):
             return True
     return False
 
 
 _AST_OPS = {
-    "Eq": "==", "NotEq": "!=", "Lt": "<", "LtE": "<=", "Gt": ">", "GtE": ">=", "In": "in",
+    "Eq": "==",
+    "NotEq": "!=",
+    "Lt": "<",
+    "LtE": "<=",
+    "Gt": ">",
+    "GtE": ">=",
+    "In": "in",
     "NotIn": "not in",
 }
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
@@ -389,8 +407,7 @@ def read_store(
     need = list(dict.fromkeys([*cols, "run_id", "ended_at", "attempt"]))
     sub = pa.schema([schema.field(c) for c in need])
     tables = []
-    frags = [f for f in s.fragments
-             if not _prunes_file(clauses, set(f.physical_schema.names))]
+    frags = [f for f in s.fragments if not _prunes_file(clauses, set(f.physical_schema.names))]
     if frags:
         dset = ds.FileSystemDataset(frags, schema=schema, format=_FORMAT, filesystem=_FS)
         try:
@@ -439,7 +456,10 @@ def read_eager(
 
 
 def _read_snapshot(
-    snap: Scan, *, columns: Sequence[str] | None, clauses: Sequence[Clause],
+    snap: Scan,
+    *,
+    columns: Sequence[str] | None,
+    clauses: Sequence[Clause],
     run_ids: pa.Array | None,
 ) -> pa.Table:
     cols = [c for c in columns if c in snap.schema.names] if columns is not None else None
@@ -449,8 +469,9 @@ def _read_snapshot(
         if run_ids is None:
             t = _sorted_by(t, t.column("started_at"))
         if s.label is not None:
-            t = t.append_column("experiment", pa.repeat(pa.scalar(s.label), t.num_rows)
-                                .cast(pa.string()))
+            t = t.append_column(
+                "experiment", pa.repeat(pa.scalar(s.label), t.num_rows).cast(pa.string())
+            )
         out.append(t)
     table = pa.concat_tables(out) if len(out) > 1 else out[0]
     if run_ids is not None:
@@ -470,8 +491,9 @@ def _sorted_by(table: pa.Table, key: pa.ChunkedArray | pa.Array) -> pa.Table:
         return table
     if pa.types.is_timestamp(key.type):
         key = key.cast(pa.int64())
-    values = key.to_numpy() if isinstance(key, pa.ChunkedArray) else key.to_numpy(
-        zero_copy_only=False)
+    values = (
+        key.to_numpy() if isinstance(key, pa.ChunkedArray) else key.to_numpy(zero_copy_only=False)
+    )
     if key.null_count == 0 and bool(np.all(values[1:] >= values[:-1])):
         return table
     return table.take(pc.sort_indices(key))
@@ -485,12 +507,19 @@ def _types_mapper(t: pa.DataType) -> Any:
     import pandas as pd
 
     if not _NULLABLE:
-        _NULLABLE.update({
-            pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-            pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(),
-            pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
-            pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
-        })
+        _NULLABLE.update(
+            {
+                pa.int8(): pd.Int8Dtype(),
+                pa.int16(): pd.Int16Dtype(),
+                pa.int32(): pd.Int32Dtype(),
+                pa.int64(): pd.Int64Dtype(),
+                pa.uint8(): pd.UInt8Dtype(),
+                pa.uint16(): pd.UInt16Dtype(),
+                pa.uint32(): pd.UInt32Dtype(),
+                pa.uint64(): pd.UInt64Dtype(),
+                pa.bool_(): pd.BooleanDtype(),
+            }
+        )
     return _NULLABLE.get(t)
 
 
@@ -507,8 +536,9 @@ class _Part:
     row_groups: tuple[int, ...] = ()
 
 
-def _part_table(part: _Part, journals: dict[int, pa.Table], schema: pa.Schema,
-                columns: list[str], push: Any) -> pa.Table:
+def _part_table(
+    part: _Part, journals: dict[int, pa.Table], schema: pa.Schema, columns: list[str], push: Any
+) -> pa.Table:
     if part.path is None:
         j = conform(journals[part.store], schema)
         if push is not None:
@@ -519,13 +549,16 @@ def _part_table(part: _Part, journals: dict[int, pa.Table], schema: pa.Schema,
         return frag.to_table(schema=schema, columns=columns, filter=push)
     except FileNotFoundError as exc:
         raise StoreError(
-            2, f"{part.path} was compacted away after this frame was made; take a new "
-               "frame (results = metalab.load_results(path); results.frame)", part.path,
+            2,
+            f"{part.path} was compacted away after this frame was made; take a new "
+            "frame (results = metalab.load_results(path); results.frame)",
+            part.path,
         ) from exc
 
 
-def _losers(parts: list[_Part], journals: dict[int, pa.Table], schema: pa.Schema,
-            push: Any) -> dict[_Part, Any]:
+def _losers(
+    parts: list[_Part], journals: dict[int, pa.Table], schema: pa.Schema, push: Any
+) -> dict[_Part, Any]:
     """Row positions (after the pushdown filter) of records superseded by a later one."""
     import numpy as np
 
@@ -537,8 +570,11 @@ def _losers(parts: list[_Part], journals: dict[int, pa.Table], schema: pa.Schema
         tables = []
         for i, p in enumerate(store_parts):
             t = _part_table(p, journals, schema, ["run_id", "ended_at"], push)
-            tables.append(t.append_column("__part", pa.array(np.full(t.num_rows, i)))
-                          .append_column("__row", pa.array(np.arange(t.num_rows))))
+            tables.append(
+                t.append_column("__part", pa.array(np.full(t.num_rows, i))).append_column(
+                    "__row", pa.array(np.arange(t.num_rows))
+                )
+            )
         t = pa.concat_tables(tables)
         if t.num_rows == 0 or pc.count_distinct(t.column("run_id")).as_py() == t.num_rows:
             continue
@@ -554,10 +590,18 @@ def _losers(parts: list[_Part], journals: dict[int, pa.Table], schema: pa.Schema
     return out
 
 
-def _read_part(part: _Part, journals: dict[int, pa.Table], schema: pa.Schema,
-               columns: list[str], clauses: Sequence[Clause], conflicts: set[str],
-               losers: dict[_Part, Any], run_ids: pa.Array | None, label: str | None,
-               names: dict[str, str]) -> Any:
+def _read_part(
+    part: _Part,
+    journals: dict[int, pa.Table],
+    schema: pa.Schema,
+    columns: list[str],
+    clauses: Sequence[Clause],
+    conflicts: set[str],
+    losers: dict[_Part, Any],
+    run_ids: pa.Array | None,
+    label: str | None,
+    names: dict[str, str],
+) -> Any:
     import numpy as np
 
     push, exact = filter_exprs(clauses, schema, conflicts)
@@ -604,8 +648,11 @@ def lazy_frame(
         for frag in s.fragments:
             if _prunes_file(clauses, set(frag.physical_schema.names)):
                 continue
-            pieces = frag.split_by_row_group(push, schema=snap.schema) if push is not None \
+            pieces = (
+                frag.split_by_row_group(push, schema=snap.schema)
+                if push is not None
                 else frag.split_by_row_group()
+            )
             group: list[int] = []
             rows = 0
             for piece in pieces:
@@ -631,14 +678,33 @@ def lazy_frame(
     d_ids = dask.delayed(run_ids, pure=False) if run_ids is not None else None
     read = dask.delayed(_read_part, pure=False)
     delayed_parts = [
-        read(p, d_journals, snap.schema, cols, list(clauses), snap.conflicts, d_losers, d_ids,
-             labels[p.store], names)
+        read(
+            p,
+            d_journals,
+            snap.schema,
+            cols,
+            list(clauses),
+            snap.conflicts,
+            d_losers,
+            d_ids,
+            labels[p.store],
+            names,
+        )
         for p in parts
     ]
     return dd.from_delayed(delayed_parts, meta=meta, verify_meta=False)
 
 
 __all__ = [
-    "Clause", "Scan", "StoreScan", "Term", "conform", "filter_exprs", "lazy_frame",
-    "read_eager", "scan", "to_frame_pandas", "unify",
+    "Clause",
+    "Scan",
+    "StoreScan",
+    "Term",
+    "conform",
+    "filter_exprs",
+    "lazy_frame",
+    "read_eager",
+    "scan",
+    "to_frame_pandas",
+    "unify",
 ]

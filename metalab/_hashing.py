@@ -101,9 +101,7 @@ def normalize_param(value: Any, path: str) -> Any:
 def normalize_params(params: Mapping[str, Any], where: str = "params") -> dict[str, Any]:
     """Normalize one parameter dict (see :func:`normalize_param`)."""
     if not isinstance(params, Mapping):
-        raise ParamError(
-            f"{where} must be a dict of parameter values, got {_describe(params)}"
-        )
+        raise ParamError(f"{where} must be a dict of parameter values, got {_describe(params)}")
     return normalize_param(params, where.rstrip(".")) if params else {}
 
 
@@ -141,8 +139,11 @@ def _fingerprint_value(value: Any, path: str) -> Any:
             return _fingerprint_value(value.item(), path)
         if isinstance(value, np.ndarray) and value.dtype != object:
             h = hashlib.sha256(np.ascontiguousarray(value).view(np.uint8).data)
-            return {"__ndarray__": h.hexdigest(), "dtype": value.dtype.str,
-                    "shape": list(value.shape)}
+            return {
+                "__ndarray__": h.hexdigest(),
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+            }
     if mod == "pandas":
         import pandas as pd
 
@@ -151,6 +152,7 @@ def _fingerprint_value(value: Any, path: str) -> Any:
             cols = list(map(str, getattr(value, "columns", [])))
             return {"__pandas__": hashlib.sha256(hashed.tobytes()).hexdigest(), "columns": cols}
     import os
+
     if isinstance(value, os.PathLike):
         return {"__path__": os.fspath(value)}
     raise ContextError(

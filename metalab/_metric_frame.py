@@ -33,8 +33,13 @@ def _meta(label: bool) -> pd.DataFrame:
     return df
 
 
-def _read(item: tuple[str, str, str | None], *, keys: dict[str, pa.Table], metric: str | None,
-          meta: pd.DataFrame) -> pd.DataFrame:
+def _read(
+    item: tuple[str, str, str | None],
+    *,
+    keys: dict[str, pa.Table],
+    metric: str | None,
+    meta: pd.DataFrame,
+) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -93,7 +98,6 @@ def metric_frame(results: Results, name: str | None = None) -> dd.DataFrame:
     if not items:
         return dd.from_pandas(meta, npartitions=1)
     read = functools.partial(_read, keys=keys, metric=name, meta=meta)
-    ddf = dd.from_map(read, items, meta=meta, enforce_metadata=False,
-                      label="metalab-metric-frame")
+    ddf = dd.from_map(read, items, meta=meta, enforce_metadata=False, label="metalab-metric-frame")
     subset = ["run_id", "name", "step", "time", *(["experiment"] if labelled else [])]
     return ddf.drop_duplicates(subset=subset, split_out=ddf.npartitions)

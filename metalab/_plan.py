@@ -54,8 +54,10 @@ def partition_bounds(n: int, n_workers: int, partition_size: int | None = None) 
     if n <= 0:
         return [0, 0]
     if partition_size is not None:
-        if isinstance(partition_size, bool) or not isinstance(partition_size, int) or (
-            partition_size < 1
+        if (
+            isinstance(partition_size, bool)
+            or not isinstance(partition_size, int)
+            or (partition_size < 1)
         ):
             from .errors import ExperimentError
 

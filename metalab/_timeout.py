@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from ._worker import SweepTask
 
 
-
 def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
     """The child's loop: receive a run, execute it, send its outcome back."""
     from ._worker import run_one
@@ -55,9 +54,16 @@ def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
             conn.send(out)
         except Exception as exc:  # an unpicklable metric or extra
             t = now_us()
-            conn.send(error_outcome(
-                run_id, "failed", t, t, type(exc).__qualname__,
-                f"the run's outcome could not be sent back from its process: {exc}"))
+            conn.send(
+                error_outcome(
+                    run_id,
+                    "failed",
+                    t,
+                    t,
+                    type(exc).__qualname__,
+                    f"the run's outcome could not be sent back from its process: {exc}",
+                )
+            )
 
 
 def _describe_exit(status: int) -> str:
@@ -168,7 +174,11 @@ class ChildRunner:
             if not ready:
                 self._reap(kill=True)
                 return error_outcome(
-                    run_id, TIMEOUT_STATUS, t0, t1, TIMEOUT_ERROR,
+                    run_id,
+                    TIMEOUT_STATUS,
+                    t0,
+                    t1,
+                    TIMEOUT_ERROR,
                     f"the run did not finish within timeout={self.timeout:g} s; its process "
                     "was killed and the sweep went on. Raise timeout= or make the run faster",
                 )
@@ -176,7 +186,11 @@ class ChildRunner:
             deaths += 1
             if deaths >= self.task.max_worker_deaths:
                 return error_outcome(
-                    run_id, "failed", t0, t1, WORKER_DIED,
+                    run_id,
+                    "failed",
+                    t0,
+                    t1,
+                    WORKER_DIED,
                     f"the process running this run died {deaths} times ({how}); it probably "
                     "crashes its process (segfault, os._exit, out of memory)",
                 )

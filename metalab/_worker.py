@@ -117,9 +117,17 @@ def run_one(
             extra = cap._extra() or {}
             if tries:
                 extra["retries"] = tries
-            return error_outcome(run_id, "failed", t0, t1, type(exc).__qualname__, str(exc),
-                                 traceback=traceback.format_exc(), metrics=cap.scalars,
-                                 extra=extra)
+            return error_outcome(
+                run_id,
+                "failed",
+                t0,
+                t1,
+                type(exc).__qualname__,
+                str(exc),
+                traceback=traceback.format_exc(),
+                metrics=cap.scalars,
+                extra=extra,
+            )
         t1 = time_ns() // 1000
         extra = cap._extra()
         if tries:
@@ -177,8 +185,14 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
     prev, done_before, deaths = _previous_attempts(layout, task, part, run_ids)
     retrying = bool(prev)
     worker = _worker_address()
-    journal = JournalWriter(layout.journal, sweep=task.sweep, part=part, columns=cols,
-                            worker=worker, flush_every=1 if retrying else task.flush_every)
+    journal = JournalWriter(
+        layout.journal,
+        sweep=task.sweep,
+        part=part,
+        columns=cols,
+        worker=worker,
+        flush_every=1 if retrying else task.flush_every,
+    )
     outcomes: list[list[Any]] = []
     params_list: list[dict[str, Any]] = []
     bundles: dict[int, SeedBundle] = {}
@@ -200,7 +214,11 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
             if deaths.get(run_id, 0) >= task.max_worker_deaths:
                 now = now_us()
                 out = error_outcome(
-                    run_id, "failed", now, now, WORKER_DIED,
+                    run_id,
+                    "failed",
+                    now,
+                    now,
+                    WORKER_DIED,
                     f"worker died while running this run ({deaths[run_id]} times); it "
                     "probably crashes its process (segfault, os._exit, out of memory)",
                 )
@@ -225,8 +243,17 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
         if child is not None:
             child.close()
         journal.close()
-        _fold_to_parquet(layout, task, part, prev, outcomes, params_list, cols,
-                         in_order=not done_before, worker=worker)
+        _fold_to_parquet(
+            layout,
+            task,
+            part,
+            prev,
+            outcomes,
+            params_list,
+            cols,
+            in_order=not done_before,
+            worker=worker,
+        )
         if completed and not worker.startswith("local:"):
             _write_done_marker(layout, task, part, counts)
         for j in prev:
@@ -263,18 +290,34 @@ def _fold_to_parquet(
     if outcomes:
         n = len(outcomes)
         # Without skipped runs the outcomes are a prefix of the partition's rows.
-        aligned = {k: cols[k][:n] for k in ("params", "replicate", "seed", "attempt")} \
-            if in_order else None
+        aligned = (
+            {k: cols[k][:n] for k in ("params", "replicate", "seed", "attempt")}
+            if in_order
+            else None
+        )
         info = {} if in_order else info_from_columns(cols)
-        records.append(build_records(outcomes, info, params=params_list,
-                                     aligned=aligned, host=HOST, pid=os.getpid(),
-                                     worker=worker, sweep=task.sweep))
+        records.append(
+            build_records(
+                outcomes,
+                info,
+                params=params_list,
+                aligned=aligned,
+                host=HOST,
+                pid=os.getpid(),
+                worker=worker,
+                sweep=task.sweep,
+            )
+        )
         steps.append(build_steps(outcomes, task.sweep))
     records = [t for t in records if t is not None]
     step_tables = [t for t in steps if t is not None]
     if records:
-        write_partition(layout, f"{task.sweep}-{part:06d}", concat(records),
-                        concat(step_tables) if step_tables else None)
+        write_partition(
+            layout,
+            f"{task.sweep}-{part:06d}",
+            concat(records),
+            concat(step_tables) if step_tables else None,
+        )
 
 
 def done_marker(layout: Layout, sweep: str, part: int) -> Path:

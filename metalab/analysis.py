@@ -17,9 +17,38 @@ KNOWN_STATS = ("mean", "std", "count", "min", "max", "median", "sem", "ci95")
 _SPREADS = ("ci95", "std", "sem")
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+_T975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 
 
 def t975(dof: Any) -> np.ndarray:
@@ -36,8 +65,12 @@ def t975(dof: Any) -> np.ndarray:
     big = d > 30
     z = 1.959963984540054
     v = d[big]
-    out[big] = (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-                + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
+    out[big] = (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+    )
     return out
 
 
@@ -76,8 +109,9 @@ def summarize(
     stats = list(stats)
     bad = [s for s in stats if s not in KNOWN_STATS]
     if bad or not stats:
-        raise ResultsError(f"unknown stats {bad}; choose from {list(KNOWN_STATS)}, e.g. "
-                           "stats=('mean', 'ci95')")
+        raise ResultsError(
+            f"unknown stats {bad}; choose from {list(KNOWN_STATS)}, e.g. stats=('mean', 'ci95')"
+        )
     if isinstance(metrics, str):
         metrics = [metrics]
     whole = results._derive(columns=None) if results._columns is not None else results
@@ -98,8 +132,10 @@ def summarize(
         try:
             df[m] = pd.to_numeric(df[m], errors="raise").astype("float64")
         except (ValueError, TypeError) as exc:
-            raise ResultsError(f"metric {m!r} is not numeric, so it has no statistics; "
-                               f"group by it instead (group_by=[..., {m!r}])") from exc
+            raise ResultsError(
+                f"metric {m!r} is not numeric, so it has no statistics; "
+                f"group by it instead (group_by=[..., {m!r}])"
+            ) from exc
     if df.empty or not metrics:
         cols = [*keys, *[f"{m}_{s}" for m in metrics for s in stats]]
         out = pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols})
@@ -150,8 +186,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def summary_cells(summary: pd.DataFrame, stats: Sequence[str]) -> tuple[
-        list[str], dict[str, list[tuple[str, list[str]]]]]:
+def summary_cells(
+    summary: pd.DataFrame, stats: Sequence[str]
+) -> tuple[list[str], dict[str, list[tuple[str, list[str]]]]]:
     """The group columns, and per metric its display columns as (header, cells)."""
     info = summary.attrs.get("metalab") or {}
     keys = list(info.get("group_by", []))
@@ -214,7 +251,8 @@ def print_summary(summary: pd.DataFrame, *, stats: Sequence[str], title: str = "
         return table
 
     total = sum(width(k, kc) for k, kc in zip(keys, key_cells, strict=True)) + sum(
-        width(f"{m}", cells) + len(m) for m, cols in per_metric.items() for _h, cells in cols)
+        width(f"{m}", cells) + len(m) for m, cols in per_metric.items() for _h, cells in cols
+    )
     metrics = list(per_metric)
     if total <= console.width or len(metrics) <= 1:
         console.print(make(metrics, title))
@@ -223,16 +261,22 @@ def print_summary(summary: pd.DataFrame, *, stats: Sequence[str], title: str = "
             console.print(make([m], title))
 
 
-def _print_plain(title: str, keys: list[str], key_cells: list[list[str]],
-                 per_metric: dict[str, list[tuple[str, list[str]]]], n_rows: int) -> None:
+def _print_plain(
+    title: str,
+    keys: list[str],
+    key_cells: list[list[str]],
+    per_metric: dict[str, list[tuple[str, list[str]]]],
+    n_rows: int,
+) -> None:
     headers = list(keys)
     columns = list(key_cells)
     for m, cols in per_metric.items():
         for head, cells in cols:
             headers.append(f"{m} {head}")
             columns.append(cells)
-    widths = [max([len(h)] + [len(c) for c in col]) for h, col in zip(headers, columns,
-                                                                       strict=True)]
+    widths = [
+        max([len(h)] + [len(c) for c in col]) for h, col in zip(headers, columns, strict=True)
+    ]
     if title:
         print(title)
     print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
@@ -252,10 +296,18 @@ def stepped(results: Results, metric: str | None) -> pd.DataFrame:
     whole = results._derive(columns=None) if results._columns is not None else results
     table = whole._arrow()
     names = whole._names
-    params = [c for c in table.column_names if c.startswith("params.")
-              and table.column(c).null_count < table.num_rows]
-    keep = ["run_id", "sweep", *(["experiment"] if "experiment" in table.column_names else []),
-            *params, "replicate"]
+    params = [
+        c
+        for c in table.column_names
+        if c.startswith("params.") and table.column(c).null_count < table.num_rows
+    ]
+    keep = [
+        "run_id",
+        "sweep",
+        *(["experiment"] if "experiment" in table.column_names else []),
+        *params,
+        "replicate",
+    ]
     runs = table.select(keep)
     parts = []
     for store, label in whole._pairs():
@@ -271,18 +323,22 @@ def stepped(results: Results, metric: str | None) -> pd.DataFrame:
         # Only the steps of each run's current record (the attempt its record comes from).
         joined = steps.join(mine, keys=["run_id", "sweep"], join_type="inner")
         parts.append(joined)
-    cols = ["run_id", *([c for c in keep if c not in ("run_id", "sweep")]), "name", "step",
-            "value"]
+    cols = ["run_id", *([c for c in keep if c not in ("run_id", "sweep")]), "name", "step", "value"]
     if not parts:
         import pandas as pd
 
-        empty = {names.get(c, c): pd.Series([], dtype="float64" if c == "value" else "object")
-                 for c in cols}
+        empty = {
+            names.get(c, c): pd.Series([], dtype="float64" if c == "value" else "object")
+            for c in cols
+        }
         return pd.DataFrame(empty)
     out = pa.concat_tables(parts, promote_options="permissive").select(cols)
     df = out.to_pandas()
     df.columns = [names.get(c, c) for c in cols]
     df = df.drop_duplicates(subset=["run_id", "name", "step"], keep="last")
-    order = [c for c in ("experiment", *[names.get(p, p) for p in params], "replicate", "name",
-                         "step") if c in df.columns]
+    order = [
+        c
+        for c in ("experiment", *[names.get(p, p) for p in params], "replicate", "name", "step")
+        if c in df.columns
+    ]
     return df.sort_values(order, kind="stable").reset_index(drop=True)

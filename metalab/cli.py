@@ -198,9 +198,7 @@ def load_experiment(spec: str) -> Experiment:
         raise CLIError(f"{target} has no attribute {attr!r}; experiments defined there: {names}")
     exp = getattr(module, attr)
     if not isinstance(exp, Experiment):
-        raise CLIError(
-            f"{target}:{attr} is of type {type(exp).__name__}, not a metalab.Experiment"
-        )
+        raise CLIError(f"{target}:{attr} is of type {type(exp).__name__}, not a metalab.Experiment")
     return exp
 
 
@@ -263,10 +261,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
         counts = status_counts(store)
         sweeps = store.read_sweeps()
         last = _fmt_time(sweeps[-1].get("started")) if sweeps else "-"
-        rows.append([
-            str(path), str(manifest.get("experiment", path.name)), str(sum(counts.values())),
-            _format_counts(counts), last,
-        ])
+        rows.append(
+            [
+                str(path),
+                str(manifest.get("experiment", path.name)),
+                str(sum(counts.values())),
+                _format_counts(counts),
+                last,
+            ]
+        )
     header = ["STORE", "EXPERIMENT", "RUNS", "STATUS", "LAST SWEEP"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
@@ -280,8 +283,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     store = _open_store(args.store)
     manifest = store.read_manifest()
     _out(f"{'store':<20} {store.root}")
-    for key in ("experiment", "experiment_version", "operation", "operation_version",
-                "description", "runs", "context_fingerprint", "created"):
+    for key in (
+        "experiment",
+        "experiment_version",
+        "operation",
+        "operation_version",
+        "description",
+        "runs",
+        "context_fingerprint",
+        "created",
+    ):
         if key in manifest and manifest[key] != "":
             value = _fmt_time(manifest[key]) if key == "created" else manifest[key]
             _out(f"{key:<20} {value}")
@@ -292,11 +303,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if sweeps:
         _out(f"\nsweeps ({len(sweeps)})")
         for s in sweeps:
-            _out(f"  {s.get('sweep', '?')}  {_fmt_time(s.get('started'))}  "
-                 f"{s.get('status', 'running'):<11} planned {s.get('planned', '?')}, "
-                 f"ran {s.get('to_run', '?')}, skipped {s.get('skipped', '?')}, "
-                 f"{s.get('success', '?')} success, {s.get('failed', '?')} failed  "
-                 f"[{s.get('executor', '')}]")
+            _out(
+                f"  {s.get('sweep', '?')}  {_fmt_time(s.get('started'))}  "
+                f"{s.get('status', 'running'):<11} planned {s.get('planned', '?')}, "
+                f"ran {s.get('to_run', '?')}, skipped {s.get('skipped', '?')}, "
+                f"{s.get('success', '?')} success, {s.get('failed', '?')} failed  "
+                f"[{s.get('executor', '')}]"
+            )
     counts = status_counts(store)
     _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
     failed = sum(v for k, v in counts.items() if k not in ("success", "pending"))
@@ -351,8 +364,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment)
     executor = parse_executor(args.executor) if args.executor else None
     try:
-        result = run(exp, executor=executor, store=args.store, resume=not args.no_resume,
-                     progress=args.progress)
+        result = run(
+            exp,
+            executor=executor,
+            store=args.store,
+            resume=not args.no_resume,
+            progress=args.progress,
+        )
     except RunInterrupted as exc:
         again = ["metalab", "run", args.experiment]
         if args.executor:
@@ -361,19 +379,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             again += ["--store", args.store]
         raise RunInterrupted(
             f"sweep of {exp.name!r} interrupted; completed runs are kept in {exc.store}. "
-            f"Resume with: {' '.join(again)}", store=exc.store, done=exc.done,
+            f"Resume with: {' '.join(again)}",
+            store=exc.store,
+            done=exc.done,
         ) from None
     if not args.quiet:
         _out(result.table(max_rows=args.max_rows))
     counts = result.counts()
     root = Path(args.store) if args.store else Path("runs") / exp.name
-    print(f"metalab: {exp.name}: {len(exp)} runs ({_format_counts(counts)}); "
-          f"store {root}", file=sys.stderr)
+    print(
+        f"metalab: {exp.name}: {len(exp)} runs ({_format_counts(counts)}); store {root}",
+        file=sys.stderr,
+    )
     failed = sum(v for k, v in counts.items() if k not in ("success", "pending"))
     if failed:
-        print(f"metalab: {failed} run{'s' if failed != 1 else ''} did not succeed; see them "
-              f"with: metalab show {root}",
-              file=sys.stderr)
+        print(
+            f"metalab: {failed} run{'s' if failed != 1 else ''} did not succeed; see them "
+            f"with: metalab show {root}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED_RUNS
     return 0
 
@@ -405,59 +429,109 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"metalab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("ls", help="list stores and their runs by status",
-                       description="List the metalab stores under DIR with run counts by status.")
-    p.add_argument("dir", nargs="?", default="runs", metavar="DIR",
-                   help="folder to search (default: ./runs); may be a store itself")
+    p = sub.add_parser(
+        "ls",
+        help="list stores and their runs by status",
+        description="List the metalab stores under DIR with run counts by status.",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default="runs",
+        metavar="DIR",
+        help="folder to search (default: ./runs); may be a store itself",
+    )
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("show", help="manifest, sweeps, counts and failures of a store",
-                       description="Print a store's manifest, its sweeps, run counts by "
-                                   "status and each failed run with its error line.")
+    p = sub.add_parser(
+        "show",
+        help="manifest, sweeps, counts and failures of a store",
+        description="Print a store's manifest, its sweeps, run counts by "
+        "status and each failed run with its error line.",
+    )
     p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
-    p.add_argument("--max-failures", type=int, default=20, metavar="N",
-                   help="show at most N failures (default 20)")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=20,
+        metavar="N",
+        help="show at most N failures (default 20)",
+    )
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("table", help="the runs (or a grouped summary) as a table",
-                       description="Print the runs of a store as a table; with --group-by, "
-                                   "the mean, std and count of each metric per group.")
+    p = sub.add_parser(
+        "table",
+        help="the runs (or a grouped summary) as a table",
+        description="Print the runs of a store as a table; with --group-by, "
+        "the mean, std and count of each metric per group.",
+    )
     p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
-    p.add_argument("--group-by", nargs="+", metavar="P", default=None,
-                   help="summarize over replicates, grouped by these parameters")
-    p.add_argument("--csv", metavar="FILE", default=None,
-                   help="write the table to FILE instead of printing it")
-    p.add_argument("--max-rows", type=int, default=60, metavar="N",
-                   help="print at most N rows (default 60)")
+    p.add_argument(
+        "--group-by",
+        nargs="+",
+        metavar="P",
+        default=None,
+        help="summarize over replicates, grouped by these parameters",
+    )
+    p.add_argument(
+        "--csv", metavar="FILE", default=None, help="write the table to FILE instead of printing it"
+    )
+    p.add_argument(
+        "--max-rows", type=int, default=60, metavar="N", help="print at most N rows (default 60)"
+    )
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("run", help="run an experiment defined in a file or module",
-                       description="Run (or resume) an Experiment object defined in a Python "
-                                   "file or an importable module. Exits with status 1 when "
-                                   "some runs failed.")
-    p.add_argument("experiment", metavar="MODULE:EXPERIMENT",
-                   help="path/to/file.py:exp or package.module:exp (':exp' may be omitted "
-                        "when the module defines one experiment)")
-    p.add_argument("--executor", default=None, metavar="EXECUTOR",
-                   help="local (default), threads:N, processes:N, slurm[:JOBS], pbs[:JOBS], "
-                        "or a scheduler address such as tcp://127.0.0.1:8786")
-    p.add_argument("--store", default=None, metavar="PATH",
-                   help="store folder (default: ./runs/<experiment name>)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="run every run again, even those already done")
+    p = sub.add_parser(
+        "run",
+        help="run an experiment defined in a file or module",
+        description="Run (or resume) an Experiment object defined in a Python "
+        "file or an importable module. Exits with status 1 when "
+        "some runs failed.",
+    )
+    p.add_argument(
+        "experiment",
+        metavar="MODULE:EXPERIMENT",
+        help="path/to/file.py:exp or package.module:exp (':exp' may be omitted "
+        "when the module defines one experiment)",
+    )
+    p.add_argument(
+        "--executor",
+        default=None,
+        metavar="EXECUTOR",
+        help="local (default), threads:N, processes:N, slurm[:JOBS], pbs[:JOBS], "
+        "or a scheduler address such as tcp://127.0.0.1:8786",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="PATH",
+        help="store folder (default: ./runs/<experiment name>)",
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="run every run again, even those already done"
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the table")
-    p.add_argument("--max-rows", type=int, default=60, metavar="N",
-                   help="print at most N rows (default 60)")
+    p.add_argument(
+        "--max-rows", type=int, default=60, metavar="N", help="print at most N rows (default 60)"
+    )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="write a self-contained HTML report of a store",
-                       description="Write one self-contained HTML file (no network needed) "
-                                   "with the manifest, counts, a sortable summary table, "
-                                   "plots, learning curves and failures.")
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report of a store",
+        description="Write one self-contained HTML file (no network needed) "
+        "with the manifest, counts, a sortable summary table, "
+        "plots, learning curves and failures.",
+    )
     p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
-    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
-                   help="output file (default: report.html)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="report.html",
+        metavar="FILE",
+        help="output file (default: report.html)",
+    )
     p.set_defaults(func=cmd_report)
     return parser
 
@@ -488,8 +562,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("metalab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CLIError, MetalabError, FileNotFoundError, PermissionError, NotADirectoryError,
-            IsADirectoryError) as exc:
+    except (
+        CLIError,
+        MetalabError,
+        FileNotFoundError,
+        PermissionError,
+        NotADirectoryError,
+        IsADirectoryError,
+    ) as exc:
         print(f"metalab: error: {_error_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `metalab table ... | head`

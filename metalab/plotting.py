@@ -23,9 +23,7 @@ def pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ImportError(
-            'plotting results needs matplotlib: pip install "metalab[plot]"'
-        ) from exc
+        raise ImportError('plotting results needs matplotlib: pip install "metalab[plot]"') from exc
     return plt
 
 
@@ -49,8 +47,16 @@ def _numeric(values: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(values)) and not pd.api.types.is_bool_dtype(values)
 
 
-def _draw(ax: Any, data: pd.DataFrame, *, x: str, hue: str | None, band: str | None,
-          errorbars: bool, marker: str | None) -> None:
+def _draw(
+    ax: Any,
+    data: pd.DataFrame,
+    *,
+    x: str,
+    hue: str | None,
+    band: str | None,
+    errorbars: bool,
+    marker: str | None,
+) -> None:
     """One line per hue group from columns x, mean, lo, hi."""
     import numpy as np
 
@@ -66,8 +72,15 @@ def _draw(ax: Any, data: pd.DataFrame, *, x: str, hue: str | None, band: str | N
         if band is not None:
             lo, hi = g["lo"].to_numpy(float), g["hi"].to_numpy(float)
             if errorbars:
-                ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean], fmt="none",
-                            ecolor=line.get_color(), capsize=0, elinewidth=1.2)
+                ax.errorbar(
+                    xs,
+                    mean,
+                    yerr=[mean - lo, hi - mean],
+                    fmt="none",
+                    ecolor=line.get_color(),
+                    capsize=0,
+                    elinewidth=1.2,
+                )
             else:
                 ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     if categorical:
@@ -102,9 +115,19 @@ def _with_band(df: pd.DataFrame, band: str | None, mean: str, spread: str | None
     return out
 
 
-def plot_metric(results: Results, *, x: str, y: str, hue: str | None, logx: bool, logy: bool,
-                band: str | None, errorbars: bool, ax: Any,
-                path: str | os.PathLike[str] | None) -> Any:
+def plot_metric(
+    results: Results,
+    *,
+    x: str,
+    y: str,
+    hue: str | None,
+    logx: bool,
+    logy: bool,
+    band: str | None,
+    errorbars: bool,
+    ax: Any,
+    path: str | os.PathLike[str] | None,
+) -> Any:
     """Mean of metric ``y`` against ``x`` across replicates (see ``Results.plot``)."""
     _check_band(band)
     plt_ax = _axes(ax)
@@ -114,15 +137,27 @@ def plot_metric(results: Results, *, x: str, y: str, hue: str | None, logx: bool
     data = _with_band(summary, band, f"{y}_mean", f"{y}_{band}" if band else None)
     _draw(plt_ax, data, x=x, hue=hue, band=band, errorbars=errorbars, marker="o")
     counts = sorted(set(summary[f"{y}_count"].tolist()))
-    n_text = "" if not counts else (f", n={counts[0]}" if len(counts) == 1
-                                    else f", n={counts[0]}-{counts[-1]}")
+    n_text = (
+        ""
+        if not counts
+        else (f", n={counts[0]}" if len(counts) == 1 else f", n={counts[0]}-{counts[-1]}")
+    )
     plt_ax.set_xlabel(x)
     plt_ax.set_ylabel(f"{y}{_band_label(band, n_text)}")
     return _finish(plt_ax, logx=logx, logy=logy, path=path)
 
 
-def plot_steps(results: Results, metric: str, *, hue: str | None, logx: bool, logy: bool,
-               band: str | None, ax: Any, path: str | os.PathLike[str] | None) -> Any:
+def plot_steps(
+    results: Results,
+    metric: str,
+    *,
+    hue: str | None,
+    logx: bool,
+    logy: bool,
+    band: str | None,
+    ax: Any,
+    path: str | os.PathLike[str] | None,
+) -> Any:
     """Mean of a stepped metric per step across runs (see ``Results.plot_series``)."""
     import numpy as np
 
@@ -137,12 +172,19 @@ def plot_steps(results: Results, metric: str, *, hue: str | None, logx: bool, lo
         have = sorted(set(succ.series()["name"].tolist()))
         raise ResultsError(
             f"plot_series: no stepped metric {metric!r} in these runs; "
-            + (_suggest(metric, have) if have else "record one with "
-               "capture.metric(name, value, step=i)"))
+            + (
+                _suggest(metric, have)
+                if have
+                else "record one with capture.metric(name, value, step=i)"
+            )
+        )
     if hue is not None and hue not in series.columns:
-        raise ResultsError(f"plot_series(hue={hue!r}): no param {hue!r}; "
-                           + _suggest(hue, [c for c in series.columns
-                                            if c not in ("run_id", "name", "step", "value")]))
+        raise ResultsError(
+            f"plot_series(hue={hue!r}): no param {hue!r}; "
+            + _suggest(
+                hue, [c for c in series.columns if c not in ("run_id", "name", "step", "value")]
+            )
+        )
     keys = [hue, "step"] if hue is not None else ["step"]
     agg = series.groupby(keys, dropna=False, sort=True)["value"].agg(["mean", "std", "count"])
     agg = agg.reset_index()
@@ -154,11 +196,15 @@ def plot_steps(results: Results, metric: str, *, hue: str | None, logx: bool, lo
     data = _with_band(agg, band, "mean", "spread" if band is not None else None)
     plt_ax = _axes(ax)
     _draw(plt_ax, data, x="step", hue=hue, band=band, errorbars=False, marker=None)
-    per_line = sorted(set(series.groupby(hue, dropna=False)["run_id"].nunique().tolist())) \
-        if hue is not None else [series["run_id"].nunique()]
+    per_line = (
+        sorted(set(series.groupby(hue, dropna=False)["run_id"].nunique().tolist()))
+        if hue is not None
+        else [series["run_id"].nunique()]
+    )
     runs = str(per_line[0]) if len(per_line) == 1 else f"{per_line[0]}-{per_line[-1]}"
     plt_ax.set_xlabel("step")
     plt_ax.set_ylabel(f"{metric}{_band_label(band, '')}")
-    plt_ax.set_title(f"{metric}: mean of {runs} runs" + (" per line" if hue else ""),
-                     fontsize="medium")
+    plt_ax.set_title(
+        f"{metric}: mean of {runs} runs" + (" per line" if hue else ""), fontsize="medium"
+    )
     return _finish(plt_ax, logx=logx, logy=logy, path=path)

@@ -51,7 +51,8 @@ class JournalPoller:
 
     def _tail(self, path: Path) -> None:
         offset, part, ok, bad = self._files.get(
-            path.name, (0, journal_part(path.name, self.sweep), 0, 0))
+            path.name, (0, journal_part(path.name, self.sweep), 0, 0)
+        )
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -150,7 +151,9 @@ class ProgressDisplay:
         done = self.counts.done
         elapsed = max(time.monotonic() - t0, 1e-9)
         self._progress.update(
-            self._task, completed=done, failed=self.counts.failed,
+            self._task,
+            completed=done,
+            failed=self.counts.failed,
             rate=f"{done / elapsed:,.0f} runs/s",
         )
 

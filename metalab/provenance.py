@@ -36,8 +36,18 @@ __all__ = [
 
 #: Packages whose versions every provenance record lists (when installed).
 KEY_PACKAGES = (
-    "numpy", "pandas", "pyarrow", "dask", "distributed", "cloudpickle", "matplotlib",
-    "dask-jobqueue", "scipy", "scikit-learn", "torch", "jax",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "dask",
+    "distributed",
+    "cloudpickle",
+    "matplotlib",
+    "dask-jobqueue",
+    "scipy",
+    "scikit-learn",
+    "torch",
+    "jax",
 )
 _GIT_TIMEOUT_S = 10.0
 
@@ -106,8 +116,13 @@ def _git(args: list[str], cwd: Path) -> str | None:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=_GIT_TIMEOUT_S,
-            env=env, check=False,
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            env=env,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):  # no git, or it hung
         return None
@@ -180,8 +195,7 @@ class Collector:
         self._op = op
         self._result: dict[str, Any] | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="metalab-provenance",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._work, name="metalab-provenance", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
@@ -211,8 +225,10 @@ def check_source_changed(store: Store, op: Operation, run_ids: Any) -> bool:
         return False
     sweeps = {s.get("sweep"): s for s in store.read_sweeps()}
     stale = {
-        sid for sid, s in sweeps.items()
-        if s.get("operation") == op.name and str(s.get("operation_version")) == op.version
+        sid
+        for sid, s in sweeps.items()
+        if s.get("operation") == op.name
+        and str(s.get("operation_version")) == op.version
         and s.get("source_hash") not in (None, current)
     }
     if not stale:

@@ -33,8 +33,15 @@ __all__ = ["Results", "ResultsError", "Run", "load_results"]
 #: Column order of the user-facing table (params and metrics are placed around these).
 _FRONT = ["run_id"]
 _MIDDLE = ["replicate", "seed", "status"]
-_BACK = ["duration_s", "started_at", "ended_at", "attempt", "retries", "error_type",
-         "error_message"]
+_BACK = [
+    "duration_s",
+    "started_at",
+    "ended_at",
+    "attempt",
+    "retries",
+    "error_type",
+    "error_message",
+]
 _HIDDEN = {"params", "traceback", "artifacts", "logs", "host", "pid", "worker", "sweep"}
 #: Columns every loaded table keeps, whatever is selected (counts, order, dedupe).
 _INTERNAL = ["run_id", "status", "replicate", "started_at", "ended_at", "attempt", "sweep"]
@@ -55,7 +62,7 @@ def user_names(raw: Sequence[str]) -> dict[str, str]:
     for prefix in (PARAM_PREFIX, METRIC_PREFIX):
         for c in raw:
             if c.startswith(prefix):
-                bare = c[len(prefix):]
+                bare = c[len(prefix) :]
                 if bare in taken:
                     out[c] = c
                 else:
@@ -165,8 +172,9 @@ class Results:
         raw = self._lookup().get(key)
         if raw is None:
             visible = [u for r, u in self._names.items() if r not in _HIDDEN]
-            raise ResultsError(f"{what}: no parameter, metric or column named {key!r}; "
-                               + _suggest(key, visible))
+            raise ResultsError(
+                f"{what}: no parameter, metric or column named {key!r}; " + _suggest(key, visible)
+            )
         return raw
 
     def _ids(self) -> pa.Array | None:
@@ -177,8 +185,9 @@ class Results:
         ids = self._run_ids
         if isinstance(ids, (pa.Array, pa.ChunkedArray)):
             return ids
-        return pa.array(ids if not isinstance(ids, (set, frozenset)) else list(ids),
-                        type=pa.string())
+        return pa.array(
+            ids if not isinstance(ids, (set, frozenset)) else list(ids), type=pa.string()
+        )
 
     # filters ----------------------------------------------------------------------
     def _clauses(self) -> list[Clause]:
@@ -193,8 +202,10 @@ class Results:
                 vals = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
                 bad = [v for v in vals if v not in _STATUSES]
                 if bad:
-                    raise ResultsError(f"filter(status=...): unknown status {bad[0]!r}; runs are "
-                                       f"{' or '.join(repr(s) for s in _STATUSES)}")
+                    raise ResultsError(
+                        f"filter(status=...): unknown status {bad[0]!r}; runs are "
+                        f"{' or '.join(repr(s) for s in _STATUSES)}"
+                    )
             if isinstance(value, (list, tuple, set, frozenset)):
                 clauses.append((Term(col, "in", list(value)),))
             elif value is None:
@@ -228,18 +239,22 @@ class Results:
         df = df.rename(columns={c: names.get(c, c) for c in df.columns})
         for q, env in self._queries:
             try:
-                mask = df.eval(q, local_dict=env.get("locals", {}),
-                               global_dict=env.get("globals", {}))
+                mask = df.eval(
+                    q, local_dict=env.get("locals", {}), global_dict=env.get("globals", {})
+                )
             except Exception as exc:
                 if "is not defined" in str(exc) or isinstance(exc, (NameError, KeyError)):
                     visible = [u for r, u in names.items() if r not in _HIDDEN]
                     raise ResultsError(
                         f"query({q!r}): {exc}; columns are {sorted(visible)} (quote names "
-                        "with dots in backticks: `opt.lr` > 0.1)") from exc
+                        "with dots in backticks: `opt.lr` > 0.1)"
+                    ) from exc
                 raise
             if not hasattr(mask, "dtype") or mask.dtype.kind != "b":
-                raise ResultsError(f"query({q!r}) is not a condition (it gives {mask.dtype} "
-                                   "values, not True/False)")
+                raise ResultsError(
+                    f"query({q!r}) is not a condition (it gives {mask.dtype} "
+                    "values, not True/False)"
+                )
             keep = mask.fillna(False).to_numpy(dtype=bool)
             df = df[keep]
             table = table.filter(pa.array(keep))
@@ -277,16 +292,22 @@ class Results:
                 import pyarrow as pa
                 import pyarrow.compute as pc
 
-                allowed = list(want) if isinstance(want, (list, tuple, set, frozenset)) \
-                    else [want]
-                table = table.filter(pc.is_in(table.column("experiment"),
-                                              value_set=pa.array(allowed, type=pa.string())))
+                allowed = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
+                table = table.filter(
+                    pc.is_in(
+                        table.column("experiment"), value_set=pa.array(allowed, type=pa.string())
+                    )
+                )
         else:
             from ._frame import read_eager
 
-            table, snap = read_eager(self._pairs(), columns=self._read_columns(full=full),
-                                     clauses=self._clauses(), run_ids=self._ids(),
-                                     snap=self._snap)
+            table, snap = read_eager(
+                self._pairs(),
+                columns=self._read_columns(full=full),
+                clauses=self._clauses(),
+                run_ids=self._ids(),
+                snap=self._snap,
+            )
             self._snap = snap
         table = self._apply_queries(table)
         if full:
@@ -297,8 +318,11 @@ class Results:
 
     def _derive(self, **changes: Any) -> Results:
         kw: dict[str, Any] = {
-            "run_ids": self._run_ids, "equals": self._equals, "label_experiments": self._label,
-            "queries": self._queries, "columns": self._columns,
+            "run_ids": self._run_ids,
+            "equals": self._equals,
+            "label_experiments": self._label,
+            "queries": self._queries,
+            "columns": self._columns,
         }
         kw.update(changes)
         loaded = self._core is not None or self._full is not None
@@ -310,9 +334,14 @@ class Results:
 
     def reload(self) -> Results:
         """The same selection read again from the store (new runs of a live sweep appear)."""
-        out = Results(self._stores, run_ids=self._run_ids, equals=self._equals,
-                      label_experiments=self._label, queries=self._queries,
-                      columns=self._columns)
+        out = Results(
+            self._stores,
+            run_ids=self._run_ids,
+            equals=self._equals,
+            label_experiments=self._label,
+            queries=self._queries,
+            columns=self._columns,
+        )
         out._labels = self._labels
         return out
 
@@ -346,8 +375,10 @@ class Results:
         >>> result.query("`opt.lr` in [0.1, 0.3] or batch >= @big")  # doctest: +SKIP
         """
         if not isinstance(expr, str) or not expr.strip():
-            raise ResultsError(f"query() takes a condition as text, such as "
-                               f"\"lr > 0.01 and status == 'success'\", got {expr!r}")
+            raise ResultsError(
+                f"query() takes a condition as text, such as "
+                f"\"lr > 0.01 and status == 'success'\", got {expr!r}"
+            )
         frame = sys._getframe(1)
         local: dict[str, Any] = {}
         for name in re.findall(r"@([A-Za-z_][A-Za-z_0-9]*)", expr):
@@ -356,8 +387,9 @@ class Results:
             elif name in frame.f_globals:
                 local[name] = frame.f_globals[name]
             else:
-                raise ResultsError(f"query({expr!r}): no variable named {name!r} where "
-                                   "query() was called")
+                raise ResultsError(
+                    f"query({expr!r}): no variable named {name!r} where query() was called"
+                )
         env = {"locals": local, "globals": {}}
         self._check_query_names(expr, local)
         return self._derive(queries=[*self._queries, (expr, env)])
@@ -366,8 +398,9 @@ class Results:
         """Raise now, not at first use, when a query names a column the table lacks."""
         import pandas as pd
 
-        empty = pd.DataFrame({name: pd.Series([], dtype="float64")
-                              for name in dict.fromkeys(self._names.values())})
+        empty = pd.DataFrame(
+            {name: pd.Series([], dtype="float64") for name in dict.fromkeys(self._names.values())}
+        )
         try:
             empty.eval(expr, local_dict=local, global_dict={})
         except Exception as exc:
@@ -375,8 +408,9 @@ class Results:
                 missing = re.findall(r"'([^']+)' is not defined", str(exc))
                 key = missing[0] if missing else expr
                 visible = [u for r, u in self._names.items() if r not in _HIDDEN]
-                raise ResultsError(f"query({expr!r}): no column named {key!r}; "
-                                   + _suggest(key, visible)) from None
+                raise ResultsError(
+                    f"query({expr!r}): no column named {key!r}; " + _suggest(key, visible)
+                ) from None
             # other problems (types, syntax) show with real data, as pandas reports them
 
     def select(self, *columns: str) -> Results:
@@ -389,8 +423,9 @@ class Results:
         if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
             columns = tuple(columns[0])
         if not columns:
-            raise ResultsError("select() needs at least one column, e.g. "
-                               "result.select('lr', 'accuracy')")
+            raise ResultsError(
+                "select() needs at least one column, e.g. result.select('lr', 'accuracy')"
+            )
         raw = [self._raw(c, "select") for c in columns]
         return self._derive(columns=raw)
 
@@ -435,14 +470,23 @@ class Results:
         table = self._arrow()
         if table.num_rows == 0:
             return "(no runs)"
-        drop = {"seed", "started_at", "ended_at", "attempt", "retries", "error_type",
-                "error_message"}
-        cols = [c for c in self._output_columns(table)
-                if c not in drop or self._columns is not None]
+        drop = {
+            "seed",
+            "started_at",
+            "ended_at",
+            "attempt",
+            "retries",
+            "error_type",
+            "error_message",
+        }
+        cols = [
+            c for c in self._output_columns(table) if c not in drop or self._columns is not None
+        ]
         n = table.num_rows
         half = max_rows // 2
-        shown = table if n <= max_rows else pa_concat(table.slice(0, half),
-                                                      table.slice(n - half, half))
+        shown = (
+            table if n <= max_rows else pa_concat(table.slice(0, half), table.slice(n - half, half))
+        )
         df = shown.select(cols).to_pandas()
         df.columns = [self._names.get(c, c) for c in cols]
         if "run_id" in df.columns:
@@ -481,15 +525,22 @@ class Results:
         snap = self._snapshot()
         names = snap.schema.names
         full_order = _ordered(names, full=False)
-        out = (list(self._columns) if self._columns is not None
-               else [c for c in full_order if c not in _HIDDEN])
+        out = (
+            list(self._columns)
+            if self._columns is not None
+            else [c for c in full_order if c not in _HIDDEN]
+        )
         out = [c for c in out if c in names]
         extra = [c for c in self._query_columns() if c not in out]
-        ddf = lazy_frame(snap, columns=out + extra, clauses=self._clauses(),
-                         run_ids=self._ids(), names=self._names)
+        ddf = lazy_frame(
+            snap,
+            columns=out + extra,
+            clauses=self._clauses(),
+            run_ids=self._ids(),
+            names=self._names,
+        )
         for q, env in self._queries:
-            ddf = ddf.query(q, local_dict=env.get("locals", {}),
-                            global_dict=env.get("globals", {}))
+            ddf = ddf.query(q, local_dict=env.get("locals", {}), global_dict=env.get("globals", {}))
         if extra:
             keep = [self._names.get(c, c) for c in out]
             if "experiment" in ddf.columns:
@@ -532,9 +583,11 @@ class Results:
             col = table.column("run_id")
             hits = pc.indices_nonzero(pc.starts_with(col, i)).to_pylist()
             if len(hits) != 1:
-                raise ResultsError(f"no run with id {i!r}" if not hits else
-                                   f"{len(hits)} runs have ids starting with {i!r}; give more "
-                                   "characters")
+                raise ResultsError(
+                    f"no run with id {i!r}"
+                    if not hits
+                    else f"{len(hits)} runs have ids starting with {i!r}; give more characters"
+                )
             i = int(hits[0])
         if isinstance(i, bool) or not isinstance(i, int):
             raise ResultsError(f"index runs by position or run id, got {i!r}")
@@ -612,8 +665,11 @@ class Results:
         """
         from .analysis import print_summary
 
-        print_summary(self.summary(group_by=group_by, metrics=metrics, stats=stats),
-                      stats=stats, title=self._title())
+        print_summary(
+            self.summary(group_by=group_by, metrics=metrics, stats=stats),
+            stats=stats,
+            title=self._title(),
+        )
 
     def series(self, metric: str | None = None) -> pd.DataFrame:
         """Stepped metrics of the selected runs, long form: run_id, params, name, step, value.
@@ -624,9 +680,19 @@ class Results:
 
         return stepped(self, metric)
 
-    def plot(self, x: str, y: str, *, hue: str | None = None, logx: bool = False,
-             logy: bool = False, band: str | None = "ci95", errorbars: bool = False,
-             ax: Any = None, path: str | os.PathLike[str] | None = None) -> Any:
+    def plot(
+        self,
+        x: str,
+        y: str,
+        *,
+        hue: str | None = None,
+        logx: bool = False,
+        logy: bool = False,
+        band: str | None = "ci95",
+        errorbars: bool = False,
+        ax: Any = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> Any:
         """Plot the mean of ``y`` against ``x`` across replicates, one line per ``hue``.
 
         The band (or error bars with ``errorbars=True``) is the 95% confidence interval
@@ -636,20 +702,37 @@ class Results:
         """
         from .plotting import plot_metric
 
-        return plot_metric(self, x=x, y=y, hue=hue, logx=logx, logy=logy, band=band,
-                           errorbars=errorbars, ax=ax, path=path)
+        return plot_metric(
+            self,
+            x=x,
+            y=y,
+            hue=hue,
+            logx=logx,
+            logy=logy,
+            band=band,
+            errorbars=errorbars,
+            ax=ax,
+            path=path,
+        )
 
-    def plot_series(self, metric: str, *, hue: str | None = None, logx: bool = False,
-                    logy: bool = False, band: str | None = "ci95", ax: Any = None,
-                    path: str | os.PathLike[str] | None = None) -> Any:
+    def plot_series(
+        self,
+        metric: str,
+        *,
+        hue: str | None = None,
+        logx: bool = False,
+        logy: bool = False,
+        band: str | None = "ci95",
+        ax: Any = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> Any:
         """Plot a stepped metric (a learning curve): mean over runs per step, per ``hue``.
 
         Returns the matplotlib Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
         """
         from .plotting import plot_steps
 
-        return plot_steps(self, metric, hue=hue, logx=logx, logy=logy, band=band, ax=ax,
-                          path=path)
+        return plot_steps(self, metric, hue=hue, logx=logx, logy=logy, band=band, ax=ax, path=path)
 
     # counts and reprs ----------------------------------------------------------------
     def _title(self) -> str:
@@ -661,9 +744,13 @@ class Results:
         import pyarrow.compute as pc
 
         table = self._arrow()
-        out = {str(k): int(v) for k, v in (
-            (d["values"], d["counts"]) for d in
-            pc.value_counts(table.column("status")).to_pylist())}
+        out = {
+            str(k): int(v)
+            for k, v in (
+                (d["values"], d["counts"])
+                for d in pc.value_counts(table.column("status")).to_pylist()
+            )
+        }
         out = {"success": out.pop("success", 0), "failed": out.pop("failed", 0), **out}
         out["pending"] = self.pending
         return out
@@ -692,8 +779,7 @@ class Results:
             mine = table
             if label is not None:
                 mine = table.filter(pc.equal(table.column("experiment"), label))
-            done = int(pc.sum(pc.equal(mine.column("sweep"), last.get("sweep", ""))).as_py()
-                       or 0)
+            done = int(pc.sum(pc.equal(mine.column("sweep"), last.get("sweep", ""))).as_py() or 0)
             total += max(0, int(last.get("to_run", 0)) - done)
         return total
 
@@ -711,8 +797,7 @@ class Results:
 
     def _repr_html_(self, max_rows: int = 20) -> str:
         n, text = self._count_text()
-        head = (f"<p><b>Results</b> {html.escape(self._title())}: {n} runs "
-                f"({html.escape(text)})</p>")
+        head = f"<p><b>Results</b> {html.escape(self._title())}: {n} runs ({html.escape(text)})</p>"
         if n == 0:
             return head
         table = self._arrow()
@@ -721,8 +806,7 @@ class Results:
         df.columns = [self._names.get(c, c) for c in cols]
         if "run_id" in df.columns:
             df["run_id"] = df["run_id"].str.slice(0, 8)
-        body = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="",
-                          border=0)
+        body = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="", border=0)
         more = f"<p>... {n - max_rows} more runs</p>" if n > max_rows else ""
         return head + body + more
 
@@ -776,7 +860,7 @@ class Run:
     @property
     def metrics(self) -> dict[str, Any]:
         return {
-            k[len(METRIC_PREFIX):]: v
+            k[len(METRIC_PREFIX) :]: v
             for k, v in self._row.items()
             if k.startswith(METRIC_PREFIX) and v is not None
         }
@@ -818,8 +902,10 @@ class Run:
             chosen = [a for a in entries if a["format"] == format]
             if not chosen:
                 have = [a["format"] for a in entries]
-                raise KeyError(f"run {self.run_id[:8]}: artifact {name!r} has no format "
-                               f"{format!r}; it was saved as {have}")
+                raise KeyError(
+                    f"run {self.run_id[:8]}: artifact {name!r} has no format "
+                    f"{format!r}; it was saved as {have}"
+                )
             entries = chosen
         if not entries:
             known = sorted({a["name"] for a in self.artifacts})
@@ -832,10 +918,15 @@ class Run:
         root = self._store.root
         path = root / entry["path"]
         if os.path.isabs(entry["path"]) or not os.path.normpath(path).startswith(
-                os.path.join(os.path.normpath(root), "")):
-            raise StoreError(errno.EINVAL, f"artifact path {entry['path']!r} in the record of "
-                             f"run {self.run_id[:8]} points outside the store {root}; the "
-                             "record was tampered with", str(path))
+            os.path.join(os.path.normpath(root), "")
+        ):
+            raise StoreError(
+                errno.EINVAL,
+                f"artifact path {entry['path']!r} in the record of "
+                f"run {self.run_id[:8]} points outside the store {root}; the "
+                "record was tampered with",
+                str(path),
+            )
         return path
 
     def artifact_path(self, name: str, format: str | None = None) -> Path:
@@ -871,9 +962,12 @@ class Run:
         entry = self._artifact_entry(name, format)
         path = self._entry_path(entry)
         if not path.exists():
-            raise StoreError(errno.ENOENT, f"artifact {name!r} of run {self.run_id[:8]}: the "
-                             f"file {path} is missing (deleted or moved after the run)",
-                             str(path))
+            raise StoreError(
+                errno.ENOENT,
+                f"artifact {name!r} of run {self.run_id[:8]}: the "
+                f"file {path} is missing (deleted or moved after the run)",
+                str(path),
+            )
         digest = _sha256_file(path)
         if digest != entry["sha256"]:
             raise ArtifactIntegrityError(
@@ -909,15 +1003,18 @@ class Run:
                 f"{sorted(self.metrics)}"
             )
         # A step can sit in two files for a moment (journal being folded into Parquet).
-        t = t.drop_duplicates(subset=["step", "time"]).sort_values(["step", "time"],
-                                                                    kind="stable")
-        return pd.Series(t["value"].to_numpy(dtype="float64"),
-                         index=pd.Index(t["step"].to_numpy(dtype="int64"), name="step"),
-                         name=name)
+        t = t.drop_duplicates(subset=["step", "time"]).sort_values(["step", "time"], kind="stable")
+        return pd.Series(
+            t["value"].to_numpy(dtype="float64"),
+            index=pd.Index(t["step"].to_numpy(dtype="int64"), name="step"),
+            name=name,
+        )
 
     def __repr__(self) -> str:
-        m = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in list(self.metrics.items())[:4])
+        m = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in list(self.metrics.items())[:4]
+        )
         return f"<Run {self.run_id[:8]} {self.status} params={self.params} {m}>"
 
     def _repr_html_(self) -> str:
@@ -928,22 +1025,36 @@ class Run:
                 for k, v in items.items()
             )
 
-        head = {"run_id": self.run_id, "status": self.status, "replicate": self.replicate,
-                "seed": self.seed, "attempt": self.attempt,
-                "duration_s": f"{self.duration_s:.4g}"}
-        parts = [f"<p><b>Run</b> {html.escape(self.run_id[:8])} ({html.escape(self.status)})"
-                 "</p><table>", rows(head)]
+        head = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "replicate": self.replicate,
+            "seed": self.seed,
+            "attempt": self.attempt,
+            "duration_s": f"{self.duration_s:.4g}",
+        }
+        parts = [
+            f"<p><b>Run</b> {html.escape(self.run_id[:8])} ({html.escape(self.status)})</p><table>",
+            rows(head),
+        ]
         for title, items in (("params", _flat_params(self.params)), ("metrics", self.metrics)):
             if items:
                 parts.append(f"<tr><td colspan='2'><b>{title}</b></td></tr>" + rows(items))
         err = self.error
         if err:
-            parts.append("<tr><td colspan='2'><b>error</b></td></tr>"
-                         + rows({err["type"]: err["message"]}))
+            parts.append(
+                "<tr><td colspan='2'><b>error</b></td></tr>" + rows({err["type"]: err["message"]})
+            )
         if self.artifacts:
-            parts.append("<tr><td colspan='2'><b>artifacts</b></td></tr>"
-                         + rows({a["name"]: f"{a['format']}, {a.get('size', '?')} bytes"
-                                 for a in self.artifacts}))
+            parts.append(
+                "<tr><td colspan='2'><b>artifacts</b></td></tr>"
+                + rows(
+                    {
+                        a["name"]: f"{a['format']}, {a.get('size', '?')} bytes"
+                        for a in self.artifacts
+                    }
+                )
+            )
         parts.append("</table>")
         return "".join(parts)
 

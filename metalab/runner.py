@@ -46,13 +46,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         if seen:
-            sys.stderr.write("\nmetalab: second interrupt, exiting now; records written so far "
-                             "are kept (resume=True continues)\n")
+            sys.stderr.write(
+                "\nmetalab: second interrupt, exiting now; records written so far "
+                "are kept (resume=True continues)\n"
+            )
             sys.stderr.flush()
             os._exit(130)
         seen.append(signum)
-        sys.stderr.write("\nmetalab: interrupted, stopping the sweep and keeping what is "
-                         "written (press Ctrl-C again to exit at once)\n")
+        sys.stderr.write(
+            "\nmetalab: interrupted, stopping the sweep and keeping what is "
+            "written (press Ctrl-C again to exit at once)\n"
+        )
         sys.stderr.flush()
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -97,8 +101,13 @@ def plan_todo(
                 done = status.filter(pc.equal(status.column("status"), "success"))
             damaged = store.check_artifacts(done)  # artifact files lost: run again
             if damaged:
-                done = done.filter(pc.invert(pc.is_in(
-                    done.column("run_id"), value_set=pa.array(sorted(damaged), pa.string()))))
+                done = done.filter(
+                    pc.invert(
+                        pc.is_in(
+                            done.column("run_id"), value_set=pa.array(sorted(damaged), pa.string())
+                        )
+                    )
+                )
             is_done = pc.is_in(pa.array(plan["run_id"]), value_set=done.column("run_id"))
             todo = plan[~is_done.to_numpy(zero_copy_only=False)]
         pos = pc.index_in(pa.array(todo["run_id"]), value_set=status.column("run_id"))
@@ -123,8 +132,9 @@ def _ship_code_by_value(exp: Experiment) -> None:
         spec = importlib.util.find_spec(modname) if mod is None else mod.__spec__
         origin = getattr(spec, "origin", None) or ""
         installed = any(
-            origin.startswith(p) for p in sys.path if p and ("site-packages" in p or
-                                                              "dist-packages" in p)
+            origin.startswith(p)
+            for p in sys.path
+            if p and ("site-packages" in p or "dist-packages" in p)
         )
         if mod is not None and not installed:
             with contextlib.suppress(ValueError):
@@ -167,7 +177,10 @@ def _compute(
         from .executors.watchdog import WorkerWatchdog
 
         watchdog = WorkerWatchdog(
-            client, session.worker_timeout_s, resources=resources, diagnose=session.diagnose,
+            client,
+            session.worker_timeout_s,
+            resources=resources,
+            diagnose=session.diagnose,
             on_fail=lambda: client.cancel(list(futures)),
         ).start()
     try:
@@ -259,9 +272,7 @@ def run(
     from .results import Results
 
     if not isinstance(experiment, Experiment):
-        raise ExperimentError(
-            f"run() takes a metalab.Experiment, got {type(experiment).__name__}"
-        )
+        raise ExperimentError(f"run() takes a metalab.Experiment, got {type(experiment).__name__}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ExperimentError(f"retries must be an int >= 0, got {retries!r}")
     if timeout is not None and (
@@ -335,12 +346,19 @@ def run(
                         print(f"metalab: Dask dashboard at {link}", file=sys.stderr)
                 ddf = to_dask(todo, n_workers=session.n_workers, partition_size=partition_size)
                 out = ddf.map_partitions(
-                    execute_partition, task, context, meta=summary_meta(),
-                    enforce_metadata=False, align_dataframes=False,
+                    execute_partition,
+                    task,
+                    context,
+                    meta=summary_meta(),
+                    enforce_metadata=False,
+                    align_dataframes=False,
                 )
                 parts = out.to_delayed()
                 display = ProgressDisplay(
-                    len(todo), counts, enabled=progress, label=experiment.name,
+                    len(todo),
+                    counts,
+                    enabled=progress,
+                    label=experiment.name,
                     poll=poller.poll if poller else None,
                 )
                 with display:
@@ -377,8 +395,9 @@ def run(
             st.remove_done_markers(sweep)
             with contextlib.suppress(OSError):
                 st.compact()
-            sweep_info.update(ended=time.time(), status=status, success=counts.success,
-                              failed=counts.failed)
+            sweep_info.update(
+                ended=time.time(), status=status, success=counts.success, failed=counts.failed
+            )
             with contextlib.suppress(OSError):
                 st.write_sweep(sweep, sweep_info)
         finally:

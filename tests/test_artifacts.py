@@ -57,8 +57,9 @@ def registry():
 @pytest.fixture
 def point_format(registry):
     """Registers the 'point' format for one test."""
-    metalab.register_serializer("point", ext="point.json", handles=Point, dump=_dump_point,
-                                load=_load_point)
+    metalab.register_serializer(
+        "point", ext="point.json", handles=Point, dump=_dump_point, load=_load_point
+    )
 
 
 def _figure():
@@ -75,12 +76,20 @@ def expected_objects() -> dict[str, object]:
         "ints": np.array([1, -2, 3], dtype=np.int64),
         "strs": np.array(["a", "ß", "长"]),
         "scalar": np.float64(2.5),
-        "config": {"model": "resnet", "layers": 50, "lr": 1e-3, "tags": ["a", "b"],
-                   "nested": {"ok": True, "none": None}, "nan": float("nan"),
-                   "np": np.int64(7)},
+        "config": {
+            "model": "resnet",
+            "layers": 50,
+            "lr": 1e-3,
+            "tags": ["a", "b"],
+            "nested": {"ok": True, "none": None},
+            "nan": float("nan"),
+            "np": np.int64(7),
+        },
         "list": [1, 2.5, "three", None],
-        "frame": pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"], "c": [0.5, None, 1.5]},
-                              index=pd.Index([10, 20, 30], name="idx")),
+        "frame": pd.DataFrame(
+            {"a": [1, 2, 3], "b": ["x", "y", "z"], "c": [0.5, None, 1.5]},
+            index=pd.Index([10, 20, 30], name="idx"),
+        ),
         "series": pd.Series([1.0, 2.0], index=["p", "q"], name="s"),
         "unnamed_series": pd.Series([3, 4]),
         "table": pa.table({"k": [1, 2], "v": ["a", "b"]}),
@@ -108,10 +117,21 @@ def _check_every_format(res: metalab.Results) -> None:
     assert run.status == "success", run.error
     formats = {(a["name"], a["format"]) for a in run.artifacts}
     assert formats >= {
-        ("arr", "npy"), ("scalar", "npy"), ("config", "json"), ("list", "json"),
-        ("frame", "parquet"), ("series", "parquet"), ("table", "parquet"), ("blob", "bin"),
-        ("text", "txt"), ("point", "point"), ("as_text", "txt"), ("pickled", "pickle"),
-        ("curve", "png"), ("curve", "svg"), ("default_fig", "png"),
+        ("arr", "npy"),
+        ("scalar", "npy"),
+        ("config", "json"),
+        ("list", "json"),
+        ("frame", "parquet"),
+        ("series", "parquet"),
+        ("table", "parquet"),
+        ("blob", "bin"),
+        ("text", "txt"),
+        ("point", "point"),
+        ("as_text", "txt"),
+        ("pickled", "pickle"),
+        ("curve", "png"),
+        ("curve", "svg"),
+        ("default_fig", "png"),
     }
     for name, want in expected_objects().items():
         got = run.artifact(name)
@@ -151,8 +171,11 @@ def test_every_format_round_trips_on_the_default_executor(point_format):
 @pytest.mark.cluster
 def test_every_format_round_trips_on_process_workers(point_format):
     """Workers write artifacts straight into the store; the custom format travels with them."""
-    res = metalab.run(metalab.Experiment("formats", every_format),
-                      executor=ProcessExecutor(max_workers=2), capture_output=True)
+    res = metalab.run(
+        metalab.Experiment("formats", every_format),
+        executor=ProcessExecutor(max_workers=2),
+        capture_output=True,
+    )
     _check_every_format(res)
     rec = res[0].record
     assert rec["worker"].startswith("tcp://127.0.0.1:") and rec["pid"] != os.getpid()
@@ -218,8 +241,11 @@ def test_a_record_pointing_outside_the_store_is_refused(tmp_path):
     secret = tmp_path / "secret.json"
     secret.write_text('{"x": 2}')
     row = run.record
-    entry = dict(run.artifacts[1], path="../../secret.json",
-                 sha256=hashlib.sha256(secret.read_bytes()).hexdigest())
+    entry = dict(
+        run.artifacts[1],
+        path="../../secret.json",
+        sha256=hashlib.sha256(secret.read_bytes()).hexdigest(),
+    )
     row["artifacts"] = json.dumps([entry])
     bad = Run(row, run._store)
     with pytest.raises(StoreError, match="outside the store"):
@@ -247,8 +273,7 @@ def pickles(context, capture):
 
 def test_pickle_is_never_loaded_without_consent(tmp_path):
     marker = tmp_path / "code-ran"
-    res = metalab.run(metalab.Experiment("pickles", pickles,
-                                         context={"marker": str(marker)}))
+    res = metalab.run(metalab.Experiment("pickles", pickles, context={"marker": str(marker)}))
     run = res[0]
     assert run.status == "success", run.error
     assert run.artifacts[0]["format"] == "pickle"
@@ -263,8 +288,12 @@ def test_pickle_is_never_loaded_without_consent(tmp_path):
 @metalab.operation(name="unsupported", version="1")
 def unsupported(params, capture):
     kind = params["kind"]
-    obj = {"set": {1, 2}, "object_array": np.array([{"a": 1}], dtype=object),
-           "custom": Trap("x"), "int_keys": {1: "a"}}.get(kind)
+    obj = {
+        "set": {1, 2},
+        "object_array": np.array([{"a": 1}], dtype=object),
+        "custom": Trap("x"),
+        "int_keys": {1: "a"},
+    }.get(kind)
     if kind == "bad_format":
         capture.artifact("a", [1], format="hdf5")
     elif kind == "mismatch":
@@ -275,8 +304,7 @@ def unsupported(params, capture):
 
 def test_objects_without_a_safe_format_fail_the_run_and_are_not_pickled(tmp_path):
     kinds = ["set", "object_array", "custom", "int_keys", "bad_format", "mismatch"]
-    res = metalab.run(metalab.Experiment("unsup", unsupported,
-                                         params=metalab.grid(kind=kinds)))
+    res = metalab.run(metalab.Experiment("unsup", unsupported, params=metalab.grid(kind=kinds)))
     for run in res:
         assert run.status == "failed"
         assert run.error["type"] == "UnsupportedArtifactError", run.error
@@ -303,9 +331,13 @@ def test_register_serializer_is_tried_first_and_by_format(point_format, tmp_path
 
 def test_register_serializer_with_a_predicate_and_unsafe_loading(registry, tmp_path):
     metalab.register_serializer(
-        "evalfmt", ext="py", handles=lambda o: isinstance(o, complex),
+        "evalfmt",
+        ext="py",
+        handles=lambda o: isinstance(o, complex),
         dump=lambda o, p: p.write_text(repr(o)),
-        load=lambda p: complex(p.read_text()), unsafe=True)
+        load=lambda p: complex(p.read_text()),
+        unsafe=True,
+    )
     cap = metalab.Capture("c" * 32, str(tmp_path))
     cap.artifact("z", 1 + 2j)
     path = tmp_path / cap.manifest[0]["path"]
@@ -333,16 +365,27 @@ def test_register_serializer_refuses_unsafe_definitions(kwargs, match):
 
 
 def test_a_serializer_that_writes_elsewhere_is_caught(registry, tmp_path):
-    metalab.register_serializer("lazy", ext="lz", handles=Point,
-                                dump=lambda o, p: None, load=_load_point)
+    metalab.register_serializer(
+        "lazy", ext="lz", handles=Point, dump=lambda o, p: None, load=_load_point
+    )
     with pytest.raises(CaptureError, match="did not write the file"):
         metalab.Capture("l" * 32, str(tmp_path)).artifact("p", Point(0, 0))
 
 
 # --- unsafe names through a run ------------------------------------------------------------------
 ESCAPE = f"/tmp/metalab-escape-{uuid.uuid4().hex}"
-UNSAFE_NAMES = ["", "../../../../escape", "..", "a/b", "a\\b", ESCAPE, "C:\\evil",
-                "ctl\x01", "new\nline", ".hidden"]
+UNSAFE_NAMES = [
+    "",
+    "../../../../escape",
+    "..",
+    "a/b",
+    "a\\b",
+    ESCAPE,
+    "C:\\evil",
+    "ctl\x01",
+    "new\nline",
+    ".hidden",
+]
 
 
 @metalab.operation(name="names", version="1")
@@ -365,15 +408,20 @@ def test_unsafe_names_fail_the_run_and_nothing_is_written_outside_the_store(tmp_
     outside.mkdir()
     store = outside / "store"
     before = {p for p in tmp_path.rglob("*")}
-    exp = metalab.Experiment("names", names, params=metalab.grid(
-        kind=["artifact", "figure", "metric", "step"], name=UNSAFE_NAMES))
+    exp = metalab.Experiment(
+        "names",
+        names,
+        params=metalab.grid(kind=["artifact", "figure", "metric", "step"], name=UNSAFE_NAMES),
+    )
     res = metalab.run(exp, store=store)
     assert len(res) == 4 * len(UNSAFE_NAMES)
     for run in res:
         assert run.status == "failed"
         assert run.error["type"] == "CaptureError"
-        assert f"unsafe {run.params['kind'] if run.params['kind'] != 'step' else 'metric'}" \
+        assert (
+            f"unsafe {run.params['kind'] if run.params['kind'] != 'step' else 'metric'}"
             in run.error["message"]
+        )
         assert run.metrics == {"before": 1.0}
         assert [a["name"] for a in run.artifacts] == ["ok"]
     after = {p for p in tmp_path.rglob("*")}
@@ -400,8 +448,7 @@ def test_safe_unicode_names_work_through_a_run(tmp_path):
 
 def test_longest_name_with_a_long_extension_fits_the_file_system(registry, tmp_path):
     ext = "e" * 32
-    metalab.register_serializer("long", ext=ext, handles=Point, dump=_dump_point,
-                                load=_load_point)
+    metalab.register_serializer("long", ext=ext, handles=Point, dump=_dump_point, load=_load_point)
     cap = metalab.Capture("l" * 32, str(tmp_path))
     name = "n" * 200
     cap.artifact(name, Point(3, 4))

@@ -120,10 +120,17 @@ def test_capture_refuses_an_unsafe_run_id(tmp_path):
 @pytest.mark.parametrize(
     ("value", "expected", "typ"),
     [
-        (1, 1, int), (2.5, 2.5, float), (True, True, bool), (False, False, bool),
-        (np.int8(3), 3, int), (np.int64(-4), -4, int), (np.uint32(5), 5, int),
-        (np.float16(0.5), 0.5, float), (np.float32(0.25), 0.25, float),
-        (np.float64(1e300), 1e300, float), (np.bool_(True), True, bool),
+        (1, 1, int),
+        (2.5, 2.5, float),
+        (True, True, bool),
+        (False, False, bool),
+        (np.int8(3), 3, int),
+        (np.int64(-4), -4, int),
+        (np.uint32(5), 5, int),
+        (np.float16(0.5), 0.5, float),
+        (np.float32(0.25), 0.25, float),
+        (np.float64(1e300), 1e300, float),
+        (np.bool_(True), True, bool),
         (np.array(7.0), 7.0, float),
     ],
 )
@@ -135,16 +142,30 @@ def test_metric_accepts_python_and_numpy_numbers(value, expected, typ):
 
 def test_metric_keeps_nan_and_infinities():
     cap = Capture("r1", None)
-    cap.metrics({"nan": float("nan"), "inf": math.inf, "ninf": -math.inf,
-                 "npnan": np.float32("nan")})
+    cap.metrics(
+        {"nan": float("nan"), "inf": math.inf, "ninf": -math.inf, "npnan": np.float32("nan")}
+    )
     assert math.isnan(cap.scalars["nan"]) and math.isnan(cap.scalars["npnan"])
     assert cap.scalars["inf"] == math.inf and cap.scalars["ninf"] == -math.inf
 
 
 @pytest.mark.parametrize(
     "value",
-    ["0.5", None, [1.0], (1,), {"a": 1}, 1 + 2j, np.complex128(1), Decimal("1.5"),
-     Fraction(1, 2), np.array([1.0, 2.0]), np.str_("x"), np.datetime64("2020-01-01"), object()],
+    [
+        "0.5",
+        None,
+        [1.0],
+        (1,),
+        {"a": 1},
+        1 + 2j,
+        np.complex128(1),
+        Decimal("1.5"),
+        Fraction(1, 2),
+        np.array([1.0, 2.0]),
+        np.str_("x"),
+        np.datetime64("2020-01-01"),
+        object(),
+    ],
 )
 def test_metric_refuses_other_types_with_a_type_error(value):
     cap = Capture("r1", None)
@@ -195,7 +216,11 @@ def test_artifact_manifest_entries_match_the_files(tmp_path):
     cap.artifact("arr", np.arange(4))
     cap.figure("fig", _figure(), formats=("png", "svg", "pdf"))
     assert [(a["name"], a["format"]) for a in cap.manifest] == [
-        ("arr", "npy"), ("fig", "png"), ("fig", "svg"), ("fig", "pdf")]
+        ("arr", "npy"),
+        ("fig", "png"),
+        ("fig", "svg"),
+        ("fig", "pdf"),
+    ]
     for a in cap.manifest:
         path = tmp_path / a["path"]
         assert not Path(a["path"]).is_absolute()
@@ -230,8 +255,12 @@ def test_log_levels():
     for level in ("debug", "info", "WARNING", "error", "critical"):
         cap.log(f"m-{level}", level=level)
     assert [(lv, m) for _t, lv, m in cap._logs] == [
-        ("debug", "m-debug"), ("info", "m-info"), ("warning", "m-WARNING"),
-        ("error", "m-error"), ("critical", "m-critical")]
+        ("debug", "m-debug"),
+        ("info", "m-info"),
+        ("warning", "m-WARNING"),
+        ("error", "m-error"),
+        ("critical", "m-critical"),
+    ]
     with pytest.raises(CaptureError, match="log level must be one of"):
         cap.log("x", level="loud")
 
@@ -294,8 +323,9 @@ def chatty(params, capture):
 
 def test_capture_output_keeps_concurrent_thread_runs_apart():
     exp = metalab.Experiment("threads", chatty, params=metalab.grid(x=list(range(4))))
-    res = metalab.run(exp, executor=ThreadExecutor(max_workers=2), capture_output=True,
-                      partition_size=1)
+    res = metalab.run(
+        exp, executor=ThreadExecutor(max_workers=2), capture_output=True, partition_size=1
+    )
     assert len(res) == 4
     for run in res:
         x = run.params["x"]
@@ -331,9 +361,17 @@ def test_unicode_and_long_output_survive(tmp_path):
 @metalab.operation(name="numbers", version="1")
 def numbers(params, capture):
     x = params["x"]
-    capture.metrics({"nan": float("nan"), "inf": math.inf, "ninf": -math.inf,
-                     "np_nan": np.float32("nan"), "flag": np.bool_(x > 0), "count": np.int64(x),
-                     "ratio": np.float32(0.5) * x})
+    capture.metrics(
+        {
+            "nan": float("nan"),
+            "inf": math.inf,
+            "ninf": -math.inf,
+            "np_nan": np.float32("nan"),
+            "flag": np.bool_(x > 0),
+            "count": np.int64(x),
+            "ratio": np.float32(0.5) * x,
+        }
+    )
     for step in range(5):
         capture.metric("loss", 1.0 / (step + 1) + x, step=step)
     capture.metric("loss_nan", float("nan"), step=0)
@@ -427,14 +465,24 @@ def test_steps_seen_twice_while_a_journal_is_folded_count_once():
     run = res[0]
     rec = run.record
     steps = pq.read_table(next(Path("runs/numbers/metrics").glob("*.parquet"))).to_pylist()
-    outcome_steps = [[s["name"], s["step"], s["value"],
-                      int(s["time"].timestamp() * 1e6)] for s in steps]
+    outcome_steps = [
+        [s["name"], s["step"], s["value"], int(s["time"].timestamp() * 1e6)] for s in steps
+    ]
     t0 = int(rec["started_at"].timestamp() * 1e6)
     t1 = int(rec["ended_at"].timestamp() * 1e6)
-    writer = JournalWriter(Path("runs/numbers/journal").resolve(), sweep=rec["sweep"], part=7,
-                           columns={"run_id": [run.run_id], "params": [rec["params"]],
-                                    "replicate": [0], "seed": [rec["seed"]], "attempt": [1]},
-                           worker="w")
+    writer = JournalWriter(
+        Path("runs/numbers/journal").resolve(),
+        sweep=rec["sweep"],
+        part=7,
+        columns={
+            "run_id": [run.run_id],
+            "params": [rec["params"]],
+            "replicate": [0],
+            "seed": [rec["seed"]],
+            "attempt": [1],
+        },
+        worker="w",
+    )
     writer.append([run.run_id, "success", t0, t1, run.metrics, {"steps": outcome_steps}])
     writer.close()
     from metalab.store import Store, read_steps

@@ -18,7 +18,7 @@ from metalab.cli import CLIError, parse_executor
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "metalab"
 
-EXPERIMENT = '''
+EXPERIMENT = """
 import metalab
 
 @metalab.operation(name="cli_demo", version="1")
@@ -35,14 +35,21 @@ exp = metalab.Experiment(
     seeds=metalab.seeds(base=1, replicates=2),
 )
 other = "not an experiment"
-'''
+"""
 
 
 def metalab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m metalab ARGS`` in a fresh process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("METALAB")}
-    return subprocess.run([sys.executable, "-m", "metalab", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=240, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -85,18 +92,22 @@ def test_main_help_version_and_console_script():
     assert metalab("--version").stdout.startswith("metalab ")
     assert metalab().returncode == 2  # no command: help on stdout, usage status
     assert SCRIPT.exists(), "the console script is not installed (uv sync)"
-    proc = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0 and "report" in proc.stdout
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys; from metalab.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('pandas', 'pyarrow', 'dask', 'distributed', 'matplotlib')"
-            " if m in sys.modules]\nprint('HEAVY', heavy)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=False)
+    code = (
+        "import sys; from metalab.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'pyarrow', 'dask', 'distributed', 'matplotlib')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -121,13 +132,22 @@ def test_run_from_module_with_options(tmp_path):
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "sweeps.py").write_text(EXPERIMENT.replace('x=[1, 2, 3]', 'x=[1, 2]'))
-    proc = metalab("run", "mypkg.sweeps:exp", "--executor", "threads:2", "--store", "out/s1",
-                   "--progress", cwd=tmp_path)
+    (pkg / "sweeps.py").write_text(EXPERIMENT.replace("x=[1, 2, 3]", "x=[1, 2]"))
+    proc = metalab(
+        "run",
+        "mypkg.sweeps:exp",
+        "--executor",
+        "threads:2",
+        "--store",
+        "out/s1",
+        "--progress",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "s1" / "manifest.json").exists()
-    proc = metalab("run", "mypkg.sweeps:exp", "--store", "out/s1", "--no-resume", "-q",
-                   cwd=tmp_path)
+    proc = metalab(
+        "run", "mypkg.sweeps:exp", "--store", "out/s1", "--no-resume", "-q", cwd=tmp_path
+    )
     assert proc.returncode == 0
     assert "planned 8, ran 8, skipped 0" in metalab("show", "out/s1", cwd=tmp_path).stdout
 
@@ -137,8 +157,17 @@ def test_run_on_processes_and_on_a_scheduler_address(tmp_path, exp_file, local_c
     proc = metalab("run", "exps.py:exp", "--executor", "processes:2", "-q", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "12 runs (8 success, 4 failed)" in proc.stderr
-    proc = metalab("run", "exps.py:exp", "--executor", local_cluster.scheduler_address,
-                   "--no-resume", "--store", "runs/on_cluster", "-q", cwd=tmp_path)
+    proc = metalab(
+        "run",
+        "exps.py:exp",
+        "--executor",
+        local_cluster.scheduler_address,
+        "--no-resume",
+        "--store",
+        "runs/on_cluster",
+        "-q",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "12 runs (8 success, 4 failed)" in proc.stderr
 
@@ -151,8 +180,7 @@ def test_run_on_processes_and_on_a_scheduler_address(tmp_path, exp_file, local_c
         ("exps.py:other", ["is of type str, not a metalab.Experiment"]),
         ("no_such_module:exp", ["no module named 'no_such_module'"]),
         ("broken.py:exp", ["error while importing broken.py", "SyntaxError", "broken.py:2"]),
-        ("raises.py:exp", ["error while importing raises.py", "ZeroDivisionError",
-                           "raises.py:3"]),
+        ("raises.py:exp", ["error while importing raises.py", "ZeroDivisionError", "raises.py:3"]),
         ("two.py", ["defines 2 experiments (a, b)", "two.py:NAME"]),
     ],
 )
@@ -164,16 +192,22 @@ def test_run_user_mistakes_are_one_line(tmp_path, exp_file, target, fragments):
 
 
 def test_run_bad_executor_and_bad_experiment(tmp_path, exp_file):
-    assert_user_error(metalab("run", "exps.py:exp", "--executor", "gpu:3", cwd=tmp_path),
-                      "unknown executor 'gpu:3'")
-    assert_user_error(metalab("run", "exps.py:exp", "--executor", "processes:0", cwd=tmp_path),
-                      "worker count must be a positive integer")
+    assert_user_error(
+        metalab("run", "exps.py:exp", "--executor", "gpu:3", cwd=tmp_path),
+        "unknown executor 'gpu:3'",
+    )
+    assert_user_error(
+        metalab("run", "exps.py:exp", "--executor", "processes:0", cwd=tmp_path),
+        "worker count must be a positive integer",
+    )
     # A metalab error raised by run() itself: the store belongs to another experiment.
     other = tmp_path / "taken"
     assert metalab("run", "exps.py:exp", "--store", str(other), "-q", cwd=tmp_path).returncode
     (tmp_path / "exps2.py").write_text(EXPERIMENT.replace('name="cli_demo"', 'name="x2"'))
-    assert_user_error(metalab("run", "exps2.py:exp", "--store", str(other), cwd=tmp_path),
-                      "belongs to experiment 'cli_demo'")
+    assert_user_error(
+        metalab("run", "exps2.py:exp", "--store", str(other), cwd=tmp_path),
+        "belongs to experiment 'cli_demo'",
+    )
 
 
 def test_parse_executor():
@@ -234,20 +268,29 @@ def test_table(tmp_path, store):
     proc = metalab("table", str(store), "--group-by", "x")
     assert proc.returncode == 0
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].split() == ["x", "loss_mean", "loss_std", "loss_count", "y_mean", "y_std",
-                                "y_count"]
+    assert lines[0].split() == [
+        "x",
+        "loss_mean",
+        "loss_std",
+        "loss_count",
+        "y_mean",
+        "y_std",
+        "y_count",
+    ]
     assert [ln.split()[0] for ln in lines[1:]] == ["1", "2"]  # x=3 never succeeded
 
-    proc = metalab("table", str(store), "--group-by", "x", "mode", "--csv", "s.csv",
-                   cwd=tmp_path)
+    proc = metalab("table", str(store), "--group-by", "x", "mode", "--csv", "s.csv", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "wrote s.csv"
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert len(rows) == 4 and rows[0]["y_count"] == "2"
     assert metalab("table", str(store), "--csv", "all.csv", cwd=tmp_path).returncode == 0
     assert len(list(csv.DictReader((tmp_path / "all.csv").open()))) == 12
 
-    assert_user_error(metalab("table", str(store), "--group-by", "z"),
-                      "--group-by z: no such parameter", "['mode', 'x']")
+    assert_user_error(
+        metalab("table", str(store), "--group-by", "z"),
+        "--group-by z: no such parameter",
+        "['mode', 'x']",
+    )
 
 
 def test_report(tmp_path, store):
@@ -288,14 +331,23 @@ def test_every_documented_command_runs(tmp_path):
 def test_docs_describe_what_the_parser_offers():
     """Every option of `metalab run` appears in docs/cli.md."""
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
-    for option in ("--executor", "--store", "--no-resume", "--progress", "--quiet",
-                   "--group-by", "--csv", "--max-failures", "-o"):
+    for option in (
+        "--executor",
+        "--store",
+        "--no-resume",
+        "--progress",
+        "--quiet",
+        "--group-by",
+        "--csv",
+        "--max-failures",
+        "-o",
+    ):
         assert option in text
     doc = textwrap.dedent(parse_executor.__doc__ or "")
     assert "slurm" in doc and "processes" in doc
 
 
-SLOW_EXPERIMENT = '''
+SLOW_EXPERIMENT = """
 import time
 import metalab
 
@@ -305,7 +357,7 @@ def slow(params, capture):
     capture.metric("x", params["i"])
 
 exp = metalab.Experiment("slow_cli", slow, params=metalab.grid(i=list(range(400))))
-'''
+"""
 
 
 def test_run_interrupted_prints_the_cli_command_that_resumes(tmp_path):
@@ -314,9 +366,13 @@ def test_run_interrupted_prints_the_cli_command_that_resumes(tmp_path):
 
     path = tmp_path / "slow_exp.py"
     path.write_text(SLOW_EXPERIMENT)
-    proc = subprocess.Popen([sys.executable, "-m", "metalab", "run", f"{path}:exp", "--quiet"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metalab", "run", f"{path}:exp", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     journal = tmp_path / "runs" / "slow_cli" / "journal"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(journal.glob("*.jsonl")):

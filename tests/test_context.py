@@ -27,7 +27,9 @@ def read_ctx(context, capture):
 
 def test_dict_becomes_frozen_context():
     exp = metalab.Experiment(
-        name="ctx", operation=read_ctx, context={"items": [1, 2], "cfg": {"a": {"b": 1}}},
+        name="ctx",
+        operation=read_ctx,
+        context={"items": [1, 2], "cfg": {"a": {"b": 1}}},
     )
     ctx = exp.context
     assert isinstance(ctx, FrozenContext)
@@ -164,8 +166,14 @@ def test_context_spec_fingerprint_is_stable_across_processes():
     outs = []
     for seed in ("0", "99"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        proc = subprocess.run([sys.executable, "-c", SPEC_SCRIPT], capture_output=True,
-                              text=True, env=env, cwd=REPO, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", SPEC_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            check=True,
+        )
         outs.append(proc.stdout.split())
     assert outs[0][1] != outs[1][1]  # the salted hash differs
     assert outs[0][0] == outs[1][0]
@@ -210,14 +218,24 @@ def test_context_must_be_dict_or_spec():
 def test_fingerprintable_values():
     import pandas as pd
 
-    ctx = FrozenContext({
-        "arr": np.arange(4.0), "df": pd.DataFrame({"a": [1, 2]}), "path": Path("/data/x"),
-        "raw": b"\x00\x01", "spec": DataContext(dataset_path="p"),
-    })
-    same = FrozenContext({
-        "arr": np.arange(4.0), "df": pd.DataFrame({"a": [1, 2]}), "path": Path("/data/x"),
-        "raw": b"\x00\x01", "spec": DataContext(dataset_path="p"),
-    })
+    ctx = FrozenContext(
+        {
+            "arr": np.arange(4.0),
+            "df": pd.DataFrame({"a": [1, 2]}),
+            "path": Path("/data/x"),
+            "raw": b"\x00\x01",
+            "spec": DataContext(dataset_path="p"),
+        }
+    )
+    same = FrozenContext(
+        {
+            "arr": np.arange(4.0),
+            "df": pd.DataFrame({"a": [1, 2]}),
+            "path": Path("/data/x"),
+            "raw": b"\x00\x01",
+            "spec": DataContext(dataset_path="p"),
+        }
+    )
     assert ctx.fingerprint == same.fingerprint
     other = FrozenContext({**same.to_dict(), "df": pd.DataFrame({"a": [1, 3]})})
     assert other.fingerprint != ctx.fingerprint
@@ -250,8 +268,9 @@ def test_context_spec_on_cluster_workers(client):
 
     ctx = DataContext(dataset_path="remote.csv", vocab_size=7, tags=["a", "b"])
     expected_fp = ctx.fingerprint
-    exp = metalab.Experiment(name="ctx_remote", operation=op, context=ctx,
-                             params=metalab.grid(i=[0, 1, 2]))
+    exp = metalab.Experiment(
+        name="ctx_remote", operation=op, context=ctx, params=metalab.grid(i=[0, 1, 2])
+    )
     res = metalab.run(exp, executor=DaskExecutor(client))
     assert [r.status for r in res] == ["success"] * 3, [r.error for r in res]
     for r in res:

@@ -55,8 +55,10 @@ def test_relative_links_resolve(path):
 
 def test_link_checker_finds_broken_links(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("# Title\n\n[ok](p.md#title) [bad](missing.md) [anchor](p.md#nope) "
-                    "[web](https://example.org) `[code](x.md)`\n")
+    page.write_text(
+        "# Title\n\n[ok](p.md#title) [bad](missing.md) [anchor](p.md#nope) "
+        "[web](https://example.org) `[code](x.md)`\n"
+    )
     assert relative_links(page) == ["p.md#title", "missing.md", "p.md#nope"]
     assert anchors(page) == {"title"}
     assert slug("Run identity") == "run-identity" and slug("`metalab ls [DIR]`") == "metalab-ls-dir"
@@ -89,8 +91,15 @@ def test_readme_example_runs(tmp_path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     code = re.findall(r"```python\n(.*?)```", readme, flags=re.S)[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith("METALAB")}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout.strip()
 
@@ -103,17 +112,26 @@ def _have(*modules: str) -> bool:
 @pytest.mark.skipif(
     not _have("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"),
     reason="mkdocs, mkdocs-material and mkdocstrings[python] are not installed "
-           "(add them to the dev dependency group to build the docs in CI)",
+    "(add them to the dev dependency group to build the docs in CI)",
 )
 def test_mkdocs_build_strict(tmp_path):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=280, env=env, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
-    for name in ("metalab.runner.run", "metalab.experiment.Experiment", "metalab.results.Results",
-                 "metalab.report.write_report"):
+    for name in (
+        "metalab.runner.run",
+        "metalab.experiment.Experiment",
+        "metalab.results.Results",
+        "metalab.report.write_report",
+    ):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
     assert (tmp_path / "site" / "cli" / "index.html").exists()

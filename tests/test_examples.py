@@ -17,16 +17,30 @@ ELSEWHERE: set[str] = set()
 
 def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, METALAB_EXAMPLE_SMALL="1", MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr
     return proc
 
 
 def test_every_example_has_a_test():
-    tested = {"pi_mc.py", "model_selection.py", "learning_curves.py", "random_search.py",
-              "resume.py", "context_spec.py", "slurm_sweep.py"}
+    tested = {
+        "pi_mc.py",
+        "model_selection.py",
+        "learning_curves.py",
+        "random_search.py",
+        "resume.py",
+        "context_spec.py",
+        "slurm_sweep.py",
+    }
     present = {p.name for p in EXAMPLES.glob("*.py")}
     assert present - ELSEWHERE <= tested, f"untested examples: {present - ELSEWHERE - tested}"
     assert tested <= present
@@ -35,8 +49,14 @@ def test_every_example_has_a_test():
 @pytest.mark.slow
 def test_pi_mc_prints_the_nine_row_table(tmp_path):
     out = run_example("pi_mc.py", tmp_path).stdout.strip().splitlines()
-    assert out[0].split() == ["run_id", "n_samples", "replicate", "status", "pi_estimate",
-                              "duration_s"]
+    assert out[0].split() == [
+        "run_id",
+        "n_samples",
+        "replicate",
+        "status",
+        "pi_estimate",
+        "duration_s",
+    ]
     assert len(out) == 10
     estimates = [float(line.split()[4]) for line in out[1:]]
     assert all(2.9 < e < 3.4 for e in estimates)

@@ -91,13 +91,33 @@ def logged(params, context):
     return {"i": i}
 
 
-def _logged_exp(tmp_path: Path, n: int, *, victim: int = -1, block=(), sleep: float = 0.03,
-                name: str = "logged", fail: int = -1) -> metalab.Experiment:
-    ctx = {"log": str(tmp_path / "side.log"), "victim": victim, "fail": fail,
-           "victim_file": str(tmp_path / "victim"), "block": list(block),
-           "release": str(tmp_path / "release"), "sleep": sleep}
-    return metalab.Experiment(name=name, version="1", context=ctx, operation=logged,
-                              params=metalab.grid(i=list(range(n))), seeds=metalab.seeds(base=3))
+def _logged_exp(
+    tmp_path: Path,
+    n: int,
+    *,
+    victim: int = -1,
+    block=(),
+    sleep: float = 0.03,
+    name: str = "logged",
+    fail: int = -1,
+) -> metalab.Experiment:
+    ctx = {
+        "log": str(tmp_path / "side.log"),
+        "victim": victim,
+        "fail": fail,
+        "victim_file": str(tmp_path / "victim"),
+        "block": list(block),
+        "release": str(tmp_path / "release"),
+        "sleep": sleep,
+    }
+    return metalab.Experiment(
+        name=name,
+        version="1",
+        context=ctx,
+        operation=logged,
+        params=metalab.grid(i=list(range(n))),
+        seeds=metalab.seeds(base=3),
+    )
 
 
 def _side_log(tmp_path: Path) -> tuple[dict[int, int], dict[int, int], dict[int, set[int]]]:
@@ -118,12 +138,21 @@ def _side_log(tmp_path: Path) -> tuple[dict[int, int], dict[int, int], dict[int,
 
 @pytest.mark.cluster
 def test_every_executor_gives_the_same_records(tmp_path, client, capsys):
-    exp = metalab.Experiment(name="sq", version="1", context={}, operation=square,
-                             params=metalab.grid(x=list(range(30))),
-                             seeds=metalab.seeds(base=7, replicates=2))
+    exp = metalab.Experiment(
+        name="sq",
+        version="1",
+        context={},
+        operation=square,
+        params=metalab.grid(x=list(range(30))),
+        seeds=metalab.seeds(base=7, replicates=2),
+    )
     frames = {}
-    executors = {"local": LocalExecutor(), "threads": ThreadExecutor(max_workers=2),
-                 "processes": ProcessExecutor(max_workers=2), "dask": DaskExecutor(client)}
+    executors = {
+        "local": LocalExecutor(),
+        "threads": ThreadExecutor(max_workers=2),
+        "processes": ProcessExecutor(max_workers=2),
+        "dask": DaskExecutor(client),
+    }
     for name, ex in executors.items():
         res = metalab.run(exp, executor=ex, store=tmp_path / name)
         df = res.to_pandas(full=True).sort_values("run_id").reset_index(drop=True)
@@ -148,15 +177,19 @@ def test_user_client_and_cluster_are_never_closed(tmp_path, local_cluster, clien
     exp = _logged_exp(tmp_path, 8, sleep=0)
     metalab.run(exp, executor=DaskExecutor(client), store=tmp_path / "a")
     metalab.run(exp, executor=DaskExecutor(local_cluster), store=tmp_path / "b")
-    metalab.run(exp, executor=DaskExecutor(local_cluster.scheduler_address),
-                store=tmp_path / "c")
+    metalab.run(exp, executor=DaskExecutor(local_cluster.scheduler_address), store=tmp_path / "c")
     # also after a sweep that fails: no worker offers the resources it needs
     gpu_exp = metalab.Experiment(
-        name="g", version="1", context={}, params=metalab.grid(x=[1, 2]),
-        operation=metalab.operation(name="g", resources={"GPU": 1})(lambda params: None))
+        name="g",
+        version="1",
+        context={},
+        params=metalab.grid(x=[1, 2]),
+        operation=metalab.operation(name="g", resources={"GPU": 1})(lambda params: None),
+    )
     with pytest.raises(metalab.ExecutorError, match="resources"):
-        metalab.run(gpu_exp, executor=DaskExecutor(client, worker_timeout_s=1),
-                    store=tmp_path / "d")
+        metalab.run(
+            gpu_exp, executor=DaskExecutor(client, worker_timeout_s=1), store=tmp_path / "d"
+        )
     assert client.status == "running"
     assert local_cluster.status.name == "running"
     assert client.submit(lambda v: v + 1, 1).result() == 2
@@ -171,11 +204,18 @@ def test_metalab_closes_its_cluster_after_success_error_and_ctrl_c(tmp_path, loc
     assert _new_children(before) == []
 
     gpu_exp = metalab.Experiment(
-        name="g", version="1", context={}, params=metalab.grid(x=[1, 2]),
-        operation=metalab.operation(name="g", resources={"GPU": 1})(lambda params: None))
+        name="g",
+        version="1",
+        context={},
+        params=metalab.grid(x=[1, 2]),
+        operation=metalab.operation(name="g", resources={"GPU": 1})(lambda params: None),
+    )
     with pytest.raises(metalab.ExecutorError, match="GPU"):
-        metalab.run(gpu_exp, executor=ProcessExecutor(max_workers=1, worker_timeout_s=1),
-                    store=tmp_path / "err")
+        metalab.run(
+            gpu_exp,
+            executor=ProcessExecutor(max_workers=1, worker_timeout_s=1),
+            store=tmp_path / "err",
+        )
     assert _new_children(before) == []
 
     side = tmp_path / "slow"
@@ -184,8 +224,12 @@ def test_metalab_closes_its_cluster_after_success_error_and_ctrl_c(tmp_path, loc
     main = threading.main_thread().ident
 
     def interrupt():
-        _wait_for(lambda: (side / "side.log").exists()
-                  and (side / "side.log").read_text().count("end") >= 4, "first runs")
+        _wait_for(
+            lambda: (
+                (side / "side.log").exists() and (side / "side.log").read_text().count("end") >= 4
+            ),
+            "first runs",
+        )
         signal.pthread_kill(main, signal.SIGINT)
 
     t = threading.Thread(target=interrupt, daemon=True)
@@ -225,10 +269,16 @@ def uses_big(params, context):
 def test_large_context_is_unpickled_once_per_worker_not_per_task(tmp_path, client):
     log = str(tmp_path / "unpickle.log")
     ctx = BigContext(data=np.arange(2_000_000, dtype=np.float64), log=log)  # 16 MB
-    exp = metalab.Experiment(name="big", version="1", context=ctx, operation=uses_big,
-                             params=metalab.grid(i=list(range(200))))
-    res = metalab.run(exp, executor=DaskExecutor(client), store=tmp_path / "s",
-                      partition_size=5)  # 40 partition tasks
+    exp = metalab.Experiment(
+        name="big",
+        version="1",
+        context=ctx,
+        operation=uses_big,
+        params=metalab.grid(i=list(range(200))),
+    )
+    res = metalab.run(
+        exp, executor=DaskExecutor(client), store=tmp_path / "s", partition_size=5
+    )  # 40 partition tasks
     df = res.to_pandas()
     assert len(df) == 200 and df["s"].sum() == sum(range(200))
     run_pids = {int(x) for x in Path(log + ".runs").read_text().split()}
@@ -253,16 +303,23 @@ def test_journal_poller_counts_runs_one_by_one_on_a_cluster(tmp_path, client):
 
     def sweep():
         try:
-            out["res"] = metalab.run(exp, executor=DaskExecutor(client), store=store,
-                                     partition_size=10)
+            out["res"] = metalab.run(
+                exp, executor=DaskExecutor(client), store=store, partition_size=10
+            )
         except BaseException as exc:  # pragma: no cover - reported below
             out["err"] = exc
 
     t = threading.Thread(target=sweep)
     t.start()
     try:
-        _wait_for(lambda: (store / "journal").exists() and (store / "sweeps").exists()
-                  and any((store / "sweeps").glob("*.json")), "the sweep to start")
+        _wait_for(
+            lambda: (
+                (store / "journal").exists()
+                and (store / "sweeps").exists()
+                and any((store / "sweeps").glob("*.json"))
+            ),
+            "the sweep to start",
+        )
         sweep_id = next((store / "sweeps").glob("*.json")).stem
         poller = JournalPoller(store / "journal", sweep_id)
         # The partition task is still running, yet each finished run is counted.
@@ -291,8 +348,9 @@ def test_sigkill_of_a_worker_costs_only_its_run_in_flight(tmp_path):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    res = metalab.run(exp, executor=ProcessExecutor(max_workers=2), store=tmp_path / "s",
-                      partition_size=10)
+    res = metalab.run(
+        exp, executor=ProcessExecutor(max_workers=2), store=tmp_path / "s", partition_size=10
+    )
     t.join()
     df = res.to_pandas()
     assert len(df) == n and (df["status"] == "success").all()
@@ -320,10 +378,10 @@ def gpu_cluster():
     """A LocalCluster with one plain worker and one worker offering GPU=1."""
     from distributed import Client, LocalCluster, Nanny
 
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    cluster.worker_spec["gpu"] = {"cls": Nanny,
-                                  "options": {"nthreads": 1, "resources": {"GPU": 1}}}
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.CRITICAL
+    )
+    cluster.worker_spec["gpu"] = {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}}
     cluster.scale(2)
     with Client(cluster, set_as_default=False) as c:
         c.wait_for_workers(2, timeout=60)
@@ -336,18 +394,25 @@ def test_resources_send_runs_only_to_workers_that_offer_them(tmp_path, gpu_clust
     workers = gpu_cluster.scheduler_info()["workers"]
     gpu = [a for a, w in workers.items() if w.get("resources", {}).get("GPU")]
     assert len(gpu) == 1 and len(workers) == 2
-    exp = metalab.Experiment(name="gpu", version="1", context={}, operation=on_gpu,
-                             params=metalab.grid(x=list(range(40))))
-    res = metalab.run(exp, executor=DaskExecutor(gpu_cluster), store=tmp_path / "s",
-                      partition_size=2)  # 20 tasks, two idle-able workers
+    exp = metalab.Experiment(
+        name="gpu",
+        version="1",
+        context={},
+        operation=on_gpu,
+        params=metalab.grid(x=list(range(40))),
+    )
+    res = metalab.run(
+        exp, executor=DaskExecutor(gpu_cluster), store=tmp_path / "s", partition_size=2
+    )  # 20 tasks, two idle-able workers
     df = res.to_pandas(full=True)
     assert len(df) == 40
     assert set(df["worker"]) == set(gpu)
 
 
 def test_resources_are_ignored_in_process(tmp_path):
-    exp = metalab.Experiment(name="gpu", version="1", context={}, operation=on_gpu,
-                             params=metalab.grid(x=[1, 2]))
+    exp = metalab.Experiment(
+        name="gpu", version="1", context={}, operation=on_gpu, params=metalab.grid(x=[1, 2])
+    )
     assert len(metalab.run(exp, store=tmp_path / "s").to_pandas()) == 2
 
 
@@ -370,24 +435,36 @@ def test_executor_argument_errors():
 def test_jobqueue_options_fall_back_to_dask_config(tmp_path):
     import dask
 
-    conf = {"jobqueue.slurm.cores": 8, "jobqueue.slurm.memory": "32GB",
-            "jobqueue.slurm.account": "proj42", "jobqueue.slurm.walltime": "04:00:00"}
+    conf = {
+        "jobqueue.slurm.cores": 8,
+        "jobqueue.slurm.memory": "32GB",
+        "jobqueue.slurm.account": "proj42",
+        "jobqueue.slurm.walltime": "04:00:00",
+    }
     with dask.config.set(conf):
         opts = metalab.SlurmExecutor(cores=None, memory=None).cluster_options()
         assert opts["cores"] == 8 and opts["memory"] == "32GB" and opts["processes"] == 8
         # keywords win over the config
         opts = metalab.SlurmExecutor(cores=2, memory="4GB", processes=1).cluster_options()
         assert opts["cores"] == 2 and opts["memory"] == "4GB" and opts["processes"] == 1
-    ex = metalab.SlurmExecutor(worker_lifetime="55m", resources={"GPU": 1},
-                               job_extra_directives=["--gres=gpu:1"])
+    ex = metalab.SlurmExecutor(
+        worker_lifetime="55m", resources={"GPU": 1}, job_extra_directives=["--gres=gpu:1"]
+    )
     args = ex.cluster_options()["worker_extra_args"]
     assert args[:4] == ["--lifetime", "55m", "--lifetime-stagger", "330s"]
     assert args[4:] == ["--resources", "GPU=1"]
 
 
 def test_pbs_job_script_has_the_requested_resources(tmp_path):
-    ex = metalab.PBSExecutor(cores=4, memory="16GB", walltime="02:00:00", queue="short",
-                             account="proj42", worker_lifetime="100m", interface="lo")
+    ex = metalab.PBSExecutor(
+        cores=4,
+        memory="16GB",
+        walltime="02:00:00",
+        queue="short",
+        account="proj42",
+        worker_lifetime="100m",
+        interface="lo",
+    )
     script = ex.job_script()
     assert "#PBS -q short" in script and "#PBS -A proj42" in script
     assert "walltime=02:00:00" in script

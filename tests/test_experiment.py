@@ -14,8 +14,12 @@ def op(params, seeds):
 
 
 def _exp(**kw):
-    base = dict(name="exp", operation=op, params=metalab.grid(a=[1, 2, 3]),
-                seeds=metalab.seeds(base=1, replicates=2))
+    base = dict(
+        name="exp",
+        operation=op,
+        params=metalab.grid(a=[1, 2, 3]),
+        seeds=metalab.seeds(base=1, replicates=2),
+    )
     return metalab.Experiment(**{**base, **kw})
 
 
@@ -63,8 +67,12 @@ def test_every_identity_input_changes_run_ids():
         pass
 
     variants = [
-        _exp(name="exp2"), _exp(version="2"), _exp(operation=op_v2), _exp(operation=other),
-        _exp(context={"k": 1}), _exp(seeds=metalab.seeds(base=2, replicates=2)),
+        _exp(name="exp2"),
+        _exp(version="2"),
+        _exp(operation=op_v2),
+        _exp(operation=other),
+        _exp(context={"k": 1}),
+        _exp(seeds=metalab.seeds(base=2, replicates=2)),
     ]
     for v in variants:
         assert not ids & set(v.plan()["run_id"]), repr(v)

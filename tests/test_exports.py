@@ -19,7 +19,8 @@ def test_all_matches_public_members():
     public = {
         name
         for name, value in vars(metalab).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
         and name not in ("annotations", "TYPE_CHECKING", "Any")
     }
     exported = set(metalab.__all__) - {"__version__", "Results", "Run"}
@@ -53,7 +54,8 @@ def test_errors_module_exports_every_error():
     from metalab import errors
 
     names = {
-        n for n, v in vars(errors).items()
+        n
+        for n, v in vars(errors).items()
         if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == errors.__name__
     }
     assert set(errors.__all__) == names

@@ -68,7 +68,11 @@ def _plan_in_subprocess(hashseed: str) -> dict:
     env = {**os.environ, "PYTHONHASHSEED": hashseed}
     out = subprocess.run(
         [sys.executable, "-c", PINNED_SCRIPT],
-        capture_output=True, text=True, env=env, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -97,8 +101,11 @@ def test_pinned_recipe_by_hand():
     ctx = hashlib.sha256(dumps({"dataset": "mnist", "sizes": [1, 2, 3]}).encode()).hexdigest()
     assert ctx == PINNED_CONTEXT_FP
     doc = {
-        "context": ctx, "experiment": "pinned", "experiment_version": "1.0",
-        "operation": "pinned_op", "operation_version": "2",
+        "context": ctx,
+        "experiment": "pinned",
+        "experiment_version": "1.0",
+        "operation": "pinned_op",
+        "operation_version": "2",
         "params": {"lr": 0.1, "layers": {"n": 2, "act": "relu"}},
         "seed": {"base": 7, "replicate": 0},
     }
@@ -125,14 +132,24 @@ def test_plan_matches_reference_recipe():
 
     params = metalab.grid(a=[1, 2.5], b=["x", None]) + metalab.manual([{"c": {"d": [True]}}])
     exp = metalab.Experiment(
-        name="ref", version="9", operation=op, params=params,
-        seeds=metalab.seeds(base=11, replicates=3), context={"k": 1},
+        name="ref",
+        version="9",
+        operation=op,
+        params=params,
+        seeds=metalab.seeds(base=11, replicates=3),
+        context={"k": 1},
     )
     plan = exp.plan()
     expected = [
         run_id(
-            context_fp=exp.context.fingerprint, experiment="ref", experiment_version="9",
-            operation="ref_op", operation_version="3", params=p, base=11, replicate=r,
+            context_fp=exp.context.fingerprint,
+            experiment="ref",
+            experiment_version="9",
+            operation="ref_op",
+            operation_version="3",
+            params=p,
+            base=11,
+            replicate=r,
         )
         for p in params
         for r in range(3)
@@ -147,7 +164,7 @@ SAMPLE_PARAMS = [
     {"a": 1.0},
     {"a": True},
     {"a": None},
-    {"a": "é ✓ 漢字", "b": "quote\"and\\backslash"},
+    {"a": "é ✓ 漢字", "b": 'quote"and\\backslash'},
     {"nested": {"z": 1, "a": [1, 2, {"deep": None}]}, "b": -0.0},
     {"f": 1e-300, "g": 1.7976931348623157e308, "h": 0.1 + 0.2},
     {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")},
@@ -163,8 +180,11 @@ SAMPLE_PARAMS = [
 def test_fast_path_equals_reference(params, replicate):
     norm = normalize_params(params)
     parts = dict(
-        context_fp="c" * 64, experiment="exp-é", experiment_version="1",
-        operation="op", operation_version="0.1",
+        context_fp="c" * 64,
+        experiment="exp-é",
+        experiment_version="1",
+        operation="op",
+        operation_version="0.1",
     )
     prefix = run_id_prefix(**parts)
     fast = run_id_from_parts(prefix, canonical_json(norm), 42, replicate)
@@ -184,14 +204,27 @@ def test_grid_fast_json_equals_canonical_json():
 
 def test_every_part_of_the_recipe_changes_the_id():
     base = dict(
-        context_fp="c", experiment="e", experiment_version="1", operation="o",
-        operation_version="1", params={"a": 1}, base=0, replicate=0,
+        context_fp="c",
+        experiment="e",
+        experiment_version="1",
+        operation="o",
+        operation_version="1",
+        params={"a": 1},
+        base=0,
+        replicate=0,
     )
     ref = run_id(**base)
     for key, value in [
-        ("context_fp", "d"), ("experiment", "f"), ("experiment_version", "2"),
-        ("operation", "p"), ("operation_version", "2"), ("params", {"a": 2}),
-        ("params", {"a": 1.0}), ("params", {"a": "1"}), ("base", 1), ("replicate", 1),
+        ("context_fp", "d"),
+        ("experiment", "f"),
+        ("experiment_version", "2"),
+        ("operation", "p"),
+        ("operation_version", "2"),
+        ("params", {"a": 2}),
+        ("params", {"a": 1.0}),
+        ("params", {"a": "1"}),
+        ("base", 1),
+        ("replicate", 1),
     ]:
         assert run_id(**{**base, key: value}) != ref, key
 
@@ -213,8 +246,16 @@ def test_no_salted_hash_in_identity_code():
     """Identity code never calls Python's salted hash() (only __hash__ methods may)."""
     import ast
 
-    for rel in ("_hashing.py", "seeds.py", "context.py", "experiment.py", "operation.py",
-                "params/sources.py", "params/distributions.py", "_plan.py"):
+    for rel in (
+        "_hashing.py",
+        "seeds.py",
+        "context.py",
+        "experiment.py",
+        "operation.py",
+        "params/sources.py",
+        "params/distributions.py",
+        "_plan.py",
+    ):
         tree = ast.parse((REPO / "metalab" / rel).read_text())
         allowed: set[int] = set()
         for node in ast.walk(tree):
@@ -246,6 +287,11 @@ def test_concepts_doc_has_the_recipe_and_its_example_is_right():
     def train(params):
         pass
 
-    exp = metalab.Experiment(name="my_exp", operation=train, params={"lr": 0.1},
-                             context={"dataset": "mnist"}, seeds=metalab.seeds(base=42))
+    exp = metalab.Experiment(
+        name="my_exp",
+        operation=train,
+        params={"lr": 0.1},
+        context={"dataset": "mnist"},
+        seeds=metalab.seeds(base=42),
+    )
     assert exp.plan()["run_id"].tolist() == [ns["run_id"]]

@@ -18,10 +18,15 @@ def _make(args: tuple[str, ...]):
     src = f"def op({', '.join(args)}):\n    return _record(locals())\n"
 
     def _record(received):
-        Path("received.jsonl").open("a").write(json.dumps({
-            "args": list(received),
-            "types": {k: type(v).__name__ for k, v in received.items()},
-        }) + "\n")
+        Path("received.jsonl").open("a").write(
+            json.dumps(
+                {
+                    "args": list(received),
+                    "types": {k: type(v).__name__ for k, v in received.items()},
+                }
+            )
+            + "\n"
+        )
 
     ns: dict = {"_record": _record}
     exec(src, ns)
@@ -46,8 +51,12 @@ def test_any_subset_in_any_order(args):
     (line,) = Path("received.jsonl").read_text().splitlines()
     got = json.loads(line)
     assert got["args"] == list(args)
-    expected_types = {"context": "FrozenContext", "params": "dict", "seeds": "SeedBundle",
-                      "capture": "Capture"}
+    expected_types = {
+        "context": "FrozenContext",
+        "params": "dict",
+        "seeds": "SeedBundle",
+        "capture": "Capture",
+    }
     assert got["types"] == {a: expected_types[a] for a in args}
 
 
@@ -75,6 +84,7 @@ def test_unknown_argument_is_a_type_error_naming_allowed_names(src):
 
 def test_varargs_are_rejected():
     with pytest.raises(TypeError, match="context, params, seeds, capture"):
+
         @metalab.operation
         def op(params, **kwargs):
             pass

@@ -110,12 +110,15 @@ def test_product_key_clash_is_an_error():
 def test_non_json_values_name_key_and_type(value, type_name):
     with pytest.raises(ParamError, match=rf"'manual\[0\]\.model\.opt'.*type {type_name}\b"):
         metalab.Experiment(
-            name="bad", operation=noop,
+            name="bad",
+            operation=noop,
             params=metalab.manual([{"model": {"opt": value}}]),
         )
     with pytest.raises(ParamError, match=rf"'\w*\[1\]\.opt'.*type {type_name}\b"):
         metalab.Experiment(
-            name="bad", operation=noop, params=[{"ok": 1}, {"opt": value}],
+            name="bad",
+            operation=noop,
+            params=[{"ok": 1}, {"opt": value}],
         )
     with pytest.raises(ParamError, match=rf"'opt\[1\]'.*type {type_name}\b"):
         metalab.grid(opt=[1, value])
@@ -147,10 +150,17 @@ def test_deep_path_in_lists():
 
 
 def test_numpy_scalars_become_python():
-    m = metalab.manual([{
-        "i": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True), "s": np.str_("x"),
-        "arr": np.array([1, 2]),
-    }])
+    m = metalab.manual(
+        [
+            {
+                "i": np.int64(3),
+                "f": np.float32(0.5),
+                "b": np.bool_(True),
+                "s": np.str_("x"),
+                "arr": np.array([1, 2]),
+            }
+        ]
+    )
     (c,) = list(m)
     assert c == {"i": 3, "f": 0.5, "b": True, "s": "x", "arr": [1, 2]}
     assert [type(c[k]) for k in ("i", "f", "b", "s")] == [int, float, bool, str]
@@ -188,7 +198,8 @@ def test_descriptors_is_a_lazy_dask_frame():
     import dask.dataframe as dd
 
     exp = metalab.Experiment(
-        name="desc", operation=noop,
+        name="desc",
+        operation=noop,
         params=metalab.grid(a=[1, 2, 3], b=["x", "y"]),
         seeds=metalab.seeds(base=5, replicates=4),
     )

@@ -83,8 +83,14 @@ def test_partition_size_controls_tasks_in_a_real_sweep(tmp_path):
     def op(params):
         return {"y": params["x"] * 2}
 
-    exp = metalab.Experiment(name="parts", version="1", context={}, operation=op,
-                             params=metalab.grid(x=list(range(25))), seeds=metalab.seeds(base=1))
+    exp = metalab.Experiment(
+        name="parts",
+        version="1",
+        context={},
+        operation=op,
+        params=metalab.grid(x=list(range(25))),
+        seeds=metalab.seeds(base=1),
+    )
     res = metalab.run(exp, store=tmp_path / "s", partition_size=10)
     assert len(res.to_pandas()) == 25
     # three partitions -> three record files (before any compaction, which needs 16)

@@ -36,7 +36,10 @@ def train(params, seeds, capture):
 @pytest.fixture
 def result():
     exp = metalab.Experiment(
-        name="curve", version="1", context={}, operation=train,
+        name="curve",
+        version="1",
+        context={},
+        operation=train,
         params=metalab.grid(lr=[0.05, 0.1, 0.2], width=[16, 64]),
         seeds=metalab.seeds(base=7, replicates=4),
     )
@@ -45,8 +48,7 @@ def result():
 
 def test_plot_lines_are_group_means_with_ci_band(result, tmp_path):
     ax = result.plot(x="lr", y="score", hue="width", logx=True, path=tmp_path / "p.png")
-    summary = result.summary(group_by=["width", "lr"], metrics=["score"],
-                             stats=("mean", "ci95"))
+    summary = result.summary(group_by=["width", "lr"], metrics=["score"], stats=("mean", "ci95"))
     assert len(ax.lines) == 2
     for line, width in zip(ax.lines, [16, 64], strict=True):
         rows = summary[summary["width"] == width].sort_values("lr")
@@ -68,8 +70,9 @@ def test_plot_errorbars_std_and_no_band(result):
     assert len(ax.lines) == 1
     np.testing.assert_allclose(ax.lines[0].get_ydata(), s["final_loss_mean"].to_numpy())
     segs = ax.collections[0].get_segments()  # one vertical bar per point: mean ± std
-    np.testing.assert_allclose([seg[1][1] - seg[0][1] for seg in segs],
-                               2 * s["final_loss_std"].to_numpy())
+    np.testing.assert_allclose(
+        [seg[1][1] - seg[0][1] for seg in segs], 2 * s["final_loss_std"].to_numpy()
+    )
     assert ax.get_yscale() == "log"
     bare = result.plot(x="width", y="score", band=None)
     assert len(bare.collections) == 0

@@ -89,9 +89,22 @@ def test_each_run_records_host_pid_worker_and_times():
 
 # --- git --------------------------------------------------------------------------------------
 def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
-                          "-c", "commit.gpgsign=false", *args], cwd=repo, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
@@ -157,8 +170,10 @@ def test_no_git_or_no_repository_is_tolerated(tmp_path, monkeypatch):
     outside = tmp_path / "plain"
     outside.mkdir()
     (outside / "f.py").write_text("x = 1\n")
-    if shutil.which("git") and subprocess.run(["git", "rev-parse"], cwd=outside,
-                                              capture_output=True).returncode != 0:
+    if (
+        shutil.which("git")
+        and subprocess.run(["git", "rev-parse"], cwd=outside, capture_output=True).returncode != 0
+    ):
         assert git_info(outside / "f.py") is None
     assert git_info(None) is None
     assert git_info(tmp_path / "missing" / "f.py") is None
@@ -210,8 +225,7 @@ def test_changed_source_with_the_same_version_warns(tmp_path):
 
 def test_no_warning_without_source_or_earlier_records(tmp_path):
     namespace: dict = {}
-    exec(compile("def f(params):\n    return {'y': params['x']}\n", "<no file>", "exec"),
-         namespace)
+    exec(compile("def f(params):\n    return {'y': params['x']}\n", "<no file>", "exec"), namespace)
     op = metalab.operation(namespace["f"], name="train", version="1")
     assert op.source_hash is None
     _run_quietly(metalab.Experiment("train", op, params=metalab.grid(x=[1])))

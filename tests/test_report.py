@@ -43,7 +43,9 @@ def store(tmp_path_factory) -> Path:
     """A real store: 3 x 2 settings x 3 replicates, one failing setting, stepped metrics."""
     root = tmp_path_factory.mktemp("report") / "runs" / "report_demo"
     exp = metalab.Experiment(
-        name="report_demo", version="1", operation=_demo,
+        name="report_demo",
+        version="1",
+        operation=_demo,
         params=metalab.grid(lr=LRS, width=WIDTHS, opt=["sgd"]),
         seeds=metalab.seeds(base=5, replicates=REPLICATES),
     )
@@ -146,9 +148,13 @@ def test_random_search_and_text_params(tmp_path):
         capture.metric("score", params["x"] ** 2 + (params["kind"] == "b"))
 
     exp = metalab.Experiment(
-        name="rs", operation=op,
-        params=metalab.random(space={"x": metalab.uniform(-1, 1),
-                                     "kind": metalab.choice(["a", "b"])}, n_trials=30, seed=3),
+        name="rs",
+        operation=op,
+        params=metalab.random(
+            space={"x": metalab.uniform(-1, 1), "kind": metalab.choice(["a", "b"])},
+            n_trials=30,
+            seed=3,
+        ),
     )
     metalab.run(exp, store=tmp_path / "rs")
     page = build_report(tmp_path / "rs")
@@ -169,12 +175,22 @@ def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProces
     profile = tmp_path / "chromium-profile"
     profile.mkdir(exist_ok=True)
     cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
         # No network at all: any remote fetch would fail (and the page must not need one).
         "--host-resolver-rules=MAP * ~NOTFOUND",
-        *args, url,
+        *args,
+        url,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 

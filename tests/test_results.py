@@ -24,7 +24,10 @@ def estimate_pi(params, seeds, capture):
 
 def pi_experiment(replicates: int = 3) -> metalab.Experiment:
     return metalab.Experiment(
-        name="pi_mc", version="0.1", context={}, operation=estimate_pi,
+        name="pi_mc",
+        version="0.1",
+        context={},
+        operation=estimate_pi,
         params=metalab.grid(n_samples=[1000, 10000, 100000]),
         seeds=metalab.seeds(base=42, replicates=replicates),
     )
@@ -44,8 +47,12 @@ def flaky(params, capture):
 
 def flaky_experiment() -> metalab.Experiment:
     return metalab.Experiment(
-        name="flaky", version="1", context={}, operation=flaky,
-        params=metalab.grid(x=list(range(6))), seeds=metalab.seeds(base=1, replicates=2),
+        name="flaky",
+        version="1",
+        context={},
+        operation=flaky,
+        params=metalab.grid(x=list(range(6))),
+        seeds=metalab.seeds(base=1, replicates=2),
     )
 
 
@@ -149,8 +156,9 @@ def test_status_filters_stay_correct_after_reruns():
 # -------------------------------------------------------------------------- summaries
 def test_summary_statistics_match_numpy(pi_result):
     df = pi_result.to_pandas()
-    summary = pi_result.summary(group_by="n_samples", stats=("mean", "std", "count", "ci95",
-                                                              "sem", "min", "max", "median"))
+    summary = pi_result.summary(
+        group_by="n_samples", stats=("mean", "std", "count", "ci95", "sem", "min", "max", "median")
+    )
     assert summary["n_samples"].tolist() == [1000, 10000, 100000]
     for _, row in summary.iterrows():
         vals = df.loc[df["n_samples"] == row["n_samples"], "pi_estimate"].to_numpy()
@@ -203,9 +211,14 @@ def test_display_splits_wide_tables(capsys):
     def wide(params, capture):
         capture.metrics({f"a_rather_long_metric_name_{i}": params["k"] + i for i in range(6)})
 
-    exp = metalab.Experiment(name="wide", version="1", context={}, operation=wide,
-                             params=metalab.grid(k=[1, 2]), seeds=metalab.seeds(base=0,
-                                                                                 replicates=2))
+    exp = metalab.Experiment(
+        name="wide",
+        version="1",
+        context={},
+        operation=wide,
+        params=metalab.grid(k=[1, 2]),
+        seeds=metalab.seeds(base=0, replicates=2),
+    )
     metalab.run(exp).display(group_by="k")
     out = capsys.readouterr().out
     assert out.count("┏") == 6  # one table per metric

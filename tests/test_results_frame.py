@@ -38,13 +38,20 @@ def op_c(params, capture):
 
 def mixed_store() -> metalab.Results:
     def exp(op, params):
-        return metalab.Experiment(name="mixed", version="1", context={}, operation=op,
-                                  params=params, seeds=metalab.seeds(base=3, replicates=2))
+        return metalab.Experiment(
+            name="mixed",
+            version="1",
+            context={},
+            operation=op,
+            params=params,
+            seeds=metalab.seeds(base=3, replicates=2),
+        )
 
     metalab.run(exp(op_a, metalab.grid(lr=[0.1, 0.2])), store="runs/mixed")
-    metalab.run(exp(op_b, metalab.grid(opt=[{"name": "sgd", "lr": 0.5},
-                                                {"name": "adam", "lr": 0.5}])),
-                store="runs/mixed")
+    metalab.run(
+        exp(op_b, metalab.grid(opt=[{"name": "sgd", "lr": 0.5}, {"name": "adam", "lr": 0.5}])),
+        store="runs/mixed",
+    )
     metalab.run(exp(op_c, metalab.grid(lr=["low", "high"])), store="runs/mixed")  # lr: text
     return metalab.load_results("runs/mixed")
 
@@ -119,9 +126,14 @@ def _bytes_read(fn) -> tuple[int, object]:
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
 def test_filters_are_pushed_down_to_the_parquet_reader(monkeypatch):
     monkeypatch.setattr(store_module, "ROW_GROUP_SIZE", 1000)
-    exp = metalab.Experiment(name="wide_sweep", version="1", context={}, operation=wide_op,
-                             params=metalab.grid(a=list(range(10)), b=list(range(1000))),
-                             seeds=metalab.seeds(base=0, replicates=1))
+    exp = metalab.Experiment(
+        name="wide_sweep",
+        version="1",
+        context={},
+        operation=wide_op,
+        params=metalab.grid(a=list(range(10)), b=list(range(1000))),
+        seeds=metalab.seeds(base=0, replicates=1),
+    )
     metalab.run(exp, partition_size=5000)
     files = sorted(Path("runs/wide_sweep/records").glob("*.parquet"))
     groups = sum(pq.ParquetFile(f).metadata.num_row_groups for f in files)
@@ -137,8 +149,13 @@ def test_filters_are_pushed_down_to_the_parquet_reader(monkeypatch):
     assert len(df) == 1000 and set(df["a"]) == {3}
     failed, df = _bytes_read(lambda: load(status="failed"))
     assert len(df) == 2000 and set(df["a"]) == {8, 9}
-    q, df = _bytes_read(lambda: metalab.load_results("runs/wide_sweep")
-                        .query("a == 3 and status == 'success' and b < 10").to_pandas())
+    q, df = _bytes_read(
+        lambda: (
+            metalab.load_results("runs/wide_sweep")
+            .query("a == 3 and status == 'success' and b < 10")
+            .to_pandas()
+        )
+    )
     assert len(df) == 10
     # one row group of ten is read (plus file footers), instead of all of them
     assert one < full * 0.3, (one, full)
@@ -171,8 +188,12 @@ metalab.run(exp, store=sys.argv[1], partition_size=7)
 def _start_sweep(tmp_path: Path) -> subprocess.Popen[bytes]:
     script = tmp_path / "live_sweep.py"
     script.write_text(textwrap.dedent(LIVE_SCRIPT))
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "runs" / "slow")],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "runs" / "slow")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for_store(proc: subprocess.Popen[bytes], path: Path) -> None:

@@ -177,7 +177,9 @@ def test_process_executor_on_a_local_cluster(tmp_path):
             raise RuntimeError("boom")
 
     exp = metalab.Experiment(
-        name="where", operation=where, params=metalab.grid(x=list(range(8))),
+        name="where",
+        operation=where,
+        params=metalab.grid(x=list(range(8))),
         seeds=metalab.seeds(base=1, replicates=2),
     )
     res = metalab.run(exp, executor=ProcessExecutor(max_workers=2))

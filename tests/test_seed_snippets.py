@@ -78,10 +78,12 @@ def test_parameter_sources():
     assert all(c["hidden_dim"] in (64, 128, 256) for c in configs)
 
     # Explicit parameter list
-    params = metalab.manual([
-        {"lr": 0.01, "epochs": 10},
-        {"lr": 0.001, "epochs": 50},
-    ])
+    params = metalab.manual(
+        [
+            {"lr": 0.01, "epochs": 10},
+            {"lr": 0.001, "epochs": 50},
+        ]
+    )
     assert list(params) == [{"lr": 0.01, "epochs": 10}, {"lr": 0.001, "epochs": 50}]
 
 
@@ -157,7 +159,11 @@ def test_capture_system():
     run = result[0]
     assert run.status == "success", run.error
     assert run.metrics == {
-        "accuracy": 0.95, "loss": 0.05, "precision": 0.92, "recall": 0.89, "train_loss": 0.2,
+        "accuracy": 0.95,
+        "loss": 0.05,
+        "precision": 0.92,
+        "recall": 0.89,
+        "train_loss": 0.2,
     }
     assert run.metric_series("train_loss").tolist() == losses
     assert run.metric_series("train_loss").index.tolist() == [0, 1, 2, 3]
@@ -261,7 +267,9 @@ def test_resume_and_deduplication(tmp_path):
         return {"i2": params["i"] ** 2}
 
     exp = metalab.Experiment(  # filled in: 100 configurations
-        name="resume_demo", operation=count_me, params=metalab.grid(i=list(range(100))),
+        name="resume_demo",
+        operation=count_me,
+        params=metalab.grid(i=list(range(100))),
     )
 
     # First run: executes all 100 configurations
@@ -281,8 +289,9 @@ def test_progress_display(capsys):
     def tick(params, capture):
         capture.metric("v", params["v"])
 
-    exp = metalab.Experiment(name="progress_demo", operation=tick,
-                             params=metalab.grid(v=list(range(7))))
+    exp = metalab.Experiment(
+        name="progress_demo", operation=tick, params=metalab.grid(v=list(range(7)))
+    )
 
     result = metalab.run(exp, progress=True)
 
@@ -329,7 +338,10 @@ def test_parallel_execution():
         capture.metric("pi_estimate", 4.0 * (x**2 + y**2 <= 1).mean())
 
     exp = metalab.Experiment(
-        name="pi_mc", version="0.1", context={}, operation=estimate_pi,
+        name="pi_mc",
+        version="0.1",
+        context={},
+        operation=estimate_pi,
         params=metalab.grid(n_samples=[1000, 10000, 100000]),
         seeds=metalab.seeds(base=42, replicates=3),
     )
@@ -359,6 +371,8 @@ def test_custom_storage():
 
     assert len(result) == 9
     assert Path("my_experiments/run_001/manifest.json").exists()
-    assert json.loads(Path("my_experiments/run_001/manifest.json").read_text())[
-        "experiment"] == "my_exp"
+    assert (
+        json.loads(Path("my_experiments/run_001/manifest.json").read_text())["experiment"]
+        == "my_exp"
+    )
     assert not Path("runs").exists()

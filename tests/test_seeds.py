@@ -77,8 +77,7 @@ def test_int_bundle():
     v = int(b)
     assert isinstance(v, int) and 0 <= v < 2**63
     assert v == int(SeedBundle(42, (0,)))
-    assert int(np.random.SeedSequence(42, spawn_key=(0,)).generate_state(1, np.uint64)[0]) >> 1 \
-        == v
+    assert int(np.random.SeedSequence(42, spawn_key=(0,)).generate_state(1, np.uint64)[0]) >> 1 == v
     assert random.Random(v).random() == b.rng().random()
 
 
@@ -91,8 +90,13 @@ def test_bundle_pickles():
 
 def test_seeds_validation():
     assert metalab.seeds(base=42, replicates=5).replicates == 5
-    for bad in [dict(base=-1), dict(base=1.5), dict(base="1"), dict(replicates=0),
-                dict(replicates=True)]:
+    for bad in [
+        dict(base=-1),
+        dict(base=1.5),
+        dict(base="1"),
+        dict(replicates=0),
+        dict(replicates=True),
+    ]:
         with pytest.raises(metalab.ExperimentError):
             metalab.seeds(**bad)
 
@@ -105,7 +109,9 @@ def test_runs_get_their_replicate_bundle():
         capture.metric("model_u", seeds.derive("model").rng().random())
 
     exp = metalab.Experiment(
-        name="seeds", operation=draw, params=metalab.grid(k=[1, 2]),
+        name="seeds",
+        operation=draw,
+        params=metalab.grid(k=[1, 2]),
         seeds=metalab.seeds(base=42, replicates=3),
     )
     res = metalab.run(exp)

@@ -28,15 +28,22 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _executor(**kw) -> SlurmExecutor:
-    opts = {"cores": 1, "memory": "1GB", "walltime": "00:10:00", "interface": "lo",
-            "worker_timeout_s": 90, "job_name": f"mltest-{uuid.uuid4().hex[:6]}"}
+    opts = {
+        "cores": 1,
+        "memory": "1GB",
+        "walltime": "00:10:00",
+        "interface": "lo",
+        "worker_timeout_s": 90,
+        "job_name": f"mltest-{uuid.uuid4().hex[:6]}",
+    }
     opts.update(kw)
     return SlurmExecutor(**opts)
 
 
 def _queued(job_name: str) -> str:
-    res = subprocess.run(["squeue", "-h", "-n", job_name, "-o", "%i %T"],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        ["squeue", "-h", "-n", job_name, "-o", "%i %T"], capture_output=True, text=True, timeout=30
+    )
     return res.stdout.strip()
 
 
@@ -45,8 +52,9 @@ def _gone(job_name: str) -> bool:
     end = time.monotonic() + 30
     while time.monotonic() < end:
         states = _queued(job_name)
-        if not states or all(s.split()[1] in ("COMPLETING", "CANCELLED") for s in
-                             states.splitlines()):
+        if not states or all(
+            s.split()[1] in ("COMPLETING", "CANCELLED") for s in states.splitlines()
+        ):
             return True
         time.sleep(0.2)
     return False
@@ -86,11 +94,20 @@ def slurm_op(params, seeds, context):
 
 
 def _exp(tmp_path: Path, n: int, *, victim: int = -1, sleep: float = 0.0) -> metalab.Experiment:
-    ctx = SideChannel(log=str(tmp_path / "side.log"), victim=victim,
-                      victim_file=str(tmp_path / "victim"), sleep=sleep)
-    return metalab.Experiment(name="slurm_sweep", version="1", context=ctx, operation=slurm_op,
-                              params=metalab.grid(i=list(range(n))),
-                              seeds=metalab.seeds(base=11))
+    ctx = SideChannel(
+        log=str(tmp_path / "side.log"),
+        victim=victim,
+        victim_file=str(tmp_path / "victim"),
+        sleep=sleep,
+    )
+    return metalab.Experiment(
+        name="slurm_sweep",
+        version="1",
+        context=ctx,
+        operation=slurm_op,
+        params=metalab.grid(i=list(range(n))),
+        seeds=metalab.seeds(base=11),
+    )
 
 
 def test_pi_example_runs_on_slurm(tmp_path, capsys):

@@ -30,7 +30,8 @@ def store_op(params, seeds, capture):
 
 def _exp() -> metalab.Experiment:
     return metalab.Experiment(
-        name="store_fmt", operation=store_op,
+        name="store_fmt",
+        operation=store_op,
         params=metalab.grid(x=[0, 1, 2, 3], model=[{"depth": 2, "act": "relu"}]),
         seeds=metalab.seeds(base=5, replicates=2),
     )
@@ -66,11 +67,31 @@ def test_records_read_with_plain_pandas():
     df = pd.read_parquet("runs/store_fmt/records")
     assert len(df) == 8
     assert set(df["run_id"]) == set(exp.plan()["run_id"])
-    for col in ["run_id", "status", "attempt", "replicate", "seed", "params", "started_at",
-                "ended_at", "duration_s", "error_type", "error_message", "traceback",
-                "artifacts", "logs", "host", "pid", "worker", "sweep",
-                "params.x", "params.model.depth", "params.model.act", "metrics.acc",
-                "metrics.loss"]:
+    for col in [
+        "run_id",
+        "status",
+        "attempt",
+        "replicate",
+        "seed",
+        "params",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "error_type",
+        "error_message",
+        "traceback",
+        "artifacts",
+        "logs",
+        "host",
+        "pid",
+        "worker",
+        "sweep",
+        "params.x",
+        "params.model.depth",
+        "params.model.act",
+        "metrics.acc",
+        "metrics.loss",
+    ]:
         assert col in df.columns, col
     assert set(df["status"]) == {"success", "failed"}
     failed = df[df["status"] == "failed"]
@@ -80,8 +101,7 @@ def test_records_read_with_plain_pandas():
     assert ok["metrics.acc"].tolist() == [x / 10 for x in (0, 0, 1, 1, 2, 2)]
     assert ok["metrics.loss"].tolist() == [0.25 + x for x in (0, 0, 1, 1, 2, 2)]  # last step
     assert json.loads(ok["params"].iloc[0]) == {"model": {"act": "relu", "depth": 2}, "x": 0}
-    assert str(df["ended_at"].dtype).startswith("datetime64") and "UTC" in str(
-        df["ended_at"].dtype)
+    assert str(df["ended_at"].dtype).startswith("datetime64") and "UTC" in str(df["ended_at"].dtype)
     assert (df["ended_at"] >= df["started_at"]).all()
     first = ok.iloc[0]
     assert json.loads(first["logs"])[0][1:] == ["info", "done 0"]
@@ -104,8 +124,7 @@ def test_records_read_with_pyarrow_dataset_and_deduplicated():
     latest = _latest(table.to_pandas())
     assert len(latest) == 8
     assert set(latest["attempt"]) == {2}
-    ok = dataset.to_table(filter=ds.field("status") == "success",
-                          columns=["run_id", "metrics.acc"])
+    ok = dataset.to_table(filter=ds.field("status") == "success", columns=["run_id", "metrics.acc"])
     assert ok.num_rows == 12
     res = metalab.load_results("runs/store_fmt")
     got = res.table(as_dataframe=True).set_index("run_id")["acc"].sort_index()
@@ -195,7 +214,9 @@ def test_documented_read_examples_run():
         return {"score": params["learning_rate"] * float(seeds.numpy().random())}
 
     exp = metalab.Experiment(
-        name="my_exp", operation=doc_op, params=metalab.grid(learning_rate=[0.1, 0.01]),
+        name="my_exp",
+        operation=doc_op,
+        params=metalab.grid(learning_rate=[0.1, 0.01]),
         seeds=metalab.seeds(base=1, replicates=2),
     )
     metalab.run(exp)

@@ -251,9 +251,7 @@ class Capture:
         """
         lv = str(level).lower()
         if lv not in _LEVELS:
-            raise CaptureError(
-                f"log level must be one of {', '.join(_LEVELS)}; got {level!r}"
-            )
+            raise CaptureError(f"log level must be one of {', '.join(_LEVELS)}; got {level!r}")
         if self._logs is None:
             self._logs = []
         self._logs.append([time.time(), lv, str(message)])

@@ -343,8 +343,13 @@ def _never(obj: Any) -> bool:
 _BUILTIN = [
     Serializer("npy", "npy", _is_array, _npy_dump, _npy_load),
     Serializer("parquet", "parquet", _is_tabular, _parquet_dump, _parquet_load),
-    Serializer("bin", "bin", lambda o: isinstance(o, (bytes, bytearray, memoryview)),
-               _bytes_dump, _bytes_load),
+    Serializer(
+        "bin",
+        "bin",
+        lambda o: isinstance(o, (bytes, bytearray, memoryview)),
+        _bytes_dump,
+        _bytes_load,
+    ),
     Serializer("txt", "txt", lambda o: isinstance(o, str), _text_dump, _text_load),
     Serializer("json", "json", _is_jsonable, _json_dump, _json_load),
     Serializer("png", "png", _is_figure, _figure_dump("png"), _bytes_load),

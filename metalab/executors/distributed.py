@@ -75,8 +75,12 @@ class ProcessExecutor(Executor):
         try:
             client = Client(cluster, set_as_default=False)
             try:
-                yield Session(n_workers=self.max_workers, client=client, owns_cluster=True,
-                              worker_timeout_s=self.worker_timeout_s)
+                yield Session(
+                    n_workers=self.max_workers,
+                    client=client,
+                    owns_cluster=True,
+                    worker_timeout_s=self.worker_timeout_s,
+                )
             finally:
                 client.close()
         finally:
@@ -103,7 +107,10 @@ class DaskExecutor(Executor):
     """
 
     def __init__(
-        self, target: Any = None, *, timeout_s: float = 60.0,
+        self,
+        target: Any = None,
+        *,
+        timeout_s: float = 60.0,
         worker_timeout_s: float | None = 300.0,
     ) -> None:
         self.target = target
@@ -140,8 +147,11 @@ class DaskExecutor(Executor):
                 f"DaskExecutor takes a distributed Client, a cluster or an address, got {target!r}"
             )
         try:
-            yield Session(n_workers=_count_workers(client), client=client,
-                          worker_timeout_s=self.worker_timeout_s)
+            yield Session(
+                n_workers=_count_workers(client),
+                client=client,
+                worker_timeout_s=self.worker_timeout_s,
+            )
         finally:
             if own_client is not None:
                 own_client.close()

@@ -226,7 +226,9 @@ def _diagnose(cluster: Any, system: str) -> str:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             res = subprocess.run(
                 ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"],
-                capture_output=True, text=True, timeout=10,
+                capture_output=True,
+                text=True,
+                timeout=10,
             )
             states = res.stdout.strip() or "(none in the queue any more: they ended)"
             out.append(f"squeue (job state reason): {states}")

@@ -82,7 +82,7 @@ class WorkerWatchdog:
             msg = (
                 f"no Dask worker offers the resources {self.resources} the operation needs "
                 f"(waited {t}); start workers with them, e.g. dask worker --resources "
-                f"\"{' '.join(f'{k}={v:g}' for k, v in self.resources.items())}\" or "
+                f'"{" ".join(f"{k}={v:g}" for k, v in self.resources.items())}" or '
                 f"SlurmExecutor(resources={self.resources})"
             )
         elif seen_any:
@@ -93,7 +93,8 @@ class WorkerWatchdog:
         else:
             msg = (
                 f"no Dask worker connected within {t}: the workers are still queued or "
-                "cannot start" + (" (see below)" if self.diagnose is not None else "")
+                "cannot start"
+                + (" (see below)" if self.diagnose is not None else "")
                 + "; raise worker_timeout_s= to wait longer"
             )
         if self.diagnose is not None:

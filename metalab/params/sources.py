@@ -12,8 +12,17 @@ from .._hashing import canonical_json, normalize_param, normalize_params
 from ..errors import ParamSpaceError
 from .distributions import Distribution
 
-__all__ = ["Concat", "Grid", "Manual", "ParamSource", "Product", "Random", "grid", "manual",
-           "random"]
+__all__ = [
+    "Concat",
+    "Grid",
+    "Manual",
+    "ParamSource",
+    "Product",
+    "Random",
+    "grid",
+    "manual",
+    "random",
+]
 
 
 MAX_DESCRIBED_VALUES = 1000
@@ -88,8 +97,9 @@ class Grid(ParamSource):
             return iter(["{}"])
         perm = sorted(range(len(keys)), key=lambda i: keys[i])
         heads = [canonical_json(k) + ":" for k in keys]
-        frags = [[h + _scalar_json(v) for v in self.axes[k]]
-                 for h, k in zip(heads, keys, strict=True)]
+        frags = [
+            [h + _scalar_json(v) for v in self.axes[k]] for h, k in zip(heads, keys, strict=True)
+        ]
         # Braces folded into the first and last fragments in sorted-key order, so each
         # configuration is one C-level join (no per-configuration Python work).
         frags[perm[0]] = ["{" + f for f in frags[perm[0]]]
@@ -105,7 +115,8 @@ class Grid(ParamSource):
     def describe(self) -> dict[str, Any]:
         # Long axes are summarized: the manifest stays small for million-run grids.
         axes = {
-            k: v if len(v) <= MAX_DESCRIBED_VALUES
+            k: v
+            if len(v) <= MAX_DESCRIBED_VALUES
             else {"n": len(v), "first": v[:5], "last": v[-5:]}
             for k, v in self.axes.items()
         }
@@ -197,8 +208,12 @@ class Random(ParamSource):
             yield dict(c)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "random", "n": self.n_trials, "seed": self.seed,
-                "space": {k: repr(v) for k, v in self.space.items()}}
+        return {
+            "kind": "random",
+            "n": self.n_trials,
+            "seed": self.seed,
+            "space": {k: repr(v) for k, v in self.space.items()},
+        }
 
 
 class Concat(ParamSource):

@@ -15,9 +15,25 @@ if TYPE_CHECKING:
 
 #: Record columns that are neither params nor metrics (after ``Results`` renaming).
 _RECORD_COLUMNS = {
-    "run_id", "status", "attempt", "replicate", "seed", "params", "started_at", "ended_at",
-    "duration_s", "error_type", "error_message", "traceback", "artifacts", "logs", "host",
-    "pid", "worker", "sweep", "experiment",
+    "run_id",
+    "status",
+    "attempt",
+    "replicate",
+    "seed",
+    "params",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "error_type",
+    "error_message",
+    "traceback",
+    "artifacts",
+    "logs",
+    "host",
+    "pid",
+    "worker",
+    "sweep",
+    "experiment",
 }
 
 
@@ -85,8 +101,7 @@ def load(store: Store) -> ReportData:
         if runs[p].dtype == object:
             runs[p] = runs[p].map(hashable)
     swept = [p for p in params if runs[p].nunique(dropna=False) > 1]
-    counts = {str(k): int(v) for k, v in runs["status"].value_counts().items()} if len(
-        runs) else {}
+    counts = {str(k): int(v) for k, v in runs["status"].value_counts().items()} if len(runs) else {}
 
     steps = read_steps(store.layout).to_pandas()
     if len(steps) and len(runs):
@@ -95,8 +110,15 @@ def load(store: Store) -> ReportData:
     else:
         steps = pd.DataFrame(columns=["run_id", "name", "step", "value", "sweep", *swept])
     return ReportData(
-        root=store.root, manifest=store.read_manifest(), sweeps=store.read_sweeps(),
-        runs=runs, params=params, swept=swept, metrics=metrics, steps=steps, counts=counts,
+        root=store.root,
+        manifest=store.read_manifest(),
+        sweeps=store.read_sweeps(),
+        runs=runs,
+        params=params,
+        swept=swept,
+        metrics=metrics,
+        steps=steps,
+        counts=counts,
     )
 
 

@@ -32,8 +32,14 @@ def _cell(v: Any, *, text: bool = False) -> str:
     return f'<td class="text">{escape(str(v))}</td>'
 
 
-def _table(columns: list[str], rows: list[list[Any]], *, sortable: bool = True,
-           text_cols: set[str] | None = None, table_id: str = "") -> str:
+def _table(
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    sortable: bool = True,
+    text_cols: set[str] | None = None,
+    table_id: str = "",
+) -> str:
     text_cols = text_cols or set()
     cls = ' class="sortable"' if sortable else ""
     ident = f' id="{table_id}"' if table_id else ""
@@ -42,12 +48,15 @@ def _table(columns: list[str], rows: list[list[Any]], *, sortable: bool = True,
         for c in columns
     )
     body = "\n".join(
-        "<tr>" + "".join(_cell(v, text=c in text_cols) for c, v in zip(columns, r, strict=True))
+        "<tr>"
+        + "".join(_cell(v, text=c in text_cols) for c, v in zip(columns, r, strict=True))
         + "</tr>"
         for r in rows
     )
-    return (f'<div class="scroll"><table{cls}{ident}><thead><tr>{head}</tr></thead>'
-            f"<tbody>\n{body}\n</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table{cls}{ident}><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table></div>"
+    )
 
 
 def _rows(df: Any, columns: list[str]) -> list[list[Any]]:
@@ -80,11 +89,11 @@ def _section(ident: str, title: str, body: str) -> str:
 def render_counts(data: ReportData) -> str:
     total = sum(data.counts.values())
     order = ["success", "failed", "timeout"]
-    keys = [k for k in order if k in data.counts] + sorted(
-        k for k in data.counts if k not in order)
+    keys = [k for k in order if k in data.counts] + sorted(k for k in data.counts if k not in order)
     badges = [f'<div class="badge total"><b>{total}</b>runs</div>']
-    badges += [f'<div class="badge {escape(k)}"><b>{data.counts[k]}</b>{escape(k)}</div>'
-               for k in keys]
+    badges += [
+        f'<div class="badge {escape(k)}"><b>{data.counts[k]}</b>{escape(k)}</div>' for k in keys
+    ]
     planned = data.manifest.get("runs")
     note = ""
     if _num(planned) and planned != total:
@@ -113,9 +122,11 @@ def render_summary(data: ReportData) -> str:
     if fixed and len(data.runs):
         first = data.runs.iloc[0]
         fixed_text = " Fixed: " + ", ".join(f"{p}={fmt_value(first[p])}" for p in fixed) + "."
-    note = ('<p class="muted">One row per parameter setting; metrics are the mean and standard '
-            "deviation over the successful replicates. Click a column header to sort."
-            f"{escape(fixed_text)}</p>")
+    note = (
+        '<p class="muted">One row per parameter setting; metrics are the mean and standard '
+        "deviation over the successful replicates. Click a column header to sort."
+        f"{escape(fixed_text)}</p>"
+    )
     return note + _table(header, rows, table_id="summary-table")
 
 
@@ -124,17 +135,22 @@ def render_plots(data: ReportData) -> str:
     if not plots:
         why = "no swept parameters" if not data.swept else "no successful runs with metrics"
         return f'<p class="muted">No plots ({why}).</p>'
-    figs = "\n".join(f"<figure>{svg}<figcaption>{escape(cap)}</figcaption></figure>"
-                     for cap, svg in plots)
-    return ('<p class="muted">Each point is the mean over replicates; the band (or bar) is '
-            f'± one standard deviation.</p><div class="grid">{figs}</div>')
+    figs = "\n".join(
+        f"<figure>{svg}<figcaption>{escape(cap)}</figcaption></figure>" for cap, svg in plots
+    )
+    return (
+        '<p class="muted">Each point is the mean over replicates; the band (or bar) is '
+        f'± one standard deviation.</p><div class="grid">{figs}</div>'
+    )
 
 
 def render_curves(data: ReportData) -> str:
     curves = learning_curves(data)
     if not curves:
-        return ('<p class="muted">No stepped metrics (record them with '
-                "<code>capture.metric(name, value, step=i)</code>).</p>")
+        return (
+            '<p class="muted">No stepped metrics (record them with '
+            "<code>capture.metric(name, value, step=i)</code>).</p>"
+        )
     figs = "\n".join(
         f"<figure>{svg}<figcaption>{escape(cap)}{' · ' + escape(note) if note else ''}"
         "</figcaption></figure>"
@@ -153,13 +169,14 @@ def render_failures(data: ReportData) -> str:
         params = r.get("params") or "{}"
         err = f"{r.get('error_type') or r['status']}: {r.get('error_message') or ''}"
         tb = r.get("traceback") or ""
-        tb_html = (f"<details><summary>traceback</summary><pre>{escape(tb)}</pre></details>"
-                   if tb else "")
+        tb_html = (
+            f"<details><summary>traceback</summary><pre>{escape(tb)}</pre></details>" if tb else ""
+        )
         items.append(
             f'<div class="failure"><p><code>{escape(str(r["run_id"]))}</code> '
             f'<span class="muted">replicate {escape(str(r.get("replicate", "")))}, '
-            f'attempt {escape(str(r.get("attempt", "")))}</span><br>'
-            f'<code>{escape(str(params))}</code></p>'
+            f"attempt {escape(str(r.get('attempt', '')))}</span><br>"
+            f"<code>{escape(str(params))}</code></p>"
             f'<p class="err">{escape(err)}</p>{tb_html}</div>'
         )
     more = ""
@@ -178,10 +195,15 @@ def render_runs(data: ReportData) -> str:
     rows = _rows(shown, cols)
     text = {"run_id", "status"}
     rows = [[str(r[0])[:12], *r[1:]] for r in rows]
-    note = (f"<p class='muted'>Showing the first {MAX_RUN_ROWS} of {len(runs)} runs.</p>"
-            if len(runs) > MAX_RUN_ROWS else "")
-    return (f"<details><summary>show all {len(runs)} runs</summary>{note}"
-            f"{_table(cols, rows, text_cols=text, table_id='runs-table')}</details>")
+    note = (
+        f"<p class='muted'>Showing the first {MAX_RUN_ROWS} of {len(runs)} runs.</p>"
+        if len(runs) > MAX_RUN_ROWS
+        else ""
+    )
+    return (
+        f"<details><summary>show all {len(runs)} runs</summary>{note}"
+        f"{_table(cols, rows, text_cols=text, table_id='runs-table')}</details>"
+    )
 
 
 def render_provenance(data: ReportData) -> str:
@@ -189,17 +211,41 @@ def render_provenance(data: ReportData) -> str:
     items = [(k, _time(v) if k == "created" else v) for k, v in m.items()]
     parts = [f"<h3>Manifest</h3>{_kv(items)}"]
     if data.sweeps:
-        cols = ["sweep", "started", "ended", "status", "executor", "planned", "to_run",
-                "skipped", "success", "failed", "source_hash"]
+        cols = [
+            "sweep",
+            "started",
+            "ended",
+            "status",
+            "executor",
+            "planned",
+            "to_run",
+            "skipped",
+            "success",
+            "failed",
+            "source_hash",
+        ]
         rows = []
         for s in data.sweeps:
-            rows.append([s.get("sweep"), _time(s.get("started")), _time(s.get("ended")),
-                         s.get("status", "running"), s.get("executor"), s.get("planned"),
-                         s.get("to_run"), s.get("skipped"), s.get("success"), s.get("failed"),
-                         (s.get("source_hash") or "")[:12]])
+            rows.append(
+                [
+                    s.get("sweep"),
+                    _time(s.get("started")),
+                    _time(s.get("ended")),
+                    s.get("status", "running"),
+                    s.get("executor"),
+                    s.get("planned"),
+                    s.get("to_run"),
+                    s.get("skipped"),
+                    s.get("success"),
+                    s.get("failed"),
+                    (s.get("source_hash") or "")[:12],
+                ]
+            )
         text = {"sweep", "started", "ended", "status", "executor", "source_hash"}
-        parts.append(f"<h3>Sweeps (one per run() call)</h3>"
-                     f"{_table(cols, rows, sortable=False, text_cols=text)}")
+        parts.append(
+            f"<h3>Sweeps (one per run() call)</h3>"
+            f"{_table(cols, rows, sortable=False, text_cols=text)}"
+        )
     runs = data.runs
     if len(runs) and "host" in runs.columns:
         hosts = sorted(str(h) for h in runs["host"].dropna().unique())
@@ -218,8 +264,11 @@ def render(data: ReportData) -> str:
         ("summary", "Summary by parameters", render_summary(data)),
         ("plots", "Metrics against parameters", render_plots(data)),
         ("curves", "Learning curves", render_curves(data)),
-        ("failures", f"Failures ({sum(v for k, v in data.counts.items() if k != 'success')})",
-         render_failures(data)),
+        (
+            "failures",
+            f"Failures ({sum(v for k, v in data.counts.items() if k != 'success')})",
+            render_failures(data),
+        ),
         ("runs", "All runs", render_runs(data)),
         ("provenance", "Provenance", render_provenance(data)),
     ]
@@ -227,9 +276,11 @@ def render(data: ReportData) -> str:
     body = "\n".join(_section(i, t, b) for i, t, b in sections)
     generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     version = data.manifest.get("experiment_version", "")
-    sub = (f"experiment version {escape(str(version))} · store <code>{escape(str(data.root))}"
-           f"</code> · generated {generated} by metalab {__version__} "
-           f"(Python {platform.python_version()})")
+    sub = (
+        f"experiment version {escape(str(version))} · store <code>{escape(str(data.root))}"
+        f"</code> · generated {generated} by metalab {__version__} "
+        f"(Python {platform.python_version()})"
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -26,8 +26,7 @@ _RC = {
     "font.size": 9,
     "font.family": "sans-serif",
 }
-_COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563",
-           "#db2777"]
+_COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#db2777"]
 
 
 def _new_figure(width: float = 4.6, height: float = 3.0) -> Figure:
@@ -44,10 +43,10 @@ def to_svg(fig: Figure, uid: str) -> str:
     with matplotlib.rc_context({**_RC, "svg.hashsalt": uid}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     # Prefix every id (and its references) so that several inline SVGs never clash.
     text = re.sub(r'id="([^"]+)"', rf'id="{uid}-\1"', text)
-    text = re.sub(r'url\(#([^)]+)\)', rf'url(#{uid}-\1)', text)
+    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{uid}-\1)", text)
     text = re.sub(r'((?:xlink:)?href)="#([^"]+)"', rf'\1="#{uid}-\2"', text)
     return text.replace("<svg ", f'<svg role="img" aria-label="{uid}" ', 1)
 
@@ -55,8 +54,7 @@ def to_svg(fig: Figure, uid: str) -> str:
 def _numeric(series: pd.Series) -> bool:
     import pandas as pd
 
-    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(
-        series)
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
 
 
 def _use_log(values: Any) -> bool:
@@ -70,8 +68,16 @@ def _style(ax: Axes) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _line(ax: Axes, x: Any, mean: Any, std: Any, color: str, label: str | None,
-          *, categorical: bool = False) -> None:
+def _line(
+    ax: Axes,
+    x: Any,
+    mean: Any,
+    std: Any,
+    color: str,
+    label: str | None,
+    *,
+    categorical: bool = False,
+) -> None:
     import numpy as np
 
     x = np.asarray(x, dtype=float)
@@ -107,21 +113,38 @@ def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame)
     many_points = len(xs_all) > 20 and int(per_x.max()) <= 2  # e.g. random search
     if many_points:
         # Random search: every configuration is a point; error bars are replicate spread.
-        ax.errorbar(xvals(cfg[param]), cfg["mean"], yerr=cfg["std"].fillna(0.0), fmt="o",
-                    ms=3.5, color=_COLORS[0], ecolor=_COLORS[0], alpha=0.75, elinewidth=1)
+        ax.errorbar(
+            xvals(cfg[param]),
+            cfg["mean"],
+            yerr=cfg["std"].fillna(0.0),
+            fmt="o",
+            ms=3.5,
+            color=_COLORS[0],
+            ecolor=_COLORS[0],
+            alpha=0.75,
+            elinewidth=1,
+        )
     elif combos is not None and 1 < len(combos) <= MAX_LINES:
         for i, row in enumerate(combos.itertuples(index=False)):
             part = cfg.merge(combos.iloc[[i]], on=others, how="inner").sort_values(param)
             label = config_label(dict(zip(others, row, strict=True)))
-            _line(ax, xvals(part[param]), part["mean"], part["std"], _COLORS[i % 8], label,
-                  categorical=not numeric_x)
+            _line(
+                ax,
+                xvals(part[param]),
+                part["mean"],
+                part["std"],
+                _COLORS[i % 8],
+                label,
+                categorical=not numeric_x,
+            )
         ax.legend(fontsize=7, frameon=False)
     else:
         # One line: mean ± std over replicates (and over the other parameters, if many).
         g = ok.groupby(param, dropna=False, sort=True)[metric].agg(["mean", "std"]).reset_index()
         label = "mean ± std over all other settings" if others else None
-        _line(ax, xvals(g[param]), g["mean"], g["std"], _COLORS[0], label,
-              categorical=not numeric_x)
+        _line(
+            ax, xvals(g[param]), g["mean"], g["std"], _COLORS[0], label, categorical=not numeric_x
+        )
         if label:
             ax.legend(fontsize=7, frameon=False)
     if numeric_x and _use_log(xs_all):
@@ -188,9 +211,13 @@ def _learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
             if len(configs) > MAX_LINES:
                 note = f"showing {MAX_LINES} of {len(configs)} configurations"
                 configs = configs.iloc[:: math.ceil(len(configs) / MAX_LINES)][:MAX_LINES]
-            groups = [(config_label(dict(zip(keys, row, strict=True))),
-                       s.merge(configs.iloc[[i]], on=keys, how="inner"))
-                      for i, row in enumerate(configs.itertuples(index=False))]
+            groups = [
+                (
+                    config_label(dict(zip(keys, row, strict=True))),
+                    s.merge(configs.iloc[[i]], on=keys, how="inner"),
+                )
+                for i, row in enumerate(configs.itertuples(index=False))
+            ]
         else:
             groups = [(None, s)]
         for i, (label, part) in enumerate(groups):

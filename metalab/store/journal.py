@@ -105,8 +105,13 @@ class JournalWriter:
         self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
         self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
         header = {
-            "v": 2, "sweep": sweep, "part": part, "host": HOST, "pid": os.getpid(),
-            "worker": worker, "cols": columns,
+            "v": 2,
+            "sweep": sweep,
+            "part": part,
+            "host": HOST,
+            "pid": os.getpid(),
+            "worker": worker,
+            "cols": columns,
         }
         self._f.write(_dumps(header) + "\n")
         self._f.flush()
@@ -193,8 +198,9 @@ class Journal:
         done = [o for o in self.outcomes if o[0] in info]
         if h is None or not done:
             return None, None
-        records = build_records(done, info, host=h["host"], pid=h["pid"],
-                                worker=h.get("worker", ""), sweep=h["sweep"])
+        records = build_records(
+            done, info, host=h["host"], pid=h["pid"], worker=h.get("worker", ""), sweep=h["sweep"]
+        )
         return records, build_steps(done, h["sweep"])
 
     def writer_alive(self) -> bool | None:
@@ -220,7 +226,7 @@ def _is_zombie(pid: int) -> bool:
             stat = f.read()
     except OSError:
         return False
-    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+    return stat[stat.rfind(b")") + 2 :][:1] in (b"Z", b"X")
 
 
 def list_journals(folder: Path, prefix: str = "") -> list[Path]:
@@ -230,6 +236,7 @@ def list_journals(folder: Path, prefix: str = "") -> list[Path]:
     except FileNotFoundError:
         return []
     return sorted(
-        folder / n for n in names if n.endswith(".jsonl") and n.startswith(prefix)
-        and not n.startswith(".")
+        folder / n
+        for n in names
+        if n.endswith(".jsonl") and n.startswith(prefix) and not n.startswith(".")
     )

@@ -29,9 +29,25 @@ METRIC_PREFIX = "metrics."
 DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type"]
 
 BASE_COLUMNS = [
-    "run_id", "status", "attempt", "retries", "replicate", "seed", "params", "started_at",
-    "ended_at", "duration_s", "error_type", "error_message", "traceback", "artifacts", "logs",
-    "host", "pid", "worker", "sweep",
+    "run_id",
+    "status",
+    "attempt",
+    "retries",
+    "replicate",
+    "seed",
+    "params",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "error_type",
+    "error_message",
+    "traceback",
+    "artifacts",
+    "logs",
+    "host",
+    "pid",
+    "worker",
+    "sweep",
 ]
 
 STEP_SCHEMA = pa.schema(
@@ -117,7 +133,11 @@ def info_from_columns(cols: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return {
         r: [p, rep, seed, att]
         for r, p, rep, seed, att in zip(
-            cols["run_id"], cols["params"], cols["replicate"], cols["seed"], cols["attempt"],
+            cols["run_id"],
+            cols["params"],
+            cols["replicate"],
+            cols["seed"],
+            cols["attempt"],
             strict=True,
         )
     }

@@ -41,8 +41,12 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write(
         path,
         lambda p: pq.write_table(
-            table, p, row_group_size=ROW_GROUP_SIZE, use_dictionary=dict_cols,
-            compression="snappy", write_statistics=True,
+            table,
+            p,
+            row_group_size=ROW_GROUP_SIZE,
+            use_dictionary=dict_cols,
+            compression="snappy",
+            write_statistics=True,
         ),
     )
 
@@ -230,8 +234,9 @@ class Store:
 
         table = table.filter(pc.is_valid(table.column("artifacts")))
         bad: set[str] = set()
-        for run_id, raw in zip(table.column("run_id").to_pylist(),
-                               table.column("artifacts").to_pylist(), strict=True):
+        for run_id, raw in zip(
+            table.column("run_id").to_pylist(), table.column("artifacts").to_pylist(), strict=True
+        ):
             for entry in json.loads(raw):
                 path = self.root / entry["path"]
                 try:
@@ -242,13 +247,15 @@ class Store:
                     continue
                 bad.add(run_id)
                 if size >= 0:
-                    quarantine(self.layout, path,
-                               f"{size} bytes, the run recorded {entry.get('size')}")
+                    quarantine(
+                        self.layout, path, f"{size} bytes, the run recorded {entry.get('size')}"
+                    )
                 else:
                     warnings.warn(
                         f"artifact file {path} of run {run_id} is missing; the run is treated "
                         "as not run, so resume=True runs it again",
-                        DamagedFileWarning, stacklevel=3,
+                        DamagedFileWarning,
+                        stacklevel=3,
                     )
         return bad
 
@@ -317,8 +324,9 @@ class Store:
             if is_records:
                 merged = dedupe_latest(merged)
             for start in range(0, merged.num_rows, COMPACT_MAX_ROWS):
-                write_parquet(folder / new_file_name("compact"),
-                              merged.slice(start, COMPACT_MAX_ROWS))
+                write_parquet(
+                    folder / new_file_name("compact"), merged.slice(start, COMPACT_MAX_ROWS)
+                )
             for f in small:
                 try:
                     f.unlink()

@@ -43,7 +43,8 @@ def build(args: argparse.Namespace) -> metalab.Experiment:
         capture.metric("y", params["x"] * 2)
 
     return metalab.Experiment(
-        name="faults", operation=faulty,
+        name="faults",
+        operation=faulty,
         params=metalab.grid(x=list(range(args.start, args.stop))),
     )
 
@@ -72,8 +73,7 @@ def main() -> int:
             time.sleep(0.001)
     print("driver: started", flush=True)
     # RunInterrupted is not caught: the tests check what a user's script does on Ctrl-C.
-    res = metalab.run(exp, store=args.store, executor=executor,
-                      partition_size=args.partition_size)
+    res = metalab.run(exp, store=args.store, executor=executor, partition_size=args.partition_size)
     print(json.dumps(res.counts()), flush=True)
     return 0
 

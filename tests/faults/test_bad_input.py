@@ -23,8 +23,12 @@ def ok(params, capture):
 
 
 def _exp(params=None, **kw) -> metalab.Experiment:
-    return metalab.Experiment(name=kw.pop("name", "b"), operation=ok,
-                              params=params if params is not None else metalab.grid(x=[1]), **kw)
+    return metalab.Experiment(
+        name=kw.pop("name", "b"),
+        operation=ok,
+        params=params if params is not None else metalab.grid(x=[1]),
+        **kw,
+    )
 
 
 class Opaque:

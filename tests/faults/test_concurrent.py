@@ -23,8 +23,20 @@ def test_two_drivers_creating_and_filling_one_store(tmp_path, round_):
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     ranges = [("0", "150"), ("75", "225")]
     procs = [
-        start_driver(store, log, "--start", a, "--stop", b, "--partition-size", "10",
-                     "--sleep", "0.002", "--go", str(go))
+        start_driver(
+            store,
+            log,
+            "--start",
+            a,
+            "--stop",
+            b,
+            "--partition-size",
+            "10",
+            "--sleep",
+            "0.002",
+            "--go",
+            str(go),
+        )
         for log, (a, b) in zip(logs, ranges, strict=True)
     ]
     for p in procs:  # both are up and waiting at the barrier

@@ -63,7 +63,8 @@ def test_damaged_parquet_is_quarantined_by_name_and_its_runs_rerun(tmp_path, dam
     assert not victim.exists()
     assert (store / "quarantine").is_dir() and any(
         p.read_bytes() == (data[: len(data) // 2] if damage == "truncated" else b"")
-        for p in (store / "quarantine").iterdir())
+        for p in (store / "quarantine").iterdir()
+    )
 
     res = metalab.run(exp, store=store, partition_size=10)
     assert sorted(_xs(log)) == sorted(held)  # exactly the runs the file held
@@ -113,8 +114,7 @@ def test_damaged_artifact_is_reported_quarantined_and_rerun(tmp_path, damage):
     assert _xs(log) == [run.params["x"]]
     assert res[run.run_id].artifact("blob")["x"] == run.params["x"]
     if damage != "missing":
-        assert [p.name for p in (store / "quarantine").iterdir()] == [
-            f"{run.run_id}-{path.name}"]
+        assert [p.name for p in (store / "quarantine").iterdir()] == [f"{run.run_id}-{path.name}"]
 
 
 @pytest.fixture
@@ -125,8 +125,11 @@ def mount_point(tmp_path):
     mounted: list[Path] = []
 
     def mount(options: str) -> Path:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         mounted.append(mnt)

@@ -44,8 +44,7 @@ def test_2000_runs_in_many_partitions_become_a_handful_of_files(tmp_path):
         capture.metric("s", 1.0, step=0)
 
     def exp(n: int) -> metalab.Experiment:
-        return metalab.Experiment(name="m", operation=many,
-                                  params=metalab.grid(x=list(range(n))))
+        return metalab.Experiment(name="m", operation=many, params=metalab.grid(x=list(range(n))))
 
     res = metalab.run(exp(2000), store=store, partition_size=50)  # 40 partitions
     assert len(res) == 2000

@@ -97,8 +97,9 @@ def _hanging_op(log: Path, flag: Path):
 
 
 def _pids(log: Path, x: int) -> list[int]:
-    return [int(p) for a, p in (line.split() for line in log.read_text().splitlines())
-            if int(a) == x]
+    return [
+        int(p) for a, p in (line.split() for line in log.read_text().splitlines()) if int(a) == x
+    ]
 
 
 @pytest.mark.parametrize("executor", [None, "thread"], ids=["default", "thread"])

@@ -23,8 +23,18 @@ N = 60
 
 def _interrupt_then_resume(tmp_path, sig: int, executor: str, max_lost: int) -> None:
     store, log = tmp_path / "store", tmp_path / "exec.log"
-    proc = start_driver(store, log, "--stop", str(N), "--sleep", "0.03", "--executor", executor,
-                        "--partition-size", "10")
+    proc = start_driver(
+        store,
+        log,
+        "--stop",
+        str(N),
+        "--sleep",
+        "0.03",
+        "--executor",
+        executor,
+        "--partition-size",
+        "10",
+    )
     wait_for_executions(log, 20, proc)
     os.kill(proc.pid, sig)
     rc, out, err = finish(proc)

@@ -22,8 +22,18 @@ N = 60
 
 def _kill_then_resume(tmp_path: Path, executor: str, group: bool) -> None:
     store, log = tmp_path / "store", tmp_path / "exec.log"
-    proc = start_driver(store, log, "--stop", str(N), "--sleep", "0.03", "--executor", executor,
-                        "--partition-size", "10")
+    proc = start_driver(
+        store,
+        log,
+        "--stop",
+        str(N),
+        "--sleep",
+        "0.03",
+        "--executor",
+        executor,
+        "--partition-size",
+        "10",
+    )
     wait_for_executions(log, 20, proc)
     if group:  # the driver and its LocalCluster die together (a killed batch job)
         os.killpg(proc.pid, signal.SIGKILL)

@@ -41,8 +41,12 @@ def test_runs_that_kill_their_worker_are_failed_after_two_deaths(tmp_path):
             ctypes.string_at(0)  # a real segfault
         capture.metric("y", params["x"])
 
-    res = metalab.run(_exp(killer, 16), store=tmp_path / "s",
-                      executor=metalab.ProcessExecutor(2), partition_size=4)
+    res = metalab.run(
+        _exp(killer, 16),
+        store=tmp_path / "s",
+        executor=metalab.ProcessExecutor(2),
+        partition_size=4,
+    )
     runs = {r.params["x"]: r for r in res}
     assert sorted(runs) == list(range(16))  # nothing lost, one record per run
     bad = {x for x, r in runs.items() if r.status != "success"}
@@ -83,8 +87,12 @@ def test_worker_sigkilled_mid_run_is_retried_elsewhere(tmp_path):
 
     t = threading.Thread(target=assassin, daemon=True)
     t.start()
-    res = metalab.run(_exp(victim, 12), store=tmp_path / "s",
-                      executor=metalab.ProcessExecutor(2), partition_size=4)
+    res = metalab.run(
+        _exp(victim, 12),
+        store=tmp_path / "s",
+        executor=metalab.ProcessExecutor(2),
+        partition_size=4,
+    )
     t.join(10)
     assert killed
     runs = {r.params["x"]: r for r in res}
@@ -104,8 +112,13 @@ def test_timeout_on_a_cluster_reclaims_the_worker(tmp_path):
             time.sleep(600)
         capture.metric("y", params["x"])
 
-    res = metalab.run(_exp(hang, 8), store=tmp_path / "s",
-                      executor=metalab.ProcessExecutor(2), partition_size=4, timeout=2)
+    res = metalab.run(
+        _exp(hang, 8),
+        store=tmp_path / "s",
+        executor=metalab.ProcessExecutor(2),
+        partition_size=4,
+        timeout=2,
+    )
     runs = {r.params["x"]: r for r in res}
     assert sorted(runs) == list(range(8))
     assert runs[2].status == "timeout" and runs[2].error["type"] == "Timeout"
