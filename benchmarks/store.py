@@ -84,8 +84,8 @@ def main() -> None:
         import pyarrow.parquet as pq
 
         import metalab
-        from metalab.runner import plan_todo
         from metalab.store import Store
+        from metalab.sweep.sweep import plan_todo
 
         files = sorted(str(p) for p in (store / "records").glob("*.parquet"))
         n_files = sum(1 for p in store.rglob("*") if p.is_file())

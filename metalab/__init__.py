@@ -111,8 +111,8 @@ __all__ = [
 
 
 def run(experiment: Experiment, **kwargs: Any) -> Results:
-    """Run an experiment; see :func:`metalab.runner.run` for every option."""
-    from .runner import run as _run
+    """Run an experiment; see :func:`metalab.sweep.run` for every option."""
+    from .sweep.sweep import run as _run
 
     return _run(experiment, **kwargs)
 
@@ -122,14 +122,14 @@ def load_results(path: Any) -> Results:
 
     See :func:`metalab.results.load_results`.
     """
-    from .results import load_results as _load
+    from .results.results import load_results as _load
 
     return _load(path)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Results", "Run"):
-        from . import results
+        from .results import results
 
         return getattr(results, name)
     raise AttributeError(f"module 'metalab' has no attribute {name!r}")

@@ -334,7 +334,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .results import load_results
+    from .results.results import load_results
 
     results = load_results(_open_store(args.store).root)
     if args.group_by:
@@ -359,7 +359,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import RunInterrupted
-    from .runner import run
+    from .sweep.sweep import run
 
     exp = load_experiment(args.experiment)
     executor = parse_executor(args.executor) if args.executor else None

@@ -128,7 +128,7 @@ def test_mkdocs_build_strict(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
     for name in (
-        "metalab.runner.run",
+        "metalab.sweep.run",
         "metalab.experiment.Experiment",
         "metalab.results.Results",
         "metalab.report.write_report",

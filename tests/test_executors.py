@@ -18,7 +18,7 @@ import pytest
 
 import metalab
 from metalab import DaskExecutor, LocalExecutor, ProcessExecutor, ThreadExecutor
-from metalab.progress import JournalPoller
+from metalab.sweep.progress import JournalPoller
 
 # -- helpers ---------------------------------------------------------------------------
 

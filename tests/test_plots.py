@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import metalab
-from metalab.results import ResultsError
+from metalab.errors import ResultsError
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import metalab
-from metalab.results import ResultsError
+from metalab.errors import ResultsError
 
 
 @metalab.operation(name="pi_mc", version="0.1")
@@ -184,7 +184,7 @@ def test_summary_ignores_failed_runs_and_checks_stats():
 
 
 def test_t975_matches_reference_values():
-    from metalab.analysis import t975
+    from metalab.results.analysis import t975
 
     got = t975([1, 2, 9, 30, 40, 120, 1000])
     want = [12.706, 4.303, 2.262, 2.042, 2.0211, 1.9799, 1.9623]
@@ -196,7 +196,7 @@ def test_display_is_readable(pi_result, capsys):
     out = capsys.readouterr().out
     summary = pi_result.summary(group_by="n_samples")
     row = summary.iloc[2]
-    from metalab.analysis import fmt_pm
+    from metalab.results.analysis import fmt_pm
 
     cell = fmt_pm(row["pi_estimate_mean"], row["pi_estimate_std"]) + " (3)"
     assert cell in out and "mean ± std (n)" in out and "n_samples" in out

@@ -87,7 +87,7 @@ def load(store: Store) -> ReportData:
     """Read a store's manifest, sweeps, current records and stepped metrics."""
     import pandas as pd
 
-    from ..results import Results
+    from ..results.results import Results
     from ..store import read_steps
 
     results = Results([store])

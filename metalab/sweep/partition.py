@@ -16,13 +16,13 @@ from pathlib import Path
 from time import time_ns
 from typing import Any
 
-from .capture import Capture
-from .capture.serializers import install_serializers, user_serializers
-from .operation import ALLOWED_ARGUMENTS, Operation
-from .seeds import SeedBundle
-from .store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
-from .store.layout import Layout
-from .store.records import WORKER_DIED, error_outcome, now_us
+from ..capture import Capture
+from ..capture.serializers import install_serializers, user_serializers
+from ..operation import ALLOWED_ARGUMENTS, Operation
+from ..seeds import SeedBundle
+from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
+from ..store.layout import Layout
+from ..store.records import WORKER_DIED, error_outcome, now_us
 
 SUMMARY_COLUMNS = ("success", "failed", "skipped")
 
@@ -39,7 +39,7 @@ class SweepTask:
     capture_output: bool = False
     flush_every: int = 4
     max_worker_deaths: int = 2
-    #: Seconds a run may take; runs then execute in a killable child (see _timeout.py).
+    #: Seconds a run may take; runs then execute in a killable child (see timeout.py).
     timeout: float | None = None
     # In-process executors only: called with each run's status (never pickled to workers).
     on_run: Callable[[str], None] | None = field(default=None, repr=False)
@@ -101,7 +101,7 @@ def run_one(
         t0 = time_ns() // 1000
         try:
             if task.capture_output:
-                from .capture.output import captured_output
+                from ..capture.output import captured_output
 
                 with captured_output(cap):
                     ret = call(func, params, seeds, cap, context)
@@ -201,7 +201,7 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
     child = None
     completed = False
     if task.timeout is not None:
-        from ._timeout import ChildRunner
+        from .timeout import ChildRunner
 
         child = ChildRunner(task, context)
     try:
@@ -278,9 +278,9 @@ def _fold_to_parquet(
     worker: str,
 ) -> None:
     """Write the partition's records (this attempt's and earlier attempts') as Parquet."""
-    from .store.reader import concat
-    from .store.records import build_records, build_steps, info_from_columns
-    from .store.store import write_partition
+    from ..store.reader import concat
+    from ..store.records import build_records, build_steps, info_from_columns
+    from ..store.store import write_partition
 
     records, steps = [], []
     for j in prev:  # runs finished by earlier attempts keep their own host, pid and worker
@@ -329,7 +329,7 @@ def _write_done_marker(layout: Layout, task: SweepTask, part: int, counts: dict[
     # A finished partition whose summary is lost with its worker is recomputed by Dask;
     # the marker makes that recomputation return at once instead of running runs again.
     # The driver deletes the markers of its sweep when the sweep ends.
-    from .store.atomic import atomic_write_text
+    from ..store.atomic import atomic_write_text
 
     atomic_write_text(done_marker(layout, task.sweep, part), json.dumps(counts))
 

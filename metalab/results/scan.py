@@ -28,15 +28,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from .errors import StoreError
-from .store.reader import dedupe_latest, journal_tables, parquet_files, quarantine
-from .store.records import PARAM_PREFIX, build_records
+from ..errors import StoreError
+from ..store.reader import dedupe_latest, journal_tables, parquet_files, quarantine
+from ..store.records import PARAM_PREFIX, build_records
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
 
-    from .store import Store
+    from ..store import Store
 
 #: Columns that never differ between the records of one run id.
 INVARIANT = {"run_id", "replicate", "seed", "params"}
@@ -351,7 +351,7 @@ class Scan:
 
 def scan_store(store: Store, label: str | None = None) -> StoreScan:
     """Snapshot one store: journals first, then the Parquet footers (damaged files quarantined)."""
-    from .store.reader import concat
+    from ..store.reader import concat
 
     recs, _ = journal_tables(store.layout)
     journal = concat(recs) if recs else None

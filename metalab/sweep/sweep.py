@@ -15,17 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ExecutorError, ExperimentError, RunInterrupted
-from .executors.base import Executor, Session
-from .experiment import Experiment
+from ..errors import ExecutorError, ExperimentError, RunInterrupted
+from ..executors.base import Executor, Session
+from ..experiment import Experiment
+from ..provenance import Collector, check_source_changed, environment
+from ..store import Store
 from .progress import Counts, JournalPoller, ProgressDisplay
-from .provenance import Collector, check_source_changed, environment
-from .store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .results import Results
+    from ..results.results import Results
 
 
 _SHOWN_DASHBOARDS: set[str] = set()
@@ -70,7 +70,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _resolve_executor(executor: Executor | None) -> Executor:
-    from .executors import LocalExecutor
+    from ..executors import LocalExecutor
 
     if executor is None:
         return LocalExecutor()
@@ -174,7 +174,7 @@ def _compute(
     resubmitted: set[int] = set()
     watchdog = None
     if session.worker_timeout_s is not None:
-        from .executors.watchdog import WorkerWatchdog
+        from .watchdog import WorkerWatchdog
 
         watchdog = WorkerWatchdog(
             client,
@@ -267,9 +267,9 @@ def run(
     >>> result = metalab.run(exp)  # doctest: +SKIP
     >>> print(result.table())  # doctest: +SKIP
     """
-    from ._plan import to_dask
-    from ._worker import SweepTask, execute_partition, summary_meta
-    from .results import Results
+    from ..results.results import Results
+    from .partition import SweepTask, execute_partition, summary_meta
+    from .planning import to_dask
 
     if not isinstance(experiment, Experiment):
         raise ExperimentError(f"run() takes a metalab.Experiment, got {type(experiment).__name__}")
@@ -330,7 +330,7 @@ def run(
                 poller = None
                 resources: dict[str, float] = {}
                 if session.distributed:
-                    from .executors.shipping import ship
+                    from .shipping import ship
 
                     _ship_code_by_value(experiment)
                     # Once into the shared store, read once per worker process (not per

@@ -1,6 +1,6 @@
 """Runs with a time limit: each run executes in a forked child process that can be killed.
 
-Used by :mod:`metalab._worker` only when ``run(..., timeout=seconds)`` is given; the
+Used by :mod:`metalab.sweep.partition` only when ``run(..., timeout=seconds)`` is given; the
 default path runs operations in the worker itself and never forks.
 
 One child per partition runs that partition's runs one by one (a fork costs ~1-5 ms,
@@ -26,16 +26,16 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from .seeds import SeedBundle
-from .store.records import TIMEOUT_ERROR, TIMEOUT_STATUS, WORKER_DIED, error_outcome, now_us
+from ..seeds import SeedBundle
+from ..store.records import TIMEOUT_ERROR, TIMEOUT_STATUS, WORKER_DIED, error_outcome, now_us
 
 if TYPE_CHECKING:
-    from ._worker import SweepTask
+    from .partition import SweepTask
 
 
 def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
     """The child's loop: receive a run, execute it, send its outcome back."""
-    from ._worker import run_one
+    from .partition import run_one
 
     bundles: dict[int, SeedBundle] = {}
     while True:

@@ -59,7 +59,7 @@ def partition_bounds(n: int, n_workers: int, partition_size: int | None = None) 
             or not isinstance(partition_size, int)
             or (partition_size < 1)
         ):
-            from .errors import ExperimentError
+            from ..errors import ExperimentError
 
             raise ExperimentError(
                 f"partition_size must be an int >= 1 (runs per Dask task), got {partition_size!r}"

@@ -28,7 +28,7 @@ def pyplot() -> Any:
 
 
 def _check_band(band: str | None) -> None:
-    from .errors import ResultsError
+    from ..errors import ResultsError
 
     if band is not None and band not in BANDS:
         raise ResultsError(f"band={band!r} is not one of {[*BANDS, None]}; e.g. band='ci95'")
@@ -161,8 +161,8 @@ def plot_steps(
     """Mean of a stepped metric per step across runs (see ``Results.plot_series``)."""
     import numpy as np
 
+    from ..errors import ResultsError
     from .analysis import t975
-    from .errors import ResultsError
     from .results import _suggest
 
     _check_band(band)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .store.journal import START_MARK, journal_part, list_journals
+from ..store.journal import START_MARK, journal_part, list_journals
 
 _START = START_MARK.encode()
 

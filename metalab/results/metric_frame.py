@@ -25,7 +25,7 @@ COLUMNS = ["run_id", "name", "step", "value", "time"]
 
 
 def _meta(label: bool) -> pd.DataFrame:
-    from .store.records import STEP_SCHEMA
+    from ..store.records import STEP_SCHEMA
 
     df = STEP_SCHEMA.empty_table().to_pandas()[COLUMNS]
     if label:
@@ -43,9 +43,9 @@ def _read(
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from .store.layout import Layout
-    from .store.reader import _read_file, concat, journal_tables
-    from .store.records import STEP_SCHEMA
+    from ..store.layout import Layout
+    from ..store.reader import _read_file, concat, journal_tables
+    from ..store.records import STEP_SCHEMA
 
     kind, path, label = item
     expr = ds.field("name") == metric if metric is not None else None
@@ -75,8 +75,8 @@ def metric_frame(results: Results, name: str | None = None) -> dd.DataFrame:
     import dask.dataframe as dd
     import pyarrow.compute as pc
 
-    from .store.journal import list_journals
-    from .store.reader import parquet_files
+    from ..store.journal import list_journals
+    from ..store.reader import parquet_files
 
     whole = results._derive(columns=None) if results._columns is not None else results
     runs = whole._arrow()

@@ -2,7 +2,7 @@
 
 ``Results`` is a description of a selection (stores, filters, columns), read on first
 use and cached.  Filters on params and status are pushed down to the Parquet reader
-(see :mod:`metalab._frame`); every derived ``Results`` (``filter``, ``query``,
+(see :mod:`metalab.results.scan`); every derived ``Results`` (``filter``, ``query``,
 ``select``, ``successful``) filters an already loaded parent in memory instead.
 """
 
@@ -17,16 +17,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArtifactIntegrityError, ResultsError, StoreError
-from .store import Store
-from .store.records import METRIC_PREFIX, PARAM_PREFIX
+from ..errors import ArtifactIntegrityError, ResultsError, StoreError
+from ..store import Store
+from ..store.records import METRIC_PREFIX, PARAM_PREFIX
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
     import pyarrow as pa
 
-    from ._frame import Clause, Scan
+    from .scan import Clause, Scan
 
 __all__ = ["Results", "ResultsError", "Run", "load_results"]
 
@@ -147,7 +147,7 @@ class Results:
             if self._base is not None:
                 self._snap = self._base._snapshot()
             else:
-                from ._frame import scan
+                from .scan import scan
 
                 self._snap = scan(self._pairs())
         return self._snap
@@ -191,7 +191,7 @@ class Results:
 
     # filters ----------------------------------------------------------------------
     def _clauses(self) -> list[Clause]:
-        from ._frame import Term, query_clauses
+        from .scan import Term, query_clauses
 
         clauses: list[Clause] = []
         for key, value in self._equals.items():
@@ -281,7 +281,7 @@ class Results:
             return self._full
         base = self._base
         if base is not None and (base._full is not None or (not full and base._core is not None)):
-            from ._frame import filter_exprs
+            from .scan import filter_exprs
 
             table = base._arrow(full=full)
             _push, exact = filter_exprs(self._clauses(), self._snapshot().schema)
@@ -299,7 +299,7 @@ class Results:
                     )
                 )
         else:
-            from ._frame import read_eager
+            from .scan import read_eager
 
             table, snap = read_eager(
                 self._pairs(),
@@ -520,7 +520,7 @@ class Results:
         dtypes, so runs without a param or metric hold ``<NA>``.  Row order is not kept
         across partitions; sort or use :meth:`to_pandas` for the table order.
         """
-        from ._frame import lazy_frame
+        from .scan import lazy_frame
 
         snap = self._snapshot()
         names = snap.schema.names
@@ -555,7 +555,7 @@ class Results:
         stores); one partition per metrics file, only the steps of each run's current
         record.  ``name=`` keeps one metric (filtered while reading).
         """
-        from ._metric_frame import metric_frame
+        from .metric_frame import metric_frame
 
         return metric_frame(self, name)
 
@@ -956,8 +956,8 @@ class Run:
         """
         import errno
 
-        from .capture import _sha256_file
-        from .capture.serializers import load_artifact
+        from ..capture import _sha256_file
+        from ..capture.serializers import load_artifact
 
         entry = self._artifact_entry(name, format)
         path = self._entry_path(entry)
@@ -990,7 +990,7 @@ class Run:
         import pandas as pd
         import pyarrow.dataset as ds
 
-        from .store import read_steps
+        from ..store import read_steps
 
         expr = (ds.field("run_id") == self.run_id) & (ds.field("name") == name)
         t = read_steps(self._store.layout, filter=expr).to_pandas()

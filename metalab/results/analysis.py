@@ -75,7 +75,7 @@ def t975(dof: Any) -> np.ndarray:
 
 
 def _group_keys(results: Results, group_by: Sequence[str] | str | None) -> list[str]:
-    from .errors import ResultsError
+    from ..errors import ResultsError
     from .results import _suggest
 
     if isinstance(group_by, str):
@@ -101,7 +101,7 @@ def summarize(
     import numpy as np
     import pandas as pd
 
-    from .errors import ResultsError
+    from ..errors import ResultsError
     from .results import _suggest
 
     if isinstance(stats, str):
@@ -291,7 +291,7 @@ def stepped(results: Results, metric: str | None) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from .store import read_steps
+    from ..store import read_steps
 
     whole = results._derive(columns=None) if results._columns is not None else results
     table = whole._arrow()
