@@ -48,6 +48,8 @@ class FrozenContext(Mapping[str, Any]):
     """
 
     __slots__ = ("_data", "_fp")
+    _data: dict[str, Any]
+    _fp: str | None
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         data = {} if data is None else data
@@ -60,9 +62,11 @@ class FrozenContext(Mapping[str, Any]):
     @property
     def fingerprint(self) -> str:
         """Stable sha256 of the context's content."""
-        if self._fp is None:
-            object.__setattr__(self, "_fp", _fingerprint(self.to_dict()))
-        return self._fp  # type: ignore[return-value]
+        fp = self._fp
+        if fp is None:
+            fp = _fingerprint(self.to_dict())
+            object.__setattr__(self, "_fp", fp)
+        return fp
 
     def __dask_tokenize__(self) -> str:
         return self.fingerprint
@@ -123,7 +127,7 @@ class FrozenContext(Mapping[str, Any]):
 
 
 def _spec_fingerprint(self: Any) -> str:
-    cached = self.__dict__.get("_metalab_fp")
+    cached: str | None = self.__dict__.get("_metalab_fp")
     if cached is None:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         cached = _fingerprint({"__spec__": type(self).__qualname__, "fields": fields})
@@ -172,8 +176,8 @@ def context_spec(cls: type[T]) -> type[T]:
 
     cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
     dc = dataclasses.dataclass(frozen=True)(cls)
-    dc.__setattr__ = _spec_readonly  # type: ignore[assignment]
-    dc.__delattr__ = _spec_readonly  # type: ignore[assignment]
+    dc.__setattr__ = _spec_readonly  # type: ignore[method-assign]
+    dc.__delattr__ = _spec_readonly  # type: ignore[method-assign]
     dc.fingerprint = property(_spec_fingerprint, doc="Stable sha256 of the fields.")  # type: ignore[attr-defined]
     dc.__dask_tokenize__ = _spec_fingerprint  # type: ignore[attr-defined]
     dc.__metalab_context_spec__ = True  # type: ignore[attr-defined]

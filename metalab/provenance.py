@@ -81,6 +81,20 @@ def _package_versions(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _metalab_version() -> str:
+    """The installed metalab's version, from its distribution metadata.
+
+    Not ``from . import __version__``: ``metalab/__init__.py`` imports this module, and
+    a leaf module must not import the package's front door back.
+    """
+    from importlib import metadata
+
+    try:
+        return metadata.version("metalab")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 @functools.lru_cache(maxsize=1)
 def _platform() -> dict[str, str]:
     import platform
@@ -98,10 +112,8 @@ def environment() -> dict[str, Any]:
     """Versions of metalab, Python and key packages, the platform, host, pid and cwd."""
     import socket
 
-    from . import __version__
-
     return {
-        "metalab": __version__,
+        "metalab": _metalab_version(),
         **_platform(),
         "packages": _package_versions(KEY_PACKAGES),
         "hostname": socket.gethostname(),

@@ -48,7 +48,7 @@ class SeedBundle:
     def __init__(self, base: int, spawn_key: tuple[int, ...] = ()) -> None:
         self.base = int(base)
         self.spawn_key = tuple(spawn_key)
-        self._seq: Any = None
+        self._seq: np.random.SeedSequence | None = None
         self._int: int | None = None
 
     @property

@@ -36,7 +36,7 @@ def _metric_value(name: str, value: Any) -> float | int | bool:
     if t.__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         item = value.item()
         if isinstance(item, _NUMBER_TYPES):
-            return item  # type: ignore[no-any-return]
+            return item
     raise TypeError(
         f"metric {name!r} must be a number (int, float, bool or a numpy scalar), got "
         f"{t.__module__}.{t.__qualname__} {value!r:.60}; store arrays and other objects with "
@@ -60,12 +60,16 @@ def _step_value(name: str, step: Any) -> int:
     )
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content (an artifact's checksum), read 1 MiB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+_sha256_file = sha256_file  # the old name, still imported by metalab.results.results
 
 
 class Capture:
@@ -186,7 +190,7 @@ class Capture:
             "format": s.format,
             "path": f"artifacts/{self.run_id}/{fname}",
             "size": final.stat().st_size,
-            "sha256": _sha256_file(final),
+            "sha256": sha256_file(final),
         }
         if self._artifacts is None:
             self._artifacts = []
@@ -257,26 +261,47 @@ class Capture:
         self._logs.append([time.time(), lv, str(message)])
 
     # internal ----------------------------------------------------------------
+    # The old names of record_return() and run_extra(), still called by metalab.sweep.
     def _absorb_return(self, value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, Mapping):
-            self.metrics(value)
-            return
-        raise TypeError(
-            f"the operation returned {type(value).__qualname__}; an operation may return "
-            "None or a dict of numbers (recorded as metrics). Use capture.artifact() for "
-            "other outputs"
-        )
+        record_return(self, value)
 
     def _extra(self) -> dict[str, Any] | None:
-        if self._steps is None and self._artifacts is None and self._logs is None:
-            return None
-        extra: dict[str, Any] = {}
-        if self._steps is not None:
-            extra["steps"] = self._steps
-        if self._artifacts is not None:
-            extra["artifacts"] = self._artifacts
-        if self._logs is not None:
-            extra["logs"] = self._logs
-        return extra
+        return run_extra(self)
+
+
+# For the code that runs operations (metalab.sweep), not for operations: functions rather
+# than methods keep them out of the ``capture`` object that users see.
+
+
+def record_return(cap: Capture, value: Any) -> None:
+    """Record an operation's return value: ``None``, or a dict of numbers as metrics.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is anything else.
+    """
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        cap.metrics(value)
+        return
+    raise TypeError(
+        f"the operation returned {type(value).__qualname__}; an operation may return "
+        "None or a dict of numbers (recorded as metrics). Use capture.artifact() for "
+        "other outputs"
+    )
+
+
+def run_extra(cap: Capture) -> dict[str, Any] | None:
+    """The run record's ``extra`` field: stepped metrics, artifacts and logs, or None."""
+    if cap._steps is None and cap._artifacts is None and cap._logs is None:
+        return None
+    extra: dict[str, Any] = {}
+    if cap._steps is not None:
+        extra["steps"] = cap._steps
+    if cap._artifacts is not None:
+        extra["artifacts"] = cap._artifacts
+    if cap._logs is not None:
+        extra["logs"] = cap._logs
+    return extra

@@ -120,8 +120,8 @@ def captured_output(cap: Capture) -> Iterator[None]:
         if not _active:
             _saved["stdout"], _saved["stderr"] = sys.stdout, sys.stderr
             _saved["level"] = root.level
-            sys.stdout = _Router("stdout", sys.stdout)  # type: ignore[assignment]
-            sys.stderr = _Router("stderr", sys.stderr)  # type: ignore[assignment]
+            sys.stdout = _Router("stdout", sys.stdout)
+            sys.stderr = _Router("stderr", sys.stderr)
             if root.level > logging.INFO or root.level == logging.NOTSET:
                 root.setLevel(logging.INFO)
         _active[ident] = out

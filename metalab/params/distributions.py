@@ -20,7 +20,14 @@ class Distribution:
     """Base class: ``sample(rng, n)`` returns ``n`` JSON-like values."""
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:  # pragma: no cover
+        """``n`` values drawn with ``rng``, as plain Python values (not numpy scalars)."""
         raise NotImplementedError
+
+
+def _to_list(values: np.ndarray[Any, Any]) -> list[Any]:
+    """Python scalars (not numpy ones), so that samples hash and print like literals."""
+    out: list[Any] = values.tolist()
+    return out
 
 
 def _check_range(kind: str, low: float, high: float) -> None:
@@ -39,7 +46,7 @@ class Uniform(Distribution):
         _check_range("uniform", self.low, self.high)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
-        return rng.uniform(self.low, self.high, n).tolist()
+        return _to_list(rng.uniform(self.low, self.high, n))
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class LogUniform(Distribution):
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
         import numpy as np
 
-        return np.exp(rng.uniform(math.log(self.low), math.log(self.high), n)).tolist()
+        return _to_list(np.exp(rng.uniform(math.log(self.low), math.log(self.high), n)))
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class Normal(Distribution):
             raise ParamSpaceError(f"normal needs std > 0, got {self.std}")
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
-        return rng.normal(self.mean, self.std, n).tolist()
+        return _to_list(rng.normal(self.mean, self.std, n))
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class RandInt(Distribution):
             )
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
-        return rng.integers(self.low, self.high, n).tolist()
+        return _to_list(rng.integers(self.low, self.high, n))
 
 
 @dataclass(frozen=True)

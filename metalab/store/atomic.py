@@ -17,8 +17,11 @@ def tmp_path_for(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], *, fsync: bool = True) -> None:
-    """Call ``write(tmp)`` then move ``tmp`` onto ``path`` in one rename."""
+def atomic_write(path: Path, write: Callable[[Path], object], *, fsync: bool = True) -> None:
+    """Call ``write(tmp)`` then move ``tmp`` onto ``path`` in one rename.
+
+    ``write``'s return value (e.g. the byte count of ``Path.write_text``) is ignored.
+    """
     tmp = tmp_path_for(path)
     try:
         write(tmp)

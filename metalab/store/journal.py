@@ -139,6 +139,7 @@ class JournalWriter:
         self._pending = 0
 
     def close(self) -> None:
+        """Close the file (flushing what is buffered); the journal stays on disk."""
         if not self._f.closed:
             self._f.close()
 

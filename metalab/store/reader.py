@@ -93,13 +93,20 @@ def concat(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Ta
         return pa.concat_tables(fixed, promote_options="permissive")
 
 
-def _read_file(path: Path, columns: Sequence[str] | None, filter: Any) -> pa.Table:
+def read_parquet_file(path: Path, columns: Sequence[str] | None, filter: Any) -> pa.Table:
+    """One Parquet file, with the ``columns`` it has (of those asked) and the rows ``filter`` keeps.
+
+    ``filter`` is a pyarrow expression or ``None``; a damaged file raises pyarrow's error.
+    """
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     cols = None if columns is None else [c for c in columns if c in names]
     if filter is not None:
         return pq.read_table(path, columns=cols, filters=filter, schema=pf.schema_arrow)
     return pf.read(columns=cols)
+
+
+_read_file = read_parquet_file  # the old name, still imported by metalab.results.metric_frame
 
 
 def read_parquet_folder(
@@ -115,7 +122,7 @@ def read_parquet_folder(
         vanished = False
         for f in parquet_files(folder):
             try:
-                tables.append(_read_file(f, columns, filter))
+                tables.append(read_parquet_file(f, columns, filter))
             except FileNotFoundError:
                 vanished = True  # compacted away by another process: list again
                 break
@@ -167,7 +174,7 @@ def may_have_duplicates(run_ids: pa.ChunkedArray | pa.Array) -> bool:
         arr.buffers()[1], dtype=np.int32 if pa.types.is_string(arr.type) else np.int64
     )[arr.offset : arr.offset + len(arr) + 1]
     if not (np.diff(offsets) == 32).all():
-        return pc.count_distinct(arr).as_py() != len(arr)
+        return bool(pc.count_distinct(arr).as_py() != len(arr))
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     words = data.view(np.uint64).reshape(-1, 4)
     keys = words[:, 0] * np.uint64(0x9E3779B97F4A7C15)

@@ -52,6 +52,7 @@ def write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def new_file_name(tag: str) -> str:
+    """A Parquet file name no other writer will pick: ``<tag>-<12 hex>.parquet``."""
     return f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
 
 
@@ -125,12 +126,20 @@ class Store:
 
     # manifest ------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
+        """The store's manifest (experiment name, schema version), ``{}`` if none yet."""
         try:
-            return json.loads(self.layout.manifest.read_text(encoding="utf-8"))
+            manifest = json.loads(self.layout.manifest.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except ValueError as exc:
             raise StoreError(errno.EIO, f"damaged manifest {self.layout.manifest}: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise StoreError(
+                errno.EIO,
+                f"damaged manifest {self.layout.manifest}: a JSON object was expected, got "
+                f"{type(manifest).__name__}",
+            )
+        return manifest
 
     def ensure_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Write the manifest if missing; check that an existing one is the same experiment."""
@@ -150,10 +159,12 @@ class Store:
         return manifest
 
     def write_sweep(self, sweep: str, info: dict[str, Any]) -> None:
+        """Write (or replace) ``sweeps/<sweep>.json`` atomically."""
         atomic_write_json(self.layout.sweeps / f"{sweep}.json", info)
 
     def read_sweeps(self) -> list[dict[str, Any]]:
-        out = []
+        """Every sweep's info, oldest first; unreadable files are skipped."""
+        out: list[dict[str, Any]] = []
         try:
             names = sorted(os.listdir(self.layout.sweeps))
         except FileNotFoundError:
@@ -161,9 +172,11 @@ class Store:
         for n in names:
             if n.endswith(".json") and not n.startswith(TMP_PREFIX):
                 try:
-                    out.append(json.loads((self.layout.sweeps / n).read_text(encoding="utf-8")))
+                    info = json.loads((self.layout.sweeps / n).read_text(encoding="utf-8"))
                 except (OSError, ValueError):
                     continue
+                if isinstance(info, dict):  # a damaged file may hold other valid JSON
+                    out.append(info)
         out.sort(key=lambda s: s.get("started", 0))
         return out
 
@@ -186,7 +199,7 @@ class Store:
             if dead_only and j.writer_alive() is not False:
                 continue
             table, steps = j.tables()
-            if table is not None:
+            if table is not None and j.header is not None:  # tables() needs the header
                 write_partition(self.layout, f"recovered-{j.header['sweep']}", table, steps)
                 folded += table.num_rows
             try:
