@@ -1,13 +1,15 @@
 """metalab: reproducible experiments, ``(FrozenContext, Params, SeedBundle) -> RunRecord``.
 
 Define an operation once, sweep its parameters, control every random number, and get
-back a table; interrupted sweeps resume and identical runs never run twice.  Heavy
-dependencies (pandas, pyarrow, dask) load on first use, so ``import metalab`` is quick.
+back a table; interrupted sweeps resume and identical runs never run twice.
+
+``import metalab`` is quick: :func:`run`, :func:`load_results`, :class:`Results` and
+:class:`Run` live in modules that need pandas, pyarrow and dask, so they are imported on
+first use (module ``__getattr__``).  What you get is the real object, with its real
+signature; type checkers see it through the ``TYPE_CHECKING`` imports below.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from .capture import Capture
 from .capture.serializers import register_serializer
@@ -15,16 +17,24 @@ from .context import FrozenContext, context_spec
 from .errors import (
     ArtifactIntegrityError,
     CaptureError,
+    CaptureTypeError,
+    CLIError,
     ContextError,
+    DamagedFileWarning,
+    ExecutorConfigError,
     ExecutorError,
     ExperimentError,
     FrozenContextError,
+    FrozenExperimentError,
     MetalabError,
+    MetalabWarning,
     OperationSignatureError,
     ParamError,
     ParamSpaceError,
     ResultsError,
     RunInterrupted,
+    SeedError,
+    SourceChangedWarning,
     StoreError,
     UnsafePickleError,
     UnsupportedArtifactError,
@@ -51,28 +61,34 @@ from .params import (
     random,
     uniform,
 )
-from .provenance import SourceChangedWarning
 from .seeds import SeedBundle, SeedPlan, seeds
 
-if TYPE_CHECKING:
-    from .results import Results, Run
+if _typing.TYPE_CHECKING:
+    from .results.results import Results, Run, load_results
+    from .sweep.sweep import run
 
-__version__ = "0.1.0"
+    __version__: str
 
 __all__ = [
     "ArtifactIntegrityError",
+    "CLIError",
     "Capture",
     "CaptureError",
+    "CaptureTypeError",
     "ContextError",
+    "DamagedFileWarning",
     "DaskExecutor",
     "Executor",
+    "ExecutorConfigError",
     "ExecutorError",
     "Experiment",
     "ExperimentError",
     "FrozenContext",
     "FrozenContextError",
+    "FrozenExperimentError",
     "LocalExecutor",
     "MetalabError",
+    "MetalabWarning",
     "Operation",
     "OperationSignatureError",
     "PBSExecutor",
@@ -85,6 +101,7 @@ __all__ = [
     "Run",
     "RunInterrupted",
     "SeedBundle",
+    "SeedError",
     "SeedPlan",
     "SlurmExecutor",
     "SourceChangedWarning",
@@ -110,26 +127,37 @@ __all__ = [
 ]
 
 
-def run(experiment: Experiment, **kwargs: Any) -> Results:
-    """Run an experiment; see :func:`metalab.sweep.run` for every option."""
-    from .sweep.sweep import run as _run
-
-    return _run(experiment, **kwargs)
-
-
-def load_results(path: Any) -> Results:
-    """Open the results of a store (or a list of stores).
-
-    See :func:`metalab.results.load_results`.
-    """
-    from .results.results import load_results as _load
-
-    return _load(path)
+#: Public names whose modules import pandas, pyarrow or dask: imported on first use.
+_LAZY = {
+    "Results": "metalab.results.results",
+    "Run": "metalab.results.results",
+    "load_results": "metalab.results.results",
+    "run": "metalab.sweep.sweep",
+}
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("Results", "Run"):
-        from .results import results
+def _version() -> str:
+    # The version is written once, in pyproject.toml; installed metadata carries it.
+    from importlib.metadata import PackageNotFoundError, version
 
-        return getattr(results, name)
-    raise AttributeError(f"module 'metalab' has no attribute {name!r}")
+    try:
+        return version("metalab")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name == "__version__":
+        value: _typing.Any = _version()
+    elif name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'metalab' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import CLIError  # defined with the other errors; importable here too
+
 if TYPE_CHECKING:
     from .executors import Executor
     from .experiment import Experiment
@@ -35,10 +37,6 @@ EXIT_USAGE = 2
 EXIT_FAILED_RUNS = 1
 #: Exit status after Ctrl-C / SIGTERM (128 + SIGINT).
 EXIT_INTERRUPTED = 130
-
-
-class CLIError(Exception):
-    """A user mistake on the command line; printed as one line, exit status 2."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -378,10 +376,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.store:
             again += ["--store", args.store]
         raise RunInterrupted(
-            f"sweep of {exp.name!r} interrupted; completed runs are kept in {exc.store}. "
-            f"Resume with: {' '.join(again)}",
-            store=exc.store,
-            done=exc.done,
+            experiment=exc.experiment, store=exc.store, done=exc.done, resume=" ".join(again)
         ) from None
     if not args.quiet:
         _out(result.table(max_rows=args.max_rows))

@@ -166,7 +166,7 @@ def context_spec(cls: type[T]) -> type[T]:
     64
     """
     if not isinstance(cls, type):
-        raise TypeError("@context_spec decorates a class")
+        raise ContextError(f"@context_spec decorates a class, got {cls!r}")
     user_post_init = getattr(cls, "__post_init__", None)
 
     def __post_init__(self: Any, *args: Any) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._hashing import run_id_prefix, run_ids_for
 from .context import freeze_context
-from .errors import ExperimentError
+from .errors import ExperimentError, FrozenExperimentError
 from .operation import Operation
 from .params.sources import Concat, Grid, Manual, ParamSource, Product, Random, as_source
 from .seeds import SeedPlan
@@ -35,6 +35,9 @@ def _check_name(name: Any) -> str:
 class Experiment:
     """What to run: ``operation`` over every ``params`` configuration x ``seeds`` replicate.
 
+    Frozen: its attributes cannot be assigned after construction
+    (:class:`~metalab.FrozenExperimentError`), since run ids are computed from them.
+
     Parameters
     ----------
     name
@@ -49,7 +52,17 @@ class Experiment:
         Read-only data shared by all runs: a dict or a ``@context_spec`` instance.
     version
         Experiment version; part of every run id.
+    description
+        Free text kept in the store's manifest.
     """
+
+    name: str
+    operation: Operation
+    params: ParamSource
+    seeds: SeedPlan
+    context: Any  # a FrozenContext or a frozen @context_spec instance
+    version: str
+    description: str
 
     def __init__(
         self,
@@ -61,7 +74,7 @@ class Experiment:
         version: str = "0",
         description: str = "",
     ) -> None:
-        self.name = _check_name(name)
+        name = _check_name(name)
         if not isinstance(operation, Operation):
             if callable(operation):
                 raise ExperimentError(
@@ -69,18 +82,32 @@ class Experiment:
                     "function; decorate it with @metalab.operation(name=..., version=...)"
                 )
             raise ExperimentError(f"operation must be an @metalab.operation, got {operation!r}")
-        self.operation = operation
-        self.params = as_source(params)
-        if not isinstance(self.params, _BUILTIN_SOURCES):
-            self.params = Manual(list(self.params))  # validate user-defined sources now
-        self.seeds = seeds if seeds is not None else SeedPlan()
-        if not isinstance(self.seeds, SeedPlan):
+        source = as_source(params)
+        if not isinstance(source, _BUILTIN_SOURCES):
+            source = Manual(list(source))  # validate user-defined sources now
+        plan = seeds if seeds is not None else SeedPlan()
+        if not isinstance(plan, SeedPlan):
             raise ExperimentError(
-                f"seeds must be metalab.seeds(base=..., replicates=...), got {self.seeds!r}"
+                f"seeds must be metalab.seeds(base=..., replicates=...), got {plan!r}"
             )
-        self.context = freeze_context(context)
-        self.version = str(version)
-        self.description = description
+        fields = {
+            "name": name,
+            "operation": operation,
+            "params": source,
+            "seeds": plan,
+            "context": freeze_context(context),
+            "version": str(version),
+            "description": description,
+        }
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+
+    # Run ids are computed from these fields, so they never change after __init__.
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenExperimentError(name)
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenExperimentError(name)
 
     def __len__(self) -> int:
         """Number of runs: configurations x replicates."""

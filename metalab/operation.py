@@ -29,7 +29,7 @@ class Operation:
         resources: Mapping[str, float] | None = None,
     ) -> None:
         if not callable(func):
-            raise TypeError(f"@operation decorates a function, got {func!r}")
+            raise OperationSignatureError(f"@operation decorates a function, got {func!r}")
         self.func = func
         self.name = str(name or getattr(func, "__name__", "operation"))
         self.version = str(version)

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import SourceChangedWarning  # defined with the other warnings; importable here
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -50,13 +52,6 @@ KEY_PACKAGES = (
     "jax",
 )
 _GIT_TIMEOUT_S = 10.0
-
-
-class SourceChangedWarning(UserWarning):
-    """An operation's source code changed but its ``version=`` did not.
-
-    Existing records were made by the old code; ``resume=True`` keeps them as they are.
-    """
 
 
 #: Always listed; the others of :data:`KEY_PACKAGES` only when already imported.
@@ -265,6 +260,18 @@ def check_source_changed(store: Store, op: Operation, run_ids: Any) -> bool:
         f"@metalab.operation(name={op.name!r}, version=...), to rerun them with the new code "
         "(or run with resume=False)",
         SourceChangedWarning,
-        stacklevel=4,
+        stacklevel=_user_stacklevel(),
     )
     return True
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` pointing a warning issued by our caller at the first frame
+    outside the metalab package (the user's ``metalab.run`` line), however deep the call."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level

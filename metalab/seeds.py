@@ -19,7 +19,7 @@ import random as _random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ExperimentError
+from .errors import SeedError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,7 +76,7 @@ class SeedBundle:
     def derive(self, name: str) -> SeedBundle:
         """A child bundle for one component (``"model"``, ``"data_split"``), stable in ``name``."""
         if not isinstance(name, str):
-            raise TypeError(f"derive() takes a string name, got {type(name).__name__}")
+            raise SeedError(f"derive() takes a string name, got {type(name).__name__}")
         return SeedBundle(self.base, (*self.spawn_key, _name_word(name)))
 
     def __int__(self) -> int:
@@ -114,7 +114,7 @@ class SeedPlan:
 
     def __post_init__(self) -> None:
         if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 0:
-            raise ExperimentError(
+            raise SeedError(
                 f"seeds(base=...) must be a non-negative int, got {self.base!r}; "
                 "e.g. metalab.seeds(base=42, replicates=3)"
             )
@@ -123,9 +123,7 @@ class SeedPlan:
             or not isinstance(self.replicates, int)
             or self.replicates < 1
         ):
-            raise ExperimentError(
-                f"seeds(replicates=...) must be an int >= 1, got {self.replicates!r}"
-            )
+            raise SeedError(f"seeds(replicates=...) must be an int >= 1, got {self.replicates!r}")
 
     def bundle(self, replicate: int) -> SeedBundle:
         """The seed bundle of one replicate."""

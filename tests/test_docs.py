@@ -128,7 +128,8 @@ def test_mkdocs_build_strict(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
     for name in (
-        "metalab.sweep.run",
+        "metalab.run",
+        "metalab.load_results",
         "metalab.experiment.Experiment",
         "metalab.results.Results",
         "metalab.report.write_report",

@@ -131,7 +131,7 @@ def test_returned_non_dict_fails_the_run_with_a_clear_error():
 
     res = metalab.run(metalab.Experiment(name="ret_bad", operation=op))
     assert res[0].status == "failed"
-    assert res[0].error["type"] == "TypeError"
+    assert res[0].error["type"] == "CaptureTypeError"  # a metalab.CaptureTypeError (TypeError)
     assert "dict of numbers" in res[0].error["message"]
 
 

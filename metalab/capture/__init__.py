@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import CaptureError, UnsupportedArtifactError
+from ..errors import CaptureError, CaptureTypeError, UnsupportedArtifactError
 from .names import check_name
 from .serializers import STRICT_FORMATS, find_serializer, get_serializer, register_serializer
 
@@ -37,7 +37,7 @@ def _metric_value(name: str, value: Any) -> float | int | bool:
         item = value.item()
         if isinstance(item, _NUMBER_TYPES):
             return item
-    raise TypeError(
+    raise CaptureTypeError(
         f"metric {name!r} must be a number (int, float, bool or a numpy scalar), got "
         f"{t.__module__}.{t.__qualname__} {value!r:.60}; store arrays and other objects with "
         "capture.artifact(name, obj)"
@@ -54,7 +54,7 @@ def _step_value(name: str, step: Any) -> int:
             item = step.item()
             if isinstance(item, int) and not isinstance(item, bool):
                 return item
-    raise TypeError(
+    raise CaptureTypeError(
         f"metric {name!r}: step must be an int (e.g. the epoch number), got "
         f"{type(step).__qualname__} {step!r:.60}"
     )
@@ -132,7 +132,7 @@ class Capture:
     def metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Record several metrics at once."""
         if not isinstance(values, Mapping):
-            raise TypeError(f"capture.metrics() takes a dict, got {type(values).__name__}")
+            raise CaptureTypeError(f"capture.metrics() takes a dict, got {type(values).__name__}")
         for k, v in values.items():
             self.metric(k, v, step=step)
 
@@ -278,7 +278,7 @@ def record_return(cap: Capture, value: Any) -> None:
 
     Raises
     ------
-    TypeError
+    CaptureTypeError
         ``value`` is anything else.
     """
     if value is None:
@@ -286,7 +286,7 @@ def record_return(cap: Capture, value: Any) -> None:
     if isinstance(value, Mapping):
         cap.metrics(value)
         return
-    raise TypeError(
+    raise CaptureTypeError(
         f"the operation returned {type(value).__qualname__}; an operation may return "
         "None or a dict of numbers (recorded as metrics). Use capture.artifact() for "
         "other outputs"

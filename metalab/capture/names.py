@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ..errors import CaptureError
+from ..errors import CaptureError, CaptureTypeError
 
 __all__ = ["MAX_NAME_BYTES", "check_name"]
 
@@ -71,7 +71,7 @@ def check_name(name: object, kind: str = "name") -> str:
     if type(name) is str and name in _OK:
         return name
     if not isinstance(name, str):
-        raise CaptureError(f"{kind} must be a string, got {type(name).__name__} {name!r:.60}")
+        raise CaptureTypeError(f"{kind} must be a string, got {type(name).__name__} {name!r:.60}")
     name = str(name)
     problem = _problem(name)
     if problem:

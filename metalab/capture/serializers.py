@@ -231,7 +231,10 @@ def _npy_load(path: Path) -> Any:
 def _json_default(obj: Any) -> Any:
     if _is_numpy_scalar(obj):
         return obj.item()
-    raise TypeError(f"{type(obj).__qualname__} is not JSON serializable")
+    raise UnsupportedArtifactError(
+        f"{type(obj).__qualname__} is not JSON serializable; convert it, or save it with "
+        "another format (e.g. format='pickle')"
+    )
 
 
 def _json_dump(obj: Any, path: Path) -> None:

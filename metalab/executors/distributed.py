@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import ExecutorError
+from ..errors import ExecutorConfigError, ExecutorError
 from .base import Executor, Session
 
 #: Worker deaths a partition task survives before Dask gives up on it; metalab marks the
@@ -49,7 +49,7 @@ class ProcessExecutor(Executor):
         **cluster_kwargs: Any,
     ) -> None:
         if max_workers is not None and max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+            raise ExecutorConfigError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers or os.cpu_count() or 1
         self.worker_timeout_s = worker_timeout_s
         self.cluster_kwargs = cluster_kwargs
@@ -143,7 +143,7 @@ class DaskExecutor(Executor):
                     f"could not connect to the Dask scheduler at {target}: {exc}"
                 ) from exc
         else:
-            raise ExecutorError(
+            raise ExecutorConfigError(
                 f"DaskExecutor takes a distributed Client, a cluster or an address, got {target!r}"
             )
         try:

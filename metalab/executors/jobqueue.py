@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExecutorError
+from ..errors import ExecutorConfigError, ExecutorError
 from .base import Executor, Session
 from .distributed import ALLOWED_FAILURES
 
@@ -64,28 +64,30 @@ class JobQueueExecutor(Executor):
         **cluster_kwargs: Any,
     ) -> None:
         if jobs is not None and adapt is not None:
-            raise ExecutorError(
+            raise ExecutorConfigError(
                 f"{type(self).__name__}: give either jobs=N (a fixed number of worker jobs, "
                 "lost jobs are replaced) or adapt=(min, max), not both"
             )
         if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-            raise ExecutorError(f"jobs must be an int >= 1, got {jobs!r}")
+            raise ExecutorConfigError(f"jobs must be an int >= 1, got {jobs!r}")
         if adapt is not None:
             try:
                 lo, hi = (int(v) for v in adapt)
             except (TypeError, ValueError):
-                raise ExecutorError(
+                raise ExecutorConfigError(
                     f"adapt must be a pair (min_jobs, max_jobs), got {adapt!r}"
                 ) from None
             if not 0 <= lo <= hi or hi < 1:
-                raise ExecutorError(
+                raise ExecutorConfigError(
                     f"adapt=(min_jobs, max_jobs) needs 0 <= min <= max and max >= 1, got {adapt!r}"
                 )
             adapt = (lo, hi)
         if worker_timeout_s is not None and worker_timeout_s <= 0:
-            raise ExecutorError(f"worker_timeout_s must be > 0 or None, got {worker_timeout_s!r}")
+            raise ExecutorConfigError(
+                f"worker_timeout_s must be > 0 or None, got {worker_timeout_s!r}"
+            )
         if lifetime_stagger is not None and worker_lifetime is None:
-            raise ExecutorError("lifetime_stagger= needs worker_lifetime= (e.g. '55m')")
+            raise ExecutorConfigError("lifetime_stagger= needs worker_lifetime= (e.g. '55m')")
         self.cores = cores
         self.memory = memory
         self.walltime = walltime

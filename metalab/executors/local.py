@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from ..errors import ExecutorConfigError
 from .base import Executor, Session
 
 
@@ -32,7 +33,7 @@ class ThreadExecutor(Executor):
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+            raise ExecutorConfigError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers or os.cpu_count() or 1
 
     @contextlib.contextmanager

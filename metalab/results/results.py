@@ -173,7 +173,9 @@ class Results:
         if raw is None:
             visible = [u for r, u in self._names.items() if r not in _HIDDEN]
             raise ResultsError(
-                f"{what}: no parameter, metric or column named {key!r}; " + _suggest(key, visible)
+                f"{what}: no parameter, metric or column named {key!r}; " + _suggest(key, visible),
+                name=key,
+                choices=visible,
             )
         return raw
 
@@ -409,7 +411,9 @@ class Results:
                 key = missing[0] if missing else expr
                 visible = [u for r, u in self._names.items() if r not in _HIDDEN]
                 raise ResultsError(
-                    f"query({expr!r}): no column named {key!r}; " + _suggest(key, visible)
+                    f"query({expr!r}): no column named {key!r}; " + _suggest(key, visible),
+                    name=key,
+                    choices=visible,
                 ) from None
             # other problems (types, syntax) show with real data, as pandas reports them
 
@@ -592,7 +596,7 @@ class Results:
         if isinstance(i, bool) or not isinstance(i, int):
             raise ResultsError(f"index runs by position or run id, got {i!r}")
         if not -n <= i < n:
-            raise IndexError(f"run index {i} out of range for {n} runs")
+            raise ResultsError(f"run index {i} out of range for {n} runs")
         row = table.slice(i % n, 1).to_pylist()[0]
         return Run(row, self._store_of(row))
 
@@ -902,14 +906,20 @@ class Run:
             chosen = [a for a in entries if a["format"] == format]
             if not chosen:
                 have = [a["format"] for a in entries]
-                raise KeyError(
+                raise ResultsError(
                     f"run {self.run_id[:8]}: artifact {name!r} has no format "
-                    f"{format!r}; it was saved as {have}"
+                    f"{format!r}; it was saved as {have}",
+                    name=format,
+                    choices=have,
                 )
             entries = chosen
         if not entries:
             known = sorted({a["name"] for a in self.artifacts})
-            raise ResultsError(f"run {self.run_id[:8]} has no artifact {name!r}; it has {known}")
+            raise ResultsError(
+                f"run {self.run_id[:8]} has no artifact {name!r}; it has {known}",
+                name=name,
+                choices=known,
+            )
         return entries[0]
 
     def _entry_path(self, entry: dict[str, Any]) -> Path:
@@ -978,6 +988,8 @@ class Run:
                 "call metalab.run(exp) again: resume re-runs just the runs whose artifacts "
                 "are missing",
                 str(path),
+                run_id=self.run_id,
+                name=name,
             )
         return load_artifact(entry["format"], path, allow_pickle=allow_pickle)
 

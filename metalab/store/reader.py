@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -14,16 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import DamagedFileWarning as DamagedFileWarning  # re-exported: old import path
+from ..errors import StoreError
 from .atomic import TMP_PREFIX
 from .journal import Journal, list_journals
 from .layout import Layout
 from .records import STEP_SCHEMA
 
 log = logging.getLogger("metalab.store")
-
-
-class DamagedFileWarning(UserWarning):
-    """A store file could not be read and was moved to the quarantine folder."""
 
 
 def parquet_files(folder: Path) -> list[Path]:
@@ -138,7 +137,11 @@ def read_parquet_folder(
                     quarantine(layout, sibling, "its stepped-metrics file was damaged")
         if not vanished:
             return tables
-    raise OSError(f"store folder {folder} keeps changing while being read")
+    raise StoreError(
+        errno.EAGAIN,
+        f"store folder {folder} keeps changing while being read; try again",
+        str(folder),
+    )
 
 
 def journal_tables(

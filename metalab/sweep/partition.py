@@ -18,6 +18,7 @@ from typing import Any
 
 from ..capture import Capture
 from ..capture.serializers import install_serializers, user_serializers
+from ..errors import OperationSignatureError
 from ..operation import ALLOWED_ARGUMENTS, Operation
 from ..seeds import SeedBundle
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
@@ -77,8 +78,9 @@ def _caller(wants: tuple[str, ...]) -> Callable[..., Any]:
     """
     fn = _CALLERS.get(wants)
     if fn is None:
-        assert set(wants) <= set(ALLOWED_ARGUMENTS), wants
-        args = ", ".join(f"{w}={w}" for w in wants)
+        if not set(wants) <= set(ALLOWED_ARGUMENTS):  # a real check: eval must see only these
+            raise OperationSignatureError(f"operation arguments {wants} not in {ALLOWED_ARGUMENTS}")
+        args = ", ".join(f"{w}={w}" for w in ALLOWED_ARGUMENTS if w in wants)
         fn = eval(f"lambda func, params, seeds, capture, context: func({args})")
         _CALLERS[wants] = fn
     return fn

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExecutorError, ExperimentError, RunInterrupted
+from .._interrupt import sweep_interrupted
+from ..errors import ExecutorError, ExperimentError
 from ..executors.base import Executor, Session
 from ..experiment import Experiment
 from ..provenance import Collector, check_source_changed, environment
@@ -378,14 +379,9 @@ def run(
     except ExecutorError:
         status = "incomplete"
         raise
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt:
         status = "interrupted"
-        raise RunInterrupted(
-            f"sweep of {experiment.name!r} interrupted; completed runs are kept in {st.root}. "
-            f"Resume with: metalab.run(exp, store={str(st.root)!r}, resume=True)",
-            store=str(st.root),
-            done=counts.done,
-        ) from exc
+        raise sweep_interrupted(experiment.name, str(st.root), counts.done) from None
     finally:
         try:
             if payload is not None:
