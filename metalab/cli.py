@@ -42,9 +42,7 @@ class CLIError(Exception):
     """A user mistake on the command line; printed as one line, exit status 2."""
 
 
-# ---------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------
+# helpers ----------------------------------------------------------------------------------
 def _out(text: str = "") -> None:
     print(text, flush=True)
 
@@ -123,9 +121,7 @@ def error_location(traceback_text: str) -> str:
     return frames[-1] if frames else ""
 
 
-# ---------------------------------------------------------------------------------------
-# loading an experiment
-# ---------------------------------------------------------------------------------------
+# loading an experiment --------------------------------------------------------------------
 def _import_file(path: Path) -> Any:
     import importlib.util
 
@@ -254,9 +250,7 @@ def parse_executor(text: str) -> Executor:
     )
 
 
-# ---------------------------------------------------------------------------------------
-# commands
-# ---------------------------------------------------------------------------------------
+# commands ---------------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.is_dir():
@@ -288,16 +282,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Manifest entries ``metalab show`` prints, in order (then params and seeds as JSON).
 _MANIFEST_KEYS = (
-    "experiment",
-    "experiment_version",
-    "operation",
-    "operation_version",
-    "description",
-    "runs",
-    "context_fingerprint",
-    "created",
-)
+    "experiment experiment_version operation operation_version description runs "
+    "context_fingerprint created"
+).split()
 
 
 def _show_manifest(store: Store) -> None:
@@ -442,9 +431,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------
-# parser and entry point
-# ---------------------------------------------------------------------------------------
+# parser and entry point -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``metalab`` command."""
     from . import __version__

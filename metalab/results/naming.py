@@ -71,10 +71,10 @@ def user_names(raw: Sequence[str]) -> dict[str, str]:
     ``host``, ``worker``, ``logs``, ...) takes the bare name, and the bookkeeping column
     becomes ``record.<name>``: the user's names win where nothing important is hidden.
 
-    >>> user_names(["run_id", "params.x", "metrics.x", "metrics.status", "host", "metrics.host"])
-    ... # doctest: +NORMALIZE_WHITESPACE
+    >>> raw = ["run_id", "status", "host", "params.x", "metrics.x", "metrics.status"]
+    >>> user_names([*raw, "metrics.host"])  # doctest: +NORMALIZE_WHITESPACE
     {'params.x': 'x', 'metrics.x': 'metrics.x', 'metrics.status': 'metrics.status',
-     'metrics.host': 'host', 'run_id': 'run_id', 'host': 'record.host'}
+     'metrics.host': 'host', 'run_id': 'run_id', 'status': 'status', 'host': 'record.host'}
     """
     internal = [c for c in raw if not c.startswith((PARAM_PREFIX, METRIC_PREFIX))]
     taken = {c for c in internal if c not in HIDDEN}

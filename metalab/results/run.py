@@ -54,7 +54,7 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        """The run's id: a hash of its operation, params and replicate."""
+        """The run's id: a content hash of what defines the run (docs/concepts.md)."""
         return str(self._row[RUN_ID])
 
     @property
@@ -79,7 +79,7 @@ class Run:
 
     @property
     def attempt(self) -> int:
-        """1 for the first attempt; one more each time a sweep ran the run again."""
+        """1 for the first sweep that ran this run in its store, then 2, 3, ..."""
         return int(self._row[ATTEMPT])
 
     @property
