@@ -82,6 +82,11 @@ class Results:
     def __init__(
         self, stores: Sequence[Store], *, run_ids: Any = None, label_experiments: bool = False
     ) -> None:
+        """The runs of ``stores`` (use :func:`load_results` to open stores by path).
+
+        ``run_ids`` keeps only those runs, in that order; ``label_experiments`` adds an
+        ``experiment`` column naming each run's store.
+        """
         self._sel = Selection(stores, run_ids=run_ids, labelled=label_experiments)
 
     def reload(self) -> Results:
@@ -505,12 +510,12 @@ class Results:
         return f"<Results {self._sel.title()}: {n} runs ({text})>"
 
     def _repr_html_(self, max_rows: int = 20) -> str:
+        table = self._sel.arrow()  # first: the counts then come from this table
         n, text = self._count_text()
         title = html.escape(self._sel.title())
         head = f"<p><b>Results</b> {title}: {n} runs ({html.escape(text)})</p>"
         if n == 0:
             return head
-        table = self._sel.arrow()
         df = _to_pandas(self._sel, table.slice(0, max_rows), self._sel.output_columns(table))
         if RUN_ID in df.columns:
             df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
