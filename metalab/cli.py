@@ -27,6 +27,7 @@ from .errors import CLIError  # defined with the other errors; importable here t
 if TYPE_CHECKING:
     from .executors import Executor
     from .experiment import Experiment
+    from .results import Results
     from .store import Store
 
 __all__ = ["CLIError", "load_experiment", "main", "parse_executor"]
@@ -53,7 +54,10 @@ def _open_store(path: str) -> Store:
 
 
 def _is_store(path: Path) -> bool:
-    return (path / "manifest.json").is_file() or (path / "records").is_dir()
+    from .store import Layout
+
+    layout = Layout(path)
+    return layout.manifest.is_file() or layout.records.is_dir()
 
 
 def find_stores(root: Path, max_depth: int = 3) -> list[Path]:
@@ -77,22 +81,29 @@ def find_stores(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
-def status_counts(store: Store) -> dict[str, int]:
-    """Number of current runs of a store by status (reads one column, no pandas)."""
-    import pyarrow.compute as pc
+def _results(store: Store) -> Results:
+    from .results import load_results
 
-    table = store.records(columns=["status"])
-    if table.num_rows == 0:
-        return {}
-    counts = pc.value_counts(table.column("status")).to_pylist()
-    return {str(c["values"]): int(c["counts"]) for c in counts}
+    return load_results(store.root)
+
+
+def recorded_counts(results: Results) -> dict[str, int]:
+    """``Results.counts()`` of the statuses present (no zeros, no ``pending``)."""
+    from .results.naming import PENDING
+
+    return {k: v for k, v in results.counts().items() if v and k != PENDING}
 
 
 def _format_counts(counts: dict[str, int]) -> str:
-    counts = {k: v for k, v in counts.items() if v}
-    order = ["success", "failed", "timeout"]
-    keys = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
-    return ", ".join(f"{counts[k]} {k}" for k in keys) or "no runs"
+    """``8 success, 2 failed`` (``Results.counts()`` order; zeros left out)."""
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no runs"
+
+
+def _not_succeeded(counts: dict[str, int]) -> int:
+    from .results.naming import PENDING
+    from .store.records import SUCCESS
+
+    return sum(v for k, v in counts.items() if k not in (SUCCESS, PENDING))
 
 
 def _fmt_time(t: Any) -> str:
@@ -110,9 +121,7 @@ def error_location(traceback_text: str) -> str:
     return frames[-1] if frames else ""
 
 
-# ---------------------------------------------------------------------------------------
-# loading an experiment
-# ---------------------------------------------------------------------------------------
+# loading an experiment --------------------------------------------------------------------
 def _import_file(path: Path) -> Any:
     import importlib.util
 
@@ -241,9 +250,7 @@ def parse_executor(text: str) -> Executor:
     )
 
 
-# ---------------------------------------------------------------------------------------
-# commands
-# ---------------------------------------------------------------------------------------
+# commands ---------------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.is_dir():
@@ -256,7 +263,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for path in stores:
         store = _open_store(str(path))
         manifest = store.read_manifest()
-        counts = status_counts(store)
+        counts = recorded_counts(_results(store))
         sweeps = store.read_sweeps()
         last = _fmt_time(sweeps[-1].get("started")) if sweeps else "-"
         rows.append(
@@ -275,66 +282,78 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+#: Manifest entries ``metalab show`` prints, in order (then params and seeds as JSON).
+_MANIFEST_KEYS = (
+    "experiment experiment_version operation operation_version description runs "
+    "context_fingerprint created"
+).split()
+
+
+def _show_manifest(store: Store) -> None:
     import json
 
-    store = _open_store(args.store)
     manifest = store.read_manifest()
     _out(f"{'store':<20} {store.root}")
-    for key in (
-        "experiment",
-        "experiment_version",
-        "operation",
-        "operation_version",
-        "description",
-        "runs",
-        "context_fingerprint",
-        "created",
-    ):
+    for key in _MANIFEST_KEYS:
         if key in manifest and manifest[key] != "":
             value = _fmt_time(manifest[key]) if key == "created" else manifest[key]
             _out(f"{key:<20} {value}")
     for key in ("params", "seeds"):
         if key in manifest:
             _out(f"{key:<20} {json.dumps(manifest[key], sort_keys=True)}")
-    sweeps = store.read_sweeps()
-    if sweeps:
-        _out(f"\nsweeps ({len(sweeps)})")
-        for s in sweeps:
-            _out(
-                f"  {s.get('sweep', '?')}  {_fmt_time(s.get('started'))}  "
-                f"{s.get('status', 'running'):<11} planned {s.get('planned', '?')}, "
-                f"ran {s.get('to_run', '?')}, skipped {s.get('skipped', '?')}, "
-                f"{s.get('success', '?')} success, {s.get('failed', '?')} failed  "
-                f"[{s.get('executor', '')}]"
-            )
-    counts = status_counts(store)
-    _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
-    failed = sum(v for k, v in counts.items() if k not in ("success", "pending"))
-    if failed:
-        import pyarrow.compute as pc
 
-        cols = ["run_id", "params", "status", "error_type", "error_message", "traceback"]
-        table = store.records(columns=cols)
-        table = table.filter(pc.not_equal(table.column("status"), "success"))
-        rows = table.to_pylist()
-        _out(f"\nfailures ({len(rows)})")
-        for r in rows[: args.max_failures]:
-            msg = (r.get("error_message") or "").strip().splitlines()
-            _out(f"  {r['run_id'][:8]}  {r.get('params')}")
-            _out(f"    {r.get('error_type') or r['status']}: {msg[0] if msg else ''}")
-            loc = error_location(r.get("traceback") or "")
-            if loc:
-                _out(f"    {loc}")
-        if len(rows) > args.max_failures:
-            _out(f"  ... and {len(rows) - args.max_failures} more (--max-failures N)")
+
+def _show_sweeps(store: Store) -> None:
+    from .store.records import FAILED, SUCCESS
+
+    sweeps = store.read_sweeps()
+    if not sweeps:
+        return
+    _out(f"\nsweeps ({len(sweeps)})")
+    for s in sweeps:
+        _out(
+            f"  {s.get('sweep', '?')}  {_fmt_time(s.get('started'))}  "
+            f"{s.get('status', 'running'):<11} planned {s.get('planned', '?')}, "
+            f"ran {s.get('to_run', '?')}, skipped {s.get('skipped', '?')}, "
+            f"{s.get(SUCCESS, '?')} success, {s.get(FAILED, '?')} failed  "
+            f"[{s.get('executor', '')}]"
+        )
+
+
+def _show_failures(failed: Results, max_failures: int) -> None:
+    import itertools
+
+    from .store.records import PARAMS
+
+    shown = list(itertools.islice(failed, max_failures))  # reads the full records once
+    n = len(failed)
+    _out(f"\nfailures ({n})")
+    for run in shown:
+        error = run.error or {}
+        msg = error.get("message", "").strip().splitlines()
+        _out(f"  {run.run_id[:8]}  {run.record.get(PARAMS)}")
+        _out(f"    {error.get('type') or run.status}: {msg[0] if msg else ''}")
+        loc = error_location(error.get("traceback", ""))
+        if loc:
+            _out(f"    {loc}")
+    if n > max_failures:
+        _out(f"  ... and {n - max_failures} more (--max-failures N)")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _open_store(args.store)
+    _show_manifest(store)
+    _show_sweeps(store)
+    results = _results(store)
+    counts = recorded_counts(results)
+    _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
+    if _not_succeeded(counts):
+        _show_failures(results.failed, args.max_failures)
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .results.results import load_results
-
-    results = load_results(_open_store(args.store).root)
+    results = _results(_open_store(args.store))
     if args.group_by:
         params = results.param_names()
         bad = [g for g in args.group_by if g not in params]
@@ -386,7 +405,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"metalab: {exp.name}: {len(exp)} runs ({_format_counts(counts)}); store {root}",
         file=sys.stderr,
     )
-    failed = sum(v for k, v in counts.items() if k not in ("success", "pending"))
+    failed = _not_succeeded(counts)
     if failed:
         print(
             f"metalab: {failed} run{'s' if failed != 1 else ''} did not succeed; see them "
@@ -409,9 +428,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------
-# parser and entry point
-# ---------------------------------------------------------------------------------------
+# parser and entry point -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``metalab`` command."""
     from . import __version__
@@ -423,7 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"metalab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_inspect_commands(sub)
+    _add_run_commands(sub)
 
+    return parser
+
+
+def _add_inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``ls``, ``show`` and ``table``."""
     p = sub.add_parser(
         "ls",
         help="list stores and their runs by status",
@@ -476,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_table)
 
+
+def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``run`` and ``report``."""
     p = sub.add_parser(
         "run",
         help="run an experiment defined in a file or module",
@@ -528,7 +555,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file (default: report.html)",
     )
     p.set_defaults(func=cmd_report)
-    return parser
 
 
 def _error_text(exc: BaseException) -> str:

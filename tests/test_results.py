@@ -153,6 +153,80 @@ def test_status_filters_stay_correct_after_reruns():
     assert len(res.frame.compute()) == 12
 
 
+@metalab.operation(name="phases")
+def phases(params, capture):
+    first = Path("fail.flag").exists()  # first sweep: phase 1, and runs x >= 3 fail
+    capture.metric("phase", 1 if first else 2)
+    if first and params["x"] >= 3:
+        raise RuntimeError("flag set")
+
+
+def test_metric_filters_see_the_latest_attempt_of_a_rerun_run():
+    """A filter on a metric is pushed down as "condition or attempt > 1" (docs/design.md).
+
+    The failed first attempts (phase 1) sit in the first sweep's Parquet file, their
+    successful second attempts (phase 2) in the second's.  Pushing down "phase == 1"
+    alone would skip the second file's row groups by their statistics and show the stale
+    first attempts as current.
+    """
+    exp = metalab.Experiment(
+        name="phases",
+        version="1",
+        context={},
+        operation=phases,
+        params=metalab.grid(x=list(range(6))),
+        seeds=metalab.seeds(base=1, replicates=2),
+    )
+    Path("fail.flag").touch()
+    metalab.run(exp)
+    Path("fail.flag").unlink()
+    metalab.run(exp)  # re-runs the failed runs: attempt 2 succeeds with phase 2
+    res = metalab.load_results("runs/phases")
+    assert len(res) == 12 and len(list(Path("runs/phases/records").glob("*.parquet"))) == 2
+    want = {0, 1, 2}
+    assert set(res.filter(phase=1).to_pandas()["x"]) == want
+    assert len(res.filter(phase=1)) == 6 and len(res.filter(phase=[1])) == 6
+    assert set(res.query("phase == 1").to_pandas()["x"]) == want
+    assert set(res.query("phase < 2").to_pandas()["x"]) == want
+    assert set(res.filter(phase=1).frame.compute()["x"]) == want
+    late = res.filter(phase=2).to_pandas()
+    assert set(late["x"]) == {3, 4, 5} and set(late["attempt"]) == {2}
+
+
+@metalab.operation(name="clash")
+def clash(params, capture):
+    capture.metric("x", params["x"] * 10)  # same name as the param
+    capture.metric("status", 7)  # named like a core column
+    capture.metric("host", 0.5)  # named like a bookkeeping column
+
+
+def test_colliding_names_keep_their_prefix():
+    """``user_names``: a metric named like a param or a core column keeps ``metrics.``."""
+    exp = metalab.Experiment(
+        name="clash",
+        version="1",
+        context={},
+        operation=clash,
+        params=metalab.grid(x=[1, 2]),
+        seeds=metalab.seeds(base=0, replicates=1),
+    )
+    res = metalab.run(exp)
+    df = res.to_pandas()
+    assert df.columns.is_unique
+    assert df["x"].tolist() == [1, 2] and df["metrics.x"].tolist() == [10, 20]
+    assert df["status"].tolist() == ["success"] * 2
+    assert df["metrics.status"].tolist() == [7, 7]
+    assert df["host"].tolist() == [0.5, 0.5]  # the bookkeeping column gives way
+    assert res.param_names() == ["x"]
+    assert res.metric_names() == ["metrics.x", "metrics.status", "host"]
+    full = res.to_pandas(full=True)
+    assert full.columns.is_unique and "record.host" in full.columns
+    assert len(res.filter(x=2)) == 1 and len(res.filter(**{"metrics.x": 10})) == 1
+    assert res.query("`metrics.x` > 15").to_pandas()["x"].tolist() == [2]
+    summary = res.summary(group_by="x", metrics=["metrics.x"], stats=("mean",))
+    assert summary["metrics.x_mean"].tolist() == [10.0, 20.0]
+
+
 # -------------------------------------------------------------------------- summaries
 def test_summary_statistics_match_numpy(pi_result):
     df = pi_result.to_pandas()

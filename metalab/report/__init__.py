@@ -59,10 +59,10 @@ def write_report(
     store: str | os.PathLike[str] | Store, path: str | os.PathLike[str] = "report.html"
 ) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8) and return the path."""
-    from ..store.atomic import atomic_write
+    from ..store.atomic import atomic_write_text
 
     html = build_report(store)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda p: Path(p).write_text(html, encoding="utf-8"))
+    atomic_write_text(out, html)
     return out

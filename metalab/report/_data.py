@@ -1,4 +1,4 @@
-"""Everything a report shows, read from one store into plain Python and pandas objects."""
+"""Everything a report shows, read from one store through ``Results`` into pandas objects."""
 
 from __future__ import annotations
 
@@ -8,33 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..store.records import RUN_ID, STATUS, SUCCESS
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..store import Store
-
-#: Record columns that are neither params nor metrics (after ``Results`` renaming).
-_RECORD_COLUMNS = {
-    "run_id",
-    "status",
-    "attempt",
-    "replicate",
-    "seed",
-    "params",
-    "started_at",
-    "ended_at",
-    "duration_s",
-    "error_type",
-    "error_message",
-    "traceback",
-    "artifacts",
-    "logs",
-    "host",
-    "pid",
-    "worker",
-    "sweep",
-    "experiment",
-}
 
 
 @dataclass
@@ -48,7 +27,7 @@ class ReportData:
     params: list[str]  # every parameter column
     swept: list[str]  # parameters with more than one value
     metrics: list[str]  # numeric scalar metric columns
-    steps: pd.DataFrame  # run_id, name, step, value (+ config key), current sweep only
+    steps: pd.DataFrame  # Results.series(): run_id, params, replicate, name, step, value
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -84,31 +63,28 @@ def fmt_value(v: Any) -> str:
 
 
 def load(store: Store) -> ReportData:
-    """Read a store's manifest, sweeps, current records and stepped metrics."""
+    """Read a store through ``Results``: manifest, sweeps, current records, stepped metrics."""
     import pandas as pd
 
-    from ..results.results import Results
-    from ..store import read_steps
+    from ..results import load_results
+    from ..results.naming import PENDING
 
-    results = Results([store])
+    results = load_results(store.root)
     runs = results.to_pandas(full=True)
     params = [c for c in results.param_names() if c in runs.columns]
-    metrics = []
-    for m in results.metric_names():
-        if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m]):
-            metrics.append(m)
+    metrics = [
+        m
+        for m in results.metric_names()
+        if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m])
+    ]
     for p in params:
         if runs[p].dtype == object:
             runs[p] = runs[p].map(hashable)
     swept = [p for p in params if runs[p].nunique(dropna=False) > 1]
-    counts = {str(k): int(v) for k, v in runs["status"].value_counts().items()} if len(runs) else {}
-
-    steps = read_steps(store.layout).to_pandas()
-    if len(steps) and len(runs):
-        keep = runs[["run_id", "sweep", *swept]]
-        steps = steps.merge(keep, on=["run_id", "sweep"], how="inner")
-    else:
-        steps = pd.DataFrame(columns=["run_id", "name", "step", "value", "sweep", *swept])
+    steps = results.series()
+    for p in swept:
+        if p in steps.columns and steps[p].dtype == object:
+            steps[p] = steps[p].map(hashable)
     return ReportData(
         root=store.root,
         manifest=store.read_manifest(),
@@ -118,27 +94,27 @@ def load(store: Store) -> ReportData:
         swept=swept,
         metrics=metrics,
         steps=steps,
-        counts=counts,
+        counts={k: v for k, v in results.counts().items() if v and k != PENDING},
     )
 
 
 def summary(data: ReportData) -> pd.DataFrame:
-    """One row per configuration: runs, successes, and mean/std of each metric."""
+    """One row per configuration: ``runs``, ``success`` (a count) and mean/std of each metric."""
     import pandas as pd
+
+    from ..results.analysis import group_stats
 
     runs = data.runs
     keys = data.swept
     if not len(runs):
         return pd.DataFrame()
-    df = runs.assign(_ok=(runs["status"] == "success").astype("int64"))
+    ok = runs[STATUS] == SUCCESS
+    df = runs.assign(_ok=ok.astype("int64"))
     df = df.assign(_key=0) if not keys else df
-    by = keys or ["_key"]
-    groups = df.groupby(by, dropna=False, sort=True)
-    out = groups.agg(runs=("run_id", "size"), success=("_ok", "sum"))
-    ok = df[df["_ok"] == 1]
-    if data.metrics and len(ok):
-        stats = ok.groupby(by, dropna=False, sort=True)[data.metrics].agg(["mean", "std"])
-        stats.columns = [f"{m}_{s}" for m, s in stats.columns]
-        out = out.join(stats)
-    out = out.reset_index()
-    return out.drop(columns=["_key"]) if not keys else out
+    groups = df.groupby(keys or ["_key"], dropna=False, sort=True)
+    out = groups.agg(**{"runs": (RUN_ID, "size"), SUCCESS: ("_ok", "sum")}).reset_index()
+    out = out.drop(columns=["_key"]) if not keys else out
+    if data.metrics and ok.any():
+        stats = group_stats(runs[ok], keys, data.metrics, ("mean", "std"))
+        out = out.merge(stats, on=keys, how="left") if keys else pd.concat([out, stats], axis=1)
+    return out

@@ -9,6 +9,21 @@ import platform
 from html import escape
 from typing import Any
 
+from ..store.records import (
+    ATTEMPT,
+    DURATION_S,
+    ERROR_MESSAGE,
+    ERROR_TYPE,
+    FAILED,
+    HOST,
+    PARAMS,
+    REPLICATE,
+    RUN_ID,
+    STATUS,
+    SUCCESS,
+    TRACEBACK,
+    WORKER,
+)
 from ._assets import CSS, JS
 from ._data import ReportData, fmt_value, summary
 from ._plots import learning_curves, metric_plots
@@ -88,11 +103,10 @@ def _section(ident: str, title: str, body: str) -> str:
 
 def render_counts(data: ReportData) -> str:
     total = sum(data.counts.values())
-    order = ["success", "failed", "timeout"]
-    keys = [k for k in order if k in data.counts] + sorted(k for k in data.counts if k not in order)
     badges = [f'<div class="badge total"><b>{total}</b>runs</div>']
-    badges += [
-        f'<div class="badge {escape(k)}"><b>{data.counts[k]}</b>{escape(k)}</div>' for k in keys
+    badges += [  # in Results.counts() order: success, failed, timeout, others
+        f'<div class="badge {escape(k)}"><b>{n}</b>{escape(k)}</div>'
+        for k, n in data.counts.items()
     ]
     planned = data.manifest.get("runs")
     note = ""
@@ -105,8 +119,8 @@ def render_summary(data: ReportData) -> str:
     df = summary(data)
     if not len(df):
         return '<p class="muted">No runs yet.</p>'
-    df = df.assign(failed=df["runs"] - df["success"])
-    columns = [*data.swept, "runs", "success", "failed"]
+    df = df.assign(**{FAILED: df["runs"] - df[SUCCESS]})
+    columns = [*data.swept, "runs", SUCCESS, FAILED]
     rows = _rows(df, columns)
     header = list(columns)
     metric_cols = []
@@ -161,21 +175,21 @@ def render_curves(data: ReportData) -> str:
 
 def render_failures(data: ReportData) -> str:
     runs = data.runs
-    bad = runs[runs["status"] != "success"] if len(runs) else runs
+    bad = runs[runs[STATUS] != SUCCESS] if len(runs) else runs
     if not len(bad):
         return '<p class="muted">No failed runs.</p>'
     items = []
     for _, r in bad.head(MAX_FAILURES).iterrows():
-        params = r.get("params") or "{}"
-        err = f"{r.get('error_type') or r['status']}: {r.get('error_message') or ''}"
-        tb = r.get("traceback") or ""
+        params = r.get(PARAMS) or "{}"
+        err = f"{r.get(ERROR_TYPE) or r[STATUS]}: {r.get(ERROR_MESSAGE) or ''}"
+        tb = r.get(TRACEBACK) or ""
         tb_html = (
             f"<details><summary>traceback</summary><pre>{escape(tb)}</pre></details>" if tb else ""
         )
         items.append(
-            f'<div class="failure"><p><code>{escape(str(r["run_id"]))}</code> '
-            f'<span class="muted">replicate {escape(str(r.get("replicate", "")))}, '
-            f"attempt {escape(str(r.get('attempt', '')))}</span><br>"
+            f'<div class="failure"><p><code>{escape(str(r[RUN_ID]))}</code> '
+            f'<span class="muted">replicate {escape(str(r.get(REPLICATE, "")))}, '
+            f"attempt {escape(str(r.get(ATTEMPT, '')))}</span><br>"
             f"<code>{escape(str(params))}</code></p>"
             f'<p class="err">{escape(err)}</p>{tb_html}</div>'
         )
@@ -189,11 +203,11 @@ def render_runs(data: ReportData) -> str:
     runs = data.runs
     if not len(runs):
         return '<p class="muted">No runs yet.</p>'
-    cols = ["run_id", *data.params, "replicate", "status", *data.metrics, "duration_s"]
+    cols = [RUN_ID, *data.params, REPLICATE, STATUS, *data.metrics, DURATION_S]
     cols = [c for c in cols if c in runs.columns]
     shown = runs[cols].head(MAX_RUN_ROWS)
     rows = _rows(shown, cols)
-    text = {"run_id", "status"}
+    text = {RUN_ID, STATUS}
     rows = [[str(r[0])[:12], *r[1:]] for r in rows]
     note = (
         f"<p class='muted'>Showing the first {MAX_RUN_ROWS} of {len(runs)} runs.</p>"
@@ -236,8 +250,8 @@ def render_provenance(data: ReportData) -> str:
                     s.get("planned"),
                     s.get("to_run"),
                     s.get("skipped"),
-                    s.get("success"),
-                    s.get("failed"),
+                    s.get(SUCCESS),
+                    s.get(FAILED),
                     (s.get("source_hash") or "")[:12],
                 ]
             )
@@ -247,9 +261,9 @@ def render_provenance(data: ReportData) -> str:
             f"{_table(cols, rows, sortable=False, text_cols=text)}"
         )
     runs = data.runs
-    if len(runs) and "host" in runs.columns:
-        hosts = sorted(str(h) for h in runs["host"].dropna().unique())
-        workers = runs["worker"].nunique() if "worker" in runs.columns else 0
+    if len(runs) and HOST in runs.columns:
+        hosts = sorted(str(h) for h in runs[HOST].dropna().unique())
+        workers = runs[WORKER].nunique() if WORKER in runs.columns else 0
         parts.append(_kv([("hosts", ", ".join(hosts)), ("workers", workers)]))
     return "\n".join(parts)
 
@@ -266,7 +280,7 @@ def render(data: ReportData) -> str:
         ("curves", "Learning curves", render_curves(data)),
         (
             "failures",
-            f"Failures ({sum(v for k, v in data.counts.items() if k != 'success')})",
+            f"Failures ({sum(v for k, v in data.counts.items() if k != SUCCESS)})",
             render_failures(data),
         ),
         ("runs", "All runs", render_runs(data)),

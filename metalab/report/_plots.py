@@ -7,6 +7,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..results.analysis import group_stats, interval
+from ..store.records import STATUS, STEP, STEP_NAME, STEP_VALUE, SUCCESS
 from ._data import config_label, fmt_value
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ MAX_LINES = 8
 #: At most this many metric-vs-parameter figures.
 MAX_FIGURES = 24
 
-_RC = {
+_RC: dict[str, Any] = {
     "svg.fonttype": "none",  # text stays text: smaller, searchable, crisp
     "font.size": 9,
     "font.family": "sans-serif",
@@ -37,10 +39,9 @@ def _new_figure(width: float = 4.6, height: float = 3.0) -> Figure:
 
 def to_svg(fig: Figure, uid: str) -> str:
     """The figure as an ``<svg>`` element whose ids are unique within the page."""
-    import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({**_RC, "svg.hashsalt": uid}):
+    with _rc_context({**_RC, "svg.hashsalt": uid}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
@@ -49,6 +50,13 @@ def to_svg(fig: Figure, uid: str) -> str:
     text = re.sub(r"url\(#([^)]+)\)", rf"url(#{uid}-\1)", text)
     text = re.sub(r'((?:xlink:)?href)="#([^"]+)"', rf'\1="#{uid}-\2"', text)
     return text.replace("<svg ", f'<svg role="img" aria-label="{uid}" ', 1)
+
+
+def _rc_context(rc: dict[str, Any]) -> Any:
+    """``matplotlib.rc_context`` (its stubs want literal keys; ours are plain strings)."""
+    import matplotlib
+
+    return matplotlib.rc_context(rc)  # type: ignore[arg-type]
 
 
 def _numeric(series: pd.Series) -> bool:
@@ -70,53 +78,48 @@ def _style(ax: Axes) -> None:
 
 def _line(
     ax: Axes,
+    data: pd.DataFrame,
     x: Any,
-    mean: Any,
-    std: Any,
     color: str,
     label: str | None,
     *,
     categorical: bool = False,
 ) -> None:
+    """The mean of ``data`` (columns mean, lo, hi of :func:`interval`) and its band."""
     import numpy as np
 
     x = np.asarray(x, dtype=float)
-    mean = np.asarray(mean, dtype=float)
-    std = np.nan_to_num(np.asarray(std, dtype=float), nan=0.0)
+    mean = data["mean"].to_numpy(dtype=float)
+    lo, hi = data["lo"].to_numpy(dtype=float), data["hi"].to_numpy(dtype=float)
     if categorical:  # separate categories: points with error bars, no connecting line
-        ax.errorbar(x, mean, yerr=std, fmt="o", ms=5, capsize=4, color=color, label=label)
+        yerr = [mean - lo, hi - mean]
+        ax.errorbar(x, mean, yerr=yerr, fmt="o", ms=5, capsize=4, color=color, label=label)
         return
     ax.plot(x, mean, marker="o", ms=3.5, lw=1.6, color=color, label=label)
-    if std.any():
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+    if np.any(hi > lo):
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
 
 
-def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame) -> Figure:
-    """``metric`` (mean ± std over replicates) against ``param``; one line per other setting."""
-    import numpy as np
+def _mean_std(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Mean of ``value`` ± one std per group of ``keys`` (columns keys, mean, lo, hi)."""
+    stats = group_stats(frame, keys, [value], ("mean", "std"))
+    return interval(stats, mean=f"{value}_mean", spread=f"{value}_std")
 
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    _style(ax)
-    others = [p for p in data.swept if p != param]
-    cfg = ok.groupby([*data.swept], dropna=False, sort=True)[metric].agg(["mean", "std"])
-    cfg = cfg.reset_index()
-    numeric_x = _numeric(ok[param])
-    xs_all = sorted(cfg[param].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
-    pos = {v: i for i, v in enumerate(xs_all)}
 
-    def xvals(values: Any) -> Any:
-        return values if numeric_x else [pos.get(v, np.nan) for v in values]
-
+def _draw_configs(
+    ax: Axes, cfg: pd.DataFrame, ok: pd.DataFrame, metric: str, param: str, others: list[str]
+) -> None:
+    """The lines (or points) of ``metric`` against ``param``; x positions already numeric."""
     combos = cfg[others].drop_duplicates() if others else None
     per_x = cfg.groupby(param, dropna=False)[param].size()
-    many_points = len(xs_all) > 20 and int(per_x.max()) <= 2  # e.g. random search
-    if many_points:
+    categorical = not _numeric(ok[param])
+    if cfg[param].nunique() > 20 and int(per_x.max()) <= 2:  # e.g. random search
         # Random search: every configuration is a point; error bars are replicate spread.
+        mean = cfg["mean"].to_numpy(dtype=float)
         ax.errorbar(
-            xvals(cfg[param]),
-            cfg["mean"],
-            yerr=cfg["std"].fillna(0.0),
+            cfg["x"].to_numpy(dtype=float),
+            mean,
+            yerr=[mean - cfg["lo"].to_numpy(dtype=float), cfg["hi"].to_numpy(dtype=float) - mean],
             fmt="o",
             ms=3.5,
             color=_COLORS[0],
@@ -128,28 +131,43 @@ def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame)
         for i, row in enumerate(combos.itertuples(index=False)):
             part = cfg.merge(combos.iloc[[i]], on=others, how="inner").sort_values(param)
             label = config_label(dict(zip(others, row, strict=True)))
-            _line(
-                ax,
-                xvals(part[param]),
-                part["mean"],
-                part["std"],
-                _COLORS[i % 8],
-                label,
-                categorical=not numeric_x,
-            )
+            _line(ax, part, part["x"], _COLORS[i % 8], label, categorical=categorical)
         ax.legend(fontsize=7, frameon=False)
     else:
         # One line: mean ± std over replicates (and over the other parameters, if many).
-        g = ok.groupby(param, dropna=False, sort=True)[metric].agg(["mean", "std"]).reset_index()
-        label = "mean ± std over all other settings" if others else None
-        _line(
-            ax, xvals(g[param]), g["mean"], g["std"], _COLORS[0], label, categorical=not numeric_x
-        )
-        if label:
+        g = _mean_std(ok, [param], metric)
+        g["x"] = _positions(g[param], cfg)
+        overall = "mean ± std over all other settings" if others else None
+        _line(ax, g, g["x"], _COLORS[0], overall, categorical=categorical)
+        if overall:
             ax.legend(fontsize=7, frameon=False)
-    if numeric_x and _use_log(xs_all):
+
+
+def _x_values(values: pd.Series) -> list[Any]:
+    return sorted(values.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+
+
+def _positions(values: pd.Series, cfg: pd.DataFrame) -> Any:
+    """x positions: the values themselves, or the index of each category."""
+    if _numeric(values):
+        return values
+    pos = {v: i for i, v in enumerate(_x_values(cfg[values.name]))}
+    return [pos.get(v, math.nan) for v in values]
+
+
+def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame) -> Figure:
+    """``metric`` (mean ± std over replicates) against ``param``; one line per other setting."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _style(ax)
+    others = [p for p in data.swept if p != param]
+    cfg = _mean_std(ok, data.swept, metric)
+    cfg["x"] = _positions(cfg[param], cfg)
+    _draw_configs(ax, cfg, ok, metric, param, others)
+    xs_all = _x_values(cfg[param])
+    if _numeric(ok[param]) and _use_log(xs_all):
         ax.set_xscale("log")
-    if not numeric_x:
+    if not _numeric(ok[param]):
         ax.set_xticks(range(len(xs_all)), [fmt_value(v) for v in xs_all])
         ax.set_xlim(-0.5, len(xs_all) - 0.5)
     ax.set_xlabel(param)
@@ -160,15 +178,13 @@ def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame)
 
 def metric_plots(data: ReportData) -> list[tuple[str, str]]:
     """(caption, svg) of each metric against each swept parameter."""
-    import matplotlib
-
-    with matplotlib.rc_context(_RC):
+    with _rc_context(_RC):
         return _metric_plots(data)
 
 
 def _metric_plots(data: ReportData) -> list[tuple[str, str]]:
     runs = data.runs
-    ok = runs[runs["status"] == "success"]
+    ok = runs[runs[STATUS] == SUCCESS]
     out: list[tuple[str, str]] = []
     if not len(ok) or not data.swept:
         return out
@@ -188,10 +204,27 @@ def _metric_plots(data: ReportData) -> list[tuple[str, str]]:
 
 def learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
     """(caption, svg, note) of each stepped metric: mean ± std over replicates per config."""
-    import matplotlib
-
-    with matplotlib.rc_context(_RC):
+    with _rc_context(_RC):
         return _learning_curves(data)
+
+
+def _curve_groups(s: pd.DataFrame, keys: list[str]) -> tuple[list[tuple[str | None, Any]], str]:
+    """(label, steps) of each configuration drawn (at most MAX_LINES), and a note."""
+    if not keys:
+        return [(None, s)], ""
+    note = ""
+    configs = s[keys].drop_duplicates().sort_values(keys)
+    if len(configs) > MAX_LINES:
+        note = f"showing {MAX_LINES} of {len(configs)} configurations"
+        configs = configs.iloc[:: math.ceil(len(configs) / MAX_LINES)][:MAX_LINES]
+    groups: list[tuple[str | None, Any]] = [
+        (
+            config_label(dict(zip(keys, row, strict=True))),
+            s.merge(configs.iloc[[i]], on=keys, how="inner"),
+        )
+        for i, row in enumerate(configs.itertuples(index=False))
+    ]
+    return groups, note
 
 
 def _learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
@@ -200,32 +233,17 @@ def _learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
     if not len(steps):
         return out
     keys = data.swept
-    for k, name in enumerate(sorted(steps["name"].unique())):
-        s = steps[steps["name"] == name]
+    for k, name in enumerate(sorted(steps[STEP_NAME].unique())):
         fig = _new_figure(6.0, 3.2)
         ax = fig.add_subplot()
         _style(ax)
-        note = ""
-        if keys:
-            configs = s[keys].drop_duplicates().sort_values(keys)
-            if len(configs) > MAX_LINES:
-                note = f"showing {MAX_LINES} of {len(configs)} configurations"
-                configs = configs.iloc[:: math.ceil(len(configs) / MAX_LINES)][:MAX_LINES]
-            groups = [
-                (
-                    config_label(dict(zip(keys, row, strict=True))),
-                    s.merge(configs.iloc[[i]], on=keys, how="inner"),
-                )
-                for i, row in enumerate(configs.itertuples(index=False))
-            ]
-        else:
-            groups = [(None, s)]
+        groups, note = _curve_groups(steps[steps[STEP_NAME] == name], keys)
         for i, (label, part) in enumerate(groups):
-            g = part.groupby("step")["value"].agg(["mean", "std"]).reset_index()
-            _line(ax, g["step"], g["mean"], g["std"], _COLORS[i % 8], label)
+            g = _mean_std(part, [STEP], STEP_VALUE)
+            _line(ax, g, g[STEP], _COLORS[i % 8], label)
         if keys:
             ax.legend(fontsize=7, frameon=False)
-        ax.set_xlabel("step")
+        ax.set_xlabel(STEP)
         ax.set_ylabel(name)
         ax.set_title(f"{name} by step", fontsize=10)
         out.append((f"{name} by step", to_svg(fig, f"c{k}"), note))

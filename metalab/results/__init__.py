@@ -1,9 +1,16 @@
 """Reading a store: ``Results`` (table, lazy frame, summaries, plots) and ``Run``.
 
-Modules: ``results`` (the ``Results`` selection and ``load_results``), ``scan`` (reading
-journals and Parquet footers into one deduplicated snapshot, the query compiler and the
-lazy frame), ``metric_frame`` (stepped metrics), ``analysis`` (group statistics) and
-``plotting`` (matplotlib figures).
+The modules, in reading order (each imports only those above it):
+
+* ``naming``: raw record columns -> table names, column order, suggestions;
+* ``query``: filter terms, their pushdown expressions, the pandas query compiler;
+* ``scan``: a snapshot of the stores (journals, then Parquet footers), eager reading;
+* ``frame``: the lazy Dask frame over a snapshot;
+* ``selection``: what a ``Results`` describes, read on first use and cached;
+* ``analysis``: group statistics (the one place they are computed) and their display;
+* ``metric_frame``: stepped metrics, eager (``series``) and lazy (``metric_frame``);
+* ``plotting``: matplotlib figures of group statistics;
+* ``run``: ``Run``, one record; ``results``: ``Results`` and ``load_results``.
 """
 
 from __future__ import annotations

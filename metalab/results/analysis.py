@@ -1,4 +1,4 @@
-"""Summaries of results across replicates: grouped statistics, their display, stepped metrics."""
+"""Statistics of results across replicates: grouped statistics and their display."""
 
 from __future__ import annotations
 
@@ -6,11 +6,23 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ResultsError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from .results import Results
+__all__ = [
+    "KNOWN_STATS",
+    "check_stats",
+    "fmt_pm",
+    "group_stats",
+    "interval",
+    "print_summary",
+    "summarize",
+    "summary_cells",
+    "t975",
+]
 
 KNOWN_STATS = ("mean", "std", "count", "min", "max", "median", "sem", "ci95")
 #: Stats that give the width of an interval around the mean, in order of preference.
@@ -74,94 +86,90 @@ def t975(dof: Any) -> np.ndarray:
     return out
 
 
-def _group_keys(results: Results, group_by: Sequence[str] | str | None) -> list[str]:
-    from ..errors import ResultsError
-    from .results import _suggest
-
-    if isinstance(group_by, str):
-        group_by = [group_by]
-    if group_by is None:
-        return results.param_names()
-    keys = list(group_by)
-    lookup = results._lookup()
-    for g in keys:
-        if g not in lookup:
-            raise ResultsError(f"group_by: no column {g!r}; {_suggest(g, results.param_names())}")
-    return keys
-
-
-def summarize(
-    results: Results,
-    *,
-    group_by: Sequence[str] | str | None,
-    metrics: Sequence[str] | None,
-    stats: Sequence[str],
-) -> pd.DataFrame:
-    """Statistics of each metric per group, over the successful runs (see ``Results.summary``)."""
-    import numpy as np
-    import pandas as pd
-
-    from ..errors import ResultsError
-    from .results import _suggest
-
-    if isinstance(stats, str):
-        stats = (stats,)
-    stats = list(stats)
+def check_stats(stats: Sequence[str] | str) -> list[str]:
+    """``stats`` as a list, or a ResultsError naming the unknown ones."""
+    stats = [stats] if isinstance(stats, str) else list(stats)
     bad = [s for s in stats if s not in KNOWN_STATS]
     if bad or not stats:
         raise ResultsError(
             f"unknown stats {bad}; choose from {list(KNOWN_STATS)}, e.g. stats=('mean', 'ci95')"
         )
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    whole = results._derive(columns=None) if results._columns is not None else results
-    succ = whole.filter(status="success")
-    keys = _group_keys(succ if group_by is None else whole, group_by)
-    if metrics is None:
-        metrics = [m for m in results.metric_names() if m not in keys]
-    lookup = whole._lookup()
-    for m in metrics:
-        if m not in lookup:
-            raise ResultsError(f"metrics: no metric {m!r}; {_suggest(m, whole.metric_names())}")
-    metrics = list(metrics)
-    table = succ._arrow()
-    raw = [lookup[c] for c in [*keys, *metrics]]
-    df = table.select(list(dict.fromkeys(raw))).to_pandas()
-    df.columns = [succ._names.get(c, c) for c in df.columns]
+    return stats
+
+
+def group_stats(
+    frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str], stats: Sequence[str]
+) -> pd.DataFrame:
+    """Statistics of ``values`` per group of ``keys``: the one place they are computed.
+
+    One row per group (sorted; a missing key value is a group of its own), the ``keys``
+    columns then ``<value>_<stat>`` for each value and stat of :data:`KNOWN_STATS`.
+    ``std`` has one degree of freedom removed; ``sem`` is ``std / sqrt(count)``; ``ci95``
+    is the half-width of the 95% confidence interval of the mean (Student t).  No keys:
+    one row over everything.  Used by ``Results.summary``, ``Results.plot``,
+    ``Results.plot_series`` and the HTML report.
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys, values, stats = list(keys), list(values), list(stats)
+    if frame.empty or not values:
+        cols = [*keys, *[f"{v}_{s}" for v in values for s in stats]]
+        return pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols})
+    base = [s for s in ("mean", "std", "count", "min", "max", "median") if s in stats]
+    if {"sem", "ci95"} & set(stats):
+        base = list(dict.fromkeys([*base, "mean", "std", "count"]))
+    if keys:
+        agg = frame.groupby(keys, dropna=False, sort=True)[values].agg(base)
+    else:
+        agg = frame[values].agg(base).unstack().to_frame().T
+    out = pd.DataFrame(index=agg.index)
+    for v in values:
+        for s in stats:
+            if s == "sem":
+                col = agg[(v, "std")] / np.sqrt(agg[(v, "count")])
+            elif s == "ci95":
+                n = agg[(v, "count")].to_numpy(dtype="float64")
+                col = t975(n - 1) * agg[(v, "std")].to_numpy(dtype="float64") / np.sqrt(n)
+            else:
+                col = agg[(v, s)]
+            out[f"{v}_{s}"] = col.astype("int64") if s == "count" else col
+    return out.reset_index() if keys else out.reset_index(drop=True)
+
+
+def summarize(
+    frame: pd.DataFrame, *, keys: Sequence[str], metrics: Sequence[str], stats: Sequence[str]
+) -> pd.DataFrame:
+    """The ``Results.summary`` of the successful runs in ``frame`` (table names).
+
+    The result carries ``attrs["metalab"] = {"group_by", "metrics", "stats"}`` for
+    :func:`print_summary`.
+    """
+    import pandas as pd
+
+    frame = frame.copy()
     for m in metrics:
         try:
-            df[m] = pd.to_numeric(df[m], errors="raise").astype("float64")
+            frame[m] = pd.to_numeric(frame[m], errors="raise").astype("float64")
         except (ValueError, TypeError) as exc:
             raise ResultsError(
                 f"metric {m!r} is not numeric, so it has no statistics; "
                 f"group by it instead (group_by=[..., {m!r}])"
             ) from exc
-    if df.empty or not metrics:
-        cols = [*keys, *[f"{m}_{s}" for m in metrics for s in stats]]
-        out = pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols})
-        out.attrs["metalab"] = {"group_by": keys, "metrics": metrics, "stats": stats}
-        return out
-    base = [s for s in ("mean", "std", "count", "min", "max", "median") if s in stats]
-    if {"sem", "ci95"} & set(stats):
-        base = list(dict.fromkeys([*base, "mean", "std", "count"]))
-    if keys:
-        grouped = df.groupby(keys, dropna=False, sort=True)[metrics]
-        agg = grouped.agg(base) if metrics else grouped.size().to_frame("n")
-    else:
-        agg = df[metrics].agg(base).unstack().to_frame().T
-    out = pd.DataFrame(index=agg.index)
-    for m in metrics:
-        for s in stats:
-            if s == "sem":
-                col = agg[(m, "std")] / np.sqrt(agg[(m, "count")])
-            elif s == "ci95":
-                n = agg[(m, "count")].to_numpy(dtype="float64")
-                col = t975(n - 1) * agg[(m, "std")].to_numpy(dtype="float64") / np.sqrt(n)
-            else:
-                col = agg[(m, s)]
-            out[f"{m}_{s}"] = col.astype("int64") if s == "count" else col
-    out = out.reset_index() if keys else out.reset_index(drop=True)
-    out.attrs["metalab"] = {"group_by": keys, "metrics": metrics, "stats": stats}
+    out = group_stats(frame, keys, metrics, stats)
+    out.attrs["metalab"] = {"group_by": list(keys), "metrics": list(metrics), "stats": list(stats)}
+    return out
+
+
+def interval(frame: pd.DataFrame, *, mean: str, spread: str | None) -> pd.DataFrame:
+    """``frame`` with a ``mean`` column and, given a spread column, ``lo``/``hi`` around it.
+
+    The plot data of ``Results.plot``, ``Results.plot_series`` and the report's figures.
+    """
+    out = frame.rename(columns={mean: "mean"})
+    if spread is not None:
+        s = out[spread].fillna(0.0)
+        out["lo"], out["hi"] = out["mean"] - s, out["mean"] + s
     return out
 
 
@@ -282,63 +290,3 @@ def _print_plain(
     print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
     for i in range(n_rows):
         print("  ".join(col[i].rjust(w) for col, w in zip(columns, widths, strict=True)))
-
-
-# ------------------------------------------------------------------------ stepped metrics
-def stepped(results: Results, metric: str | None) -> pd.DataFrame:
-    """Long table of stepped metrics for the selected runs (see ``Results.series``)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    from ..store import read_steps
-
-    whole = results._derive(columns=None) if results._columns is not None else results
-    table = whole._arrow()
-    names = whole._names
-    params = [
-        c
-        for c in table.column_names
-        if c.startswith("params.") and table.column(c).null_count < table.num_rows
-    ]
-    keep = [
-        "run_id",
-        "sweep",
-        *(["experiment"] if "experiment" in table.column_names else []),
-        *params,
-        "replicate",
-    ]
-    runs = table.select(keep)
-    parts = []
-    for store, label in whole._pairs():
-        mine = runs if label is None else runs.filter(pc.equal(runs.column("experiment"), label))
-        if mine.num_rows == 0:
-            continue
-        expr = ds.field("run_id").isin(mine.column("run_id").combine_chunks())
-        if metric is not None:
-            expr = expr & (ds.field("name") == metric)
-        steps = read_steps(store.layout, filter=expr)
-        if steps.num_rows == 0:
-            continue
-        # Only the steps of each run's current record (the attempt its record comes from).
-        joined = steps.join(mine, keys=["run_id", "sweep"], join_type="inner")
-        parts.append(joined)
-    cols = ["run_id", *([c for c in keep if c not in ("run_id", "sweep")]), "name", "step", "value"]
-    if not parts:
-        import pandas as pd
-
-        empty = {
-            names.get(c, c): pd.Series([], dtype="float64" if c == "value" else "object")
-            for c in cols
-        }
-        return pd.DataFrame(empty)
-    out = pa.concat_tables(parts, promote_options="permissive").select(cols)
-    df = out.to_pandas()
-    df.columns = [names.get(c, c) for c in cols]
-    df = df.drop_duplicates(subset=["run_id", "name", "step"], keep="last")
-    order = [
-        c
-        for c in ("experiment", *[names.get(p, p) for p in params], "replicate", "name", "step")
-        if c in df.columns
-    ]
-    return df.sort_values(order, kind="stable").reset_index(drop=True)

@@ -1,36 +1,101 @@
-"""``Results.metric_frame()``: a lazy Dask frame of stepped metrics across runs.
+"""Stepped metrics of selected runs: ``Results.series()`` (eager) and ``metric_frame()`` (lazy).
 
-One partition per ``metrics/*.parquet`` file of each store (plus one for live
-journals).  Each partition reads its file (the metric name filter pushed down to the
-Parquet reader) and keeps only the steps of each selected run's current record: the
-``(run_id, sweep)`` pairs of the selected runs, found once when the frame is built.
-The same step can sit in two files for a moment (a journal folded into Parquet while a
-reader looks), so exact duplicates are dropped at the end.
+Both read the stepped-metrics tables of each store and keep only the steps of each
+selected run's current record: the ``(run_id, sweep)`` pairs of the selected runs.  The
+lazy frame has one partition per ``metrics/*.parquet`` file of each store (plus one for
+live journals); each reads its file with the metric name filter pushed down to the
+Parquet reader.  The same step can sit in two files for a moment (a journal folded into
+Parquet while a reader looks), so duplicates are dropped at the end.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ..store.records import (
+    RUN_ID,
+    STEP,
+    STEP_NAME,
+    STEP_SCHEMA,
+    STEP_TIME,
+    STEP_VALUE,
+    SWEEP,
+)
+from .naming import EXPERIMENT
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
     import pyarrow as pa
 
-    from .results import Results
+    from ..store import Store
 
-COLUMNS = ["run_id", "name", "step", "value", "time"]
+__all__ = ["COLUMNS", "StoreRuns", "metric_frame", "series_table"]
+
+COLUMNS = [RUN_ID, STEP_NAME, STEP, STEP_VALUE, STEP_TIME]
+#: (store, label, the store's selected records): ``label`` is None for a single store.
+StoreRuns = tuple["Store", "str | None", "pa.Table"]
 
 
+# ------------------------------------------------------------------------------- eager
+def series_table(
+    runs: Sequence[StoreRuns], *, names: dict[str, str], metric: str | None
+) -> pd.DataFrame:
+    """Long table of stepped metrics: run_id, [experiment], params..., replicate, name, step, value.
+
+    ``runs`` hold ``run_id, sweep`` and the descriptive columns to repeat on each step
+    (raw names; ``names`` renames them).  Rows are sorted by those columns and step.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from ..store import read_steps
+
+    keep = [c for c in runs[0][2].column_names if c not in (RUN_ID, SWEEP)] if runs else []
+    cols = [RUN_ID, *keep, STEP_NAME, STEP, STEP_VALUE]
+    parts = []
+    for store, _label, mine in runs:
+        if mine.num_rows == 0:
+            continue
+        expr = ds.field(RUN_ID).isin(mine.column(RUN_ID).combine_chunks())
+        if metric is not None:
+            expr = expr & (ds.field(STEP_NAME) == metric)
+        steps = read_steps(store.layout, filter=expr)
+        if steps.num_rows:
+            # Only the steps of each run's current record (the attempt its record comes from).
+            parts.append(steps.join(mine, keys=[RUN_ID, SWEEP], join_type="inner"))
+    if not parts:
+        empty = {
+            names.get(c, c): pd.Series([], dtype="float64" if c == STEP_VALUE else "object")
+            for c in cols
+        }
+        return pd.DataFrame(empty)
+    df = pa.concat_tables(parts, promote_options="permissive").select(cols).to_pandas()
+    df.columns = [names.get(c, c) for c in cols]
+    df = df.drop_duplicates(subset=[RUN_ID, STEP_NAME, STEP], keep="last")
+    order = [c for c in [*df.columns[1 : 1 + len(keep)], STEP_NAME, STEP] if c in df.columns]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+# -------------------------------------------------------------------------------- lazy
 def _meta(label: bool) -> pd.DataFrame:
-    from ..store.records import STEP_SCHEMA
-
     df = STEP_SCHEMA.empty_table().to_pandas()[COLUMNS]
     if label:
-        df.insert(0, "experiment", df["run_id"].copy())
+        df.insert(0, EXPERIMENT, df[RUN_ID].copy())
     return df
+
+
+def _read_parquet(path: Path, expr: Any) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if expr is None:
+        return pf.read()
+    return pq.read_table(path, filters=expr, schema=pf.schema_arrow)
 
 
 def _read(
@@ -44,14 +109,13 @@ def _read(
     import pyarrow.dataset as ds
 
     from ..store.layout import Layout
-    from ..store.reader import _read_file, concat, journal_tables
-    from ..store.records import STEP_SCHEMA
+    from ..store.reader import concat, journal_tables
 
     kind, path, label = item
-    expr = ds.field("name") == metric if metric is not None else None
+    expr = ds.field(STEP_NAME) == metric if metric is not None else None
     if kind == "parquet":
         try:
-            t = _read_file(Path(path), None, expr)
+            t = _read_parquet(Path(path), expr)
         except FileNotFoundError:  # compacted since the frame was built: its rows moved
             t = STEP_SCHEMA.empty_table()
     else:
@@ -61,34 +125,31 @@ def _read(
             t = t.filter(expr)
     mine = keys[label or ""]
     if t.num_rows and mine.num_rows:
-        t = t.join(mine, keys=["run_id", "sweep"], join_type="inner")
+        t = t.join(mine, keys=[RUN_ID, SWEEP], join_type="inner")
     else:
         t = t.slice(0, 0)
     df = t.select(COLUMNS).cast(pa.schema([STEP_SCHEMA.field(c) for c in COLUMNS])).to_pandas()
     if label is not None:
-        df.insert(0, "experiment", label)
+        df.insert(0, EXPERIMENT, label)
     return df.astype(meta.dtypes.to_dict())
 
 
-def metric_frame(results: Results, name: str | None = None) -> dd.DataFrame:
-    """The lazy long frame of stepped metrics of the selected runs (see ``Results``)."""
+def metric_frame(runs: Sequence[StoreRuns], *, name: str | None) -> dd.DataFrame:
+    """The lazy long frame of stepped metrics of the selected runs (see ``Results``).
+
+    ``runs`` hold the ``run_id, sweep`` of each store's selected records.
+    """
     import dask.dataframe as dd
-    import pyarrow.compute as pc
 
     from ..store.journal import list_journals
     from ..store.reader import parquet_files
 
-    whole = results._derive(columns=None) if results._columns is not None else results
-    runs = whole._arrow()
-    labelled = "experiment" in runs.column_names
+    labelled = any(label is not None for _s, label, _t in runs)
     meta = _meta(labelled)
     keys: dict[str, pa.Table] = {}
     items: list[tuple[str, str, str | None]] = []
-    for store, label in whole._pairs():
-        mine = runs
-        if label is not None and labelled:
-            mine = runs.filter(pc.equal(runs.column("experiment"), label))
-        keys[label or ""] = mine.select(["run_id", "sweep"]).combine_chunks()
+    for store, label, mine in runs:
+        keys[label or ""] = mine.select([RUN_ID, SWEEP]).combine_chunks()
         if mine.num_rows == 0:
             continue
         store.check_metric_files()  # a damaged file is quarantined, never read as data
@@ -96,8 +157,10 @@ def metric_frame(results: Results, name: str | None = None) -> dd.DataFrame:
         if list_journals(store.layout.journal):
             items.append(("journal", str(store.root), label))
     if not items:
-        return dd.from_pandas(meta, npartitions=1)
+        empty: dd.DataFrame = dd.from_pandas(meta, npartitions=1)
+        return empty
     read = functools.partial(_read, keys=keys, metric=name, meta=meta)
     ddf = dd.from_map(read, items, meta=meta, enforce_metadata=False, label="metalab-metric-frame")
-    subset = ["run_id", "name", "step", "time", *(["experiment"] if labelled else [])]
-    return ddf.drop_duplicates(subset=subset, split_out=ddf.npartitions)
+    subset = [RUN_ID, STEP_NAME, STEP, STEP_TIME, *([EXPERIMENT] if labelled else [])]
+    out: dd.DataFrame = ddf.drop_duplicates(subset=subset, split_out=ddf.npartitions)
+    return out

@@ -8,13 +8,21 @@ returns the matplotlib ``Axes``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ..errors import ResultsError
+from ..store.records import RUN_ID, STEP, STEP_NAME, STEP_VALUE
+from .analysis import group_stats, interval
+from .naming import suggest
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
 
-    from .results import Results
+__all__ = ["BANDS", "check_band", "no_stepped_metric", "plot_metric", "plot_steps", "pyplot"]
 
+#: The bands a plot can draw around the mean (stats of ``group_stats``).
 BANDS = ("ci95", "std", "sem")
 
 
@@ -27,18 +35,17 @@ def pyplot() -> Any:
     return plt
 
 
-def _check_band(band: str | None) -> None:
-    from ..errors import ResultsError
-
+def check_band(band: str | None) -> None:
+    """Raise a ResultsError unless ``band`` is one of :data:`BANDS` or None."""
     if band is not None and band not in BANDS:
         raise ResultsError(f"band={band!r} is not one of {[*BANDS, None]}; e.g. band='ci95'")
 
 
-def _axes(ax: Any) -> Any:
+def _axes(ax: Axes | None) -> Axes:
     if ax is not None:
         return ax
-    _fig, ax = pyplot().subplots(figsize=(6.4, 4.2), layout="constrained")
-    return ax
+    _fig, new = pyplot().subplots(figsize=(6.4, 4.2), layout="constrained")
+    return new  # type: ignore[no-any-return]
 
 
 def _numeric(values: pd.Series) -> bool:
@@ -48,7 +55,7 @@ def _numeric(values: pd.Series) -> bool:
 
 
 def _draw(
-    ax: Any,
+    ax: Axes,
     data: pd.DataFrame,
     *,
     x: str,
@@ -96,27 +103,26 @@ def _band_label(band: str | None, n_text: str) -> str:
     return f" ({name}{n_text})"
 
 
-def _finish(ax: Any, *, logx: bool, logy: bool, path: str | os.PathLike[str] | None) -> Any:
+def _finish(ax: Axes, *, logx: bool, logy: bool, path: str | os.PathLike[str] | None) -> Axes:
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     if path is not None:
-        ax.figure.savefig(os.fspath(path), dpi=150, bbox_inches="tight")
+        figure: Any = ax.figure  # typed Figure | SubFigure; savefig is on Figure
+        figure.savefig(os.fspath(path), dpi=150, bbox_inches="tight")
     return ax
 
 
-def _with_band(df: pd.DataFrame, band: str | None, mean: str, spread: str | None) -> pd.DataFrame:
-    out = df.rename(columns={mean: "mean"})
-    if band is not None and spread is not None:
-        s = out[spread].fillna(0.0)
-        out["lo"], out["hi"] = out["mean"] - s, out["mean"] + s
-    return out
+def _n_text(counts: list[int]) -> str:
+    if not counts:
+        return ""
+    return f", n={counts[0]}" if len(counts) == 1 else f", n={counts[0]}-{counts[-1]}"
 
 
 def plot_metric(
-    results: Results,
+    summary: pd.DataFrame,
     *,
     x: str,
     y: str,
@@ -125,84 +131,61 @@ def plot_metric(
     logy: bool,
     band: str | None,
     errorbars: bool,
-    ax: Any,
+    ax: Axes | None,
     path: str | os.PathLike[str] | None,
-) -> Any:
-    """Mean of metric ``y`` against ``x`` across replicates (see ``Results.plot``)."""
-    _check_band(band)
+) -> Axes:
+    """Draw ``y``'s mean against ``x`` from a summary grouped by ``[hue,] x`` (``Results.plot``).
+
+    ``summary`` has the columns ``{y}_mean``, ``{y}_count`` and ``{y}_{band}``.
+    """
+    check_band(band)
     plt_ax = _axes(ax)
-    keys = [hue, x] if hue is not None else [x]
-    stats = ("mean", "count", band) if band is not None else ("mean", "count")
-    summary = results.summary(group_by=keys, metrics=[y], stats=stats)
-    data = _with_band(summary, band, f"{y}_mean", f"{y}_{band}" if band else None)
+    data = interval(summary, mean=f"{y}_mean", spread=f"{y}_{band}" if band else None)
     _draw(plt_ax, data, x=x, hue=hue, band=band, errorbars=errorbars, marker="o")
-    counts = sorted(set(summary[f"{y}_count"].tolist()))
-    n_text = (
-        ""
-        if not counts
-        else (f", n={counts[0]}" if len(counts) == 1 else f", n={counts[0]}-{counts[-1]}")
-    )
+    n_text = _n_text(sorted(set(summary[f"{y}_count"].tolist())))
     plt_ax.set_xlabel(x)
     plt_ax.set_ylabel(f"{y}{_band_label(band, n_text)}")
     return _finish(plt_ax, logx=logx, logy=logy, path=path)
 
 
+def no_stepped_metric(metric: str, have: Sequence[str]) -> ResultsError:
+    """The error of ``plot_series`` for a metric no selected run recorded with steps."""
+    hint = suggest(metric, have) if have else "record one with capture.metric(name, value, step=i)"
+    return ResultsError(f"plot_series: no stepped metric {metric!r} in these runs; {hint}")
+
+
 def plot_steps(
-    results: Results,
+    series: pd.DataFrame,
     metric: str,
     *,
     hue: str | None,
     logx: bool,
     logy: bool,
     band: str | None,
-    ax: Any,
+    ax: Axes | None,
     path: str | os.PathLike[str] | None,
-) -> Any:
-    """Mean of a stepped metric per step across runs (see ``Results.plot_series``)."""
-    import numpy as np
+) -> Axes:
+    """Draw a stepped metric's mean per step across runs (``Results.plot_series``).
 
-    from ..errors import ResultsError
-    from .analysis import t975
-    from .results import _suggest
-
-    _check_band(band)
-    succ = results.filter(status="success")
-    series = succ.series(metric)
-    if series.empty:
-        have = sorted(set(succ.series()["name"].tolist()))
-        raise ResultsError(
-            f"plot_series: no stepped metric {metric!r} in these runs; "
-            + (
-                _suggest(metric, have)
-                if have
-                else "record one with capture.metric(name, value, step=i)"
-            )
-        )
+    ``series`` is the long table of ``Results.series(metric)`` of the successful runs.
+    """
+    check_band(band)
     if hue is not None and hue not in series.columns:
-        raise ResultsError(
-            f"plot_series(hue={hue!r}): no param {hue!r}; "
-            + _suggest(
-                hue, [c for c in series.columns if c not in ("run_id", "name", "step", "value")]
-            )
-        )
-    keys = [hue, "step"] if hue is not None else ["step"]
-    agg = series.groupby(keys, dropna=False, sort=True)["value"].agg(["mean", "std", "count"])
-    agg = agg.reset_index()
-    n = agg["count"].to_numpy(float)
-    std = agg["std"].to_numpy(float)
-    spread = {"std": std, "sem": std / np.sqrt(n), "ci95": t975(n - 1) * std / np.sqrt(n)}
-    if band is not None:
-        agg["spread"] = spread[band]
-    data = _with_band(agg, band, "mean", "spread" if band is not None else None)
+        others = [c for c in series.columns if c not in (RUN_ID, STEP_NAME, STEP, STEP_VALUE)]
+        raise ResultsError(f"plot_series(hue={hue!r}): no param {hue!r}; " + suggest(hue, others))
+    keys = [hue, STEP] if hue is not None else [STEP]
+    stats = ("mean", "count", band) if band is not None else ("mean", "count")
+    agg = group_stats(series, keys, [STEP_VALUE], stats)
+    data = interval(agg, mean=f"{STEP_VALUE}_mean", spread=f"{STEP_VALUE}_{band}" if band else None)
     plt_ax = _axes(ax)
-    _draw(plt_ax, data, x="step", hue=hue, band=band, errorbars=False, marker=None)
+    _draw(plt_ax, data, x=STEP, hue=hue, band=band, errorbars=False, marker=None)
     per_line = (
-        sorted(set(series.groupby(hue, dropna=False)["run_id"].nunique().tolist()))
+        sorted(set(series.groupby(hue, dropna=False)[RUN_ID].nunique().tolist()))
         if hue is not None
-        else [series["run_id"].nunique()]
+        else [series[RUN_ID].nunique()]
     )
     runs = str(per_line[0]) if len(per_line) == 1 else f"{per_line[0]}-{per_line[-1]}"
-    plt_ax.set_xlabel("step")
+    plt_ax.set_xlabel(STEP)
     plt_ax.set_ylabel(f"{metric}{_band_label(band, '')}")
     plt_ax.set_title(
         f"{metric}: mean of {runs} runs" + (" per line" if hue else ""), fontsize="medium"

@@ -25,6 +25,38 @@ from .layout import SCHEMA_VERSION
 PARAM_PREFIX = "params."
 METRIC_PREFIX = "metrics."
 
+# Record column names (docs/store-format.md), one constant each for the readers.
+RUN_ID = "run_id"
+STATUS = "status"
+ATTEMPT = "attempt"
+RETRIES = "retries"
+REPLICATE = "replicate"
+SEED = "seed"
+PARAMS = "params"
+STARTED_AT = "started_at"
+ENDED_AT = "ended_at"
+DURATION_S = "duration_s"
+ERROR_TYPE = "error_type"
+ERROR_MESSAGE = "error_message"
+TRACEBACK = "traceback"
+ARTIFACTS = "artifacts"
+LOGS = "logs"
+HOST = "host"
+PID = "pid"
+WORKER = "worker"
+SWEEP = "sweep"
+# Columns of the stepped-metrics table (STEP_SCHEMA) besides run_id and sweep.
+STEP_NAME = "name"
+STEP = "step"
+STEP_VALUE = "value"
+STEP_TIME = "time"
+
+#: Statuses of a run record: it succeeded, raised, or overran ``timeout=``.
+SUCCESS = "success"
+FAILED = "failed"
+TIMEOUT = "timeout"
+STATUSES = (SUCCESS, FAILED, TIMEOUT)
+
 # Low-cardinality columns get Parquet dictionary encoding (the others write faster without).
 DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type"]
 
@@ -106,7 +138,7 @@ def now_us() -> int:
 
 #: Status and error type of a run whose process died, or that overran ``timeout=``.
 WORKER_DIED = "WorkerDied"
-TIMEOUT_STATUS = "timeout"
+TIMEOUT_STATUS = TIMEOUT
 TIMEOUT_ERROR = "Timeout"
 
 

@@ -1,0 +1,328 @@
+"""What a ``Results`` describes: stores, filters, queries, columns; read once and cached.
+
+A :class:`Selection` is read on first use.  Filters on params and status are pushed
+down to the Parquet reader (:mod:`metalab.results.query`); a selection derived from a
+loaded one (``filter``, ``query``, ``select``, ``successful``) filters the parent's table
+in memory instead.  Column names are raw record names (``params.lr``) everywhere here;
+:attr:`Selection.names` maps them to table names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ResultsError
+from ..store.records import RUN_ID, STATUS, STATUSES, SWEEP
+from .naming import EXPERIMENT, HIDDEN, INTERNAL, ordered, suggest, user_names, visible
+from .query import Clause, Query, Term, apply_queries, filter_exprs, query_clauses, query_names
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from .scan import Scan
+
+__all__ = ["Selection"]
+
+_MANY = (list, tuple, set, frozenset)
+
+
+class Selection:
+    """Which runs of which stores, with which columns; the records read on first use."""
+
+    def __init__(
+        self,
+        stores: Sequence[Store],
+        *,
+        run_ids: Any = None,
+        equals: dict[str, Any] | None = None,
+        labelled: bool = False,
+        queries: Sequence[Query] = (),
+        columns: Sequence[str] | None = None,
+        base: Selection | None = None,
+        labels: dict[int, str] | None = None,
+    ) -> None:
+        self.stores = list(stores)
+        self.run_ids = run_ids
+        self.equals = dict(equals or {})
+        self.labelled = labelled
+        self.queries = list(queries)
+        self.columns = list(columns) if columns is not None else None
+        self._base = base
+        self._snap: Scan | None = None
+        self._core: pa.Table | None = None
+        self._full: pa.Table | None = None
+        self._status: pa.Table | None = None
+        self._labels: dict[int, str] = labels if labels is not None else {}
+        if labelled and labels is None:
+            self._label_stores()
+
+    # stores and names ---------------------------------------------------------------
+    def experiment_name(self, store: Store) -> str:
+        """The label of a store's rows: its experiment's name (or folder, when shared)."""
+        key = id(store)
+        if key not in self._labels:
+            self._labels[key] = str(store.read_manifest().get("experiment", store.root.name))
+        return self._labels[key]
+
+    def _label_stores(self) -> None:
+        names = [self.experiment_name(s) for s in self.stores]
+        if len(set(names)) < len(names):  # same experiment in several stores: folder names
+            for s in self.stores:
+                self._labels[id(s)] = s.root.name
+            if len({s.root.name for s in self.stores}) < len(self.stores):
+                for s in self.stores:
+                    self._labels[id(s)] = str(s.root)
+
+    def title(self) -> str:
+        """The experiment names of the stores, comma-separated."""
+        return ", ".join(dict.fromkeys(self.experiment_name(s) for s in self.stores))
+
+    def pairs(self) -> list[tuple[Store, str | None]]:
+        """(store, label) of every store the selection reads (label None: one store)."""
+        pairs = [(s, self.experiment_name(s) if self.labelled else None) for s in self.stores]
+        want = self.equals.get(EXPERIMENT)
+        if want is not None and self.labelled:
+            allowed = set(want) if isinstance(want, _MANY) else {want}
+            pairs = [p for p in pairs if p[1] in allowed]
+        return pairs
+
+    def store_of(self, row: dict[str, Any]) -> Store:
+        """The store a record (a row of :meth:`arrow`) comes from."""
+        if len(self.stores) == 1 or not self.labelled:
+            return self.stores[0]
+        for s in self.stores:
+            if self.experiment_name(s) == row.get(EXPERIMENT):
+                return s
+        return self.stores[0]
+
+    def snapshot(self) -> Scan:
+        """The snapshot of the stores this selection reads (taken once)."""
+        if self._snap is None:
+            if self._base is not None:
+                self._snap = self._base.snapshot()
+            else:
+                from .scan import scan
+
+                self._snap = scan(self.pairs())
+        return self._snap
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Raw column -> table name, for every column of the snapshot."""
+        snap = self.snapshot()
+        if not snap.names:
+            snap.names = user_names(snap.schema.names)
+            snap.names[EXPERIMENT] = EXPERIMENT
+        return snap.names
+
+    def lookup(self) -> dict[str, str]:
+        """Every accepted spelling of a column (table name, raw name) -> raw name."""
+        names = self.names
+        out = {user: raw for raw, user in names.items()}  # table names first
+        for raw in names:
+            out.setdefault(raw, raw)
+        return out
+
+    def raw(self, key: str, what: str) -> str:
+        """The raw column of a name given by the user, or an error that suggests one."""
+        raw = self.lookup().get(key)
+        if raw is None:
+            raise ResultsError(
+                f"{what}: no parameter, metric or column named {key!r}; "
+                + suggest(key, visible(self.names)),
+                name=key,
+                choices=visible(self.names),
+            )
+        return raw
+
+    # filters --------------------------------------------------------------------------
+    def ids(self) -> pa.Array | None:
+        """The run ids the selection is limited to, as an Arrow array (None: all)."""
+        ids = self.run_ids
+        if ids is None or isinstance(ids, (pa.Array, pa.ChunkedArray)):
+            return ids
+        return pa.array(list(ids) if isinstance(ids, (set, frozenset)) else ids, type=pa.string())
+
+    def clauses(self) -> list[Clause]:
+        """Every filter as clauses on raw columns (raises on unknown names or statuses)."""
+        clauses: list[Clause] = []
+        for key, value in self.equals.items():
+            if key == EXPERIMENT and self.labelled:
+                continue
+            col = self.raw(key, f"filter({key}=...)")
+            if col == STATUS:
+                bad = [v for v in (value if isinstance(value, _MANY) else [value])]
+                bad = [v for v in bad if v not in STATUSES]
+                if bad:
+                    raise ResultsError(
+                        f"filter(status=...): unknown status {bad[0]!r}; runs are "
+                        f"{' or '.join(repr(s) for s in STATUSES)}"
+                    )
+            if isinstance(value, _MANY):
+                clauses.append((Term(col, "in", list(value)),))
+            elif value is None:
+                clauses.append((Term(col, "null", True),))
+            else:
+                clauses.append((Term(col, "==", value),))
+        lookup = self.lookup()
+        for q, env in self.queries:
+            clauses += query_clauses(q, lookup, env)
+        return clauses
+
+    def query_columns(self) -> list[str]:
+        """Raw columns a pandas query may refer to."""
+        return query_names(self.queries, self.lookup())
+
+    # loading ------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True once the records were read (derived selections then filter in memory)."""
+        return self._core is not None or self._full is not None
+
+    def _read_columns(self, *, full: bool) -> list[str] | None:
+        names = self.snapshot().schema.names
+        if full:
+            return None
+        if self.columns is None:
+            return [c for c in names if c not in HIDDEN or c == SWEEP]
+        want = [*self.columns, *INTERNAL, *self.query_columns()]
+        want += [t.column for clause in self.clauses() for t in clause]
+        return [c for c in dict.fromkeys(want) if c in names]
+
+    def _from_base(self, base: Selection, *, full: bool) -> pa.Table:
+        """This selection's rows of a loaded parent's table, filtered in memory."""
+        table = base.arrow(full=full)
+        _push, exact = filter_exprs(self.clauses(), self.snapshot().schema)
+        if exact is not None:
+            table = table.filter(exact)
+        want = self.equals.get(EXPERIMENT)
+        if want is not None and self.labelled:
+            allowed = list(want) if isinstance(want, _MANY) else [want]
+            keep = pc.is_in(table.column(EXPERIMENT), value_set=pa.array(allowed, pa.string()))
+            table = table.filter(keep)
+        return table
+
+    def arrow(self, *, full: bool = False) -> pa.Table:
+        """The selected records (raw column names) in table order; cached."""
+        if full and self._full is not None:
+            return self._full
+        if not full and self._core is not None:
+            return self._core
+        if not full and self._full is not None:
+            return self._full
+        base = self._base
+        if base is not None and (base._full is not None or (not full and base._core is not None)):
+            table = self._from_base(base, full=full)
+        else:
+            from .scan import read_eager
+
+            table, self._snap = read_eager(
+                self.pairs(),
+                columns=self._read_columns(full=full),
+                clauses=self.clauses(),
+                run_ids=self.ids(),
+                snap=self._snap,
+            )
+        table = apply_queries(table, self.queries, self.names, self.lookup())
+        if full:
+            self._full = table
+        else:
+            self._core = table
+        return table
+
+    def status_table(self) -> pa.Table:
+        """The records with at least the internal columns (status, sweep...); narrow if unread."""
+        if self.loaded:
+            return self.arrow()
+        if self._status is None:
+            self._status = self.derive(columns=[STATUS]).arrow()
+        return self._status
+
+    def derive(self, **changes: Any) -> Selection:
+        """A selection with some of ``run_ids, equals, queries, columns`` changed."""
+        kw: dict[str, Any] = {
+            "run_ids": self.run_ids,
+            "equals": self.equals,
+            "queries": self.queries,
+            "columns": self.columns,
+        }
+        kw.update(changes)
+        out = Selection(
+            self.stores,
+            labelled=self.labelled,
+            base=self if self.loaded else self._base,
+            labels=self._labels,
+            **kw,
+        )
+        if out._base is None and self._snap is not None:
+            out._snap = self._snap  # the same snapshot of the store: read footers once
+        return out
+
+    def fresh(self) -> Selection:
+        """The same description, not read yet (a new snapshot on first use)."""
+        return Selection(
+            self.stores,
+            run_ids=self.run_ids,
+            equals=self.equals,
+            labelled=self.labelled,
+            queries=self.queries,
+            columns=self.columns,
+            labels=self._labels,
+        )
+
+    def whole(self) -> Selection:
+        """The same runs with every column (``select()`` undone)."""
+        return self if self.columns is None else self.derive(columns=None)
+
+    # what a table shows ---------------------------------------------------------------
+    def output_columns(self, table: pa.Table, *, full: bool = False) -> list[str]:
+        """Raw columns a table of these runs shows, in order."""
+        if self.columns is not None and not full:
+            cols = list(self.columns)
+            if EXPERIMENT in table.column_names and EXPERIMENT not in cols:
+                cols = [EXPERIMENT, *cols]
+            return [c for c in cols if c in table.column_names]
+        order = ordered(table.column_names, full=full)
+        return order if full else [c for c in order if c not in HIDDEN]
+
+    def present(self, prefix: str) -> list[str]:
+        """Table names of the columns with ``prefix`` that some selected run has."""
+        table = self.arrow()
+        cols = [c for c in table.column_names if c.startswith(prefix)]
+        if self.columns is not None:
+            cols = [c for c in cols if c in self.columns]
+        return [self.names[c] for c in cols if table.column(c).null_count < table.num_rows]
+
+    def pending(self, table: pa.Table) -> int:
+        """Runs planned but without a record in ``table`` (see ``Results.pending``)."""
+        if self.equals or self.queries:
+            return 0
+        if self.run_ids is not None:
+            return max(0, len(self.run_ids) - int(table.num_rows))
+        total = 0
+        for s, label in self.pairs():
+            sweeps = s.read_sweeps()
+            if not sweeps:
+                continue
+            last = sweeps[-1]
+            mine = table
+            if label is not None:
+                mine = table.filter(pc.equal(table.column(EXPERIMENT), label))
+            done = pc.sum(pc.equal(mine.column(SWEEP), last.get("sweep", ""))).as_py()
+            total += max(0, int(last.get("to_run", 0)) - int(done or 0))
+        return total
+
+    def runs_by_store(self, columns: Sequence[str]) -> list[tuple[Store, str | None, pa.Table]]:
+        """(store, label, its selected records with ``columns``) for each store read."""
+        table = self.whole().arrow()
+        cols = [c for c in dict.fromkeys([RUN_ID, SWEEP, *columns]) if c in table.column_names]
+        out = []
+        for store, label in self.pairs():
+            mine = table
+            if label is not None and EXPERIMENT in table.column_names:
+                mine = table.filter(pc.equal(table.column(EXPERIMENT), label))
+            out.append((store, label, mine.select(cols)))
+        return out
