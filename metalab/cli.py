@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._text import safe_text
+
 if TYPE_CHECKING:
     from .executors import Executor
     from .experiment import Experiment
@@ -45,7 +47,7 @@ class CLIError(Exception):
 # helpers
 # ---------------------------------------------------------------------------------------
 def _out(text: str = "") -> None:
-    print(text, flush=True)
+    print(safe_text(text), flush=True)  # store contents may hold terminal escapes
 
 
 def _open_store(path: str) -> Store:
@@ -557,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RunInterrupted as exc:
-        print(f"metalab: {exc}", file=sys.stderr)
+        print(f"metalab: {safe_text(exc)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("metalab: interrupted", file=sys.stderr)
@@ -570,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NotADirectoryError,
         IsADirectoryError,
     ) as exc:
-        print(f"metalab: error: {_error_text(exc)}", file=sys.stderr)
+        print(f"metalab: error: {safe_text(_error_text(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `metalab table ... | head`
         try:

@@ -6,10 +6,19 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ._hashing import run_id_prefix, run_ids_for
-from .context import freeze_context
+from .context import check_context, freeze_context
 from .errors import ExperimentError
 from .operation import Operation
-from .params.sources import Concat, Grid, Manual, ParamSource, Product, Random, as_source
+from .params.sources import (
+    Concat,
+    Grid,
+    Manual,
+    ParamSource,
+    Product,
+    Random,
+    as_source,
+    check_size,
+)
 from .seeds import SeedPlan
 
 if TYPE_CHECKING:
@@ -78,6 +87,9 @@ class Experiment:
             raise ExperimentError(
                 f"seeds must be metalab.seeds(base=..., replicates=...), got {self.seeds!r}"
             )
+        check_size(
+            len(self.params) * self.seeds.replicates, "the experiment (configurations x replicates)"
+        )
         self.context = freeze_context(context)
         self.version = str(version)
         self.description = description
@@ -126,6 +138,7 @@ class Experiment:
         import pandas as pd
         import pyarrow as pa
 
+        check_context(self.context)  # a watched value (e.g. a DataFrame) changed in place?
         reps = self.seeds.replicates
         base = self.seeds.base
         prefix = self.run_id_prefix

@@ -24,7 +24,11 @@ from .errors import ExperimentError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["SeedBundle", "SeedPlan", "seeds"]
+__all__ = ["MAX_RUNS", "SeedBundle", "SeedPlan", "seeds"]
+
+#: The most runs one experiment may plan (configurations x replicates): its plan holds
+#: every run id in memory (about 200 bytes each), so more would not fit on most machines.
+MAX_RUNS = 100_000_000
 
 
 def _name_word(name: str) -> int:
@@ -125,6 +129,12 @@ class SeedPlan:
         ):
             raise ExperimentError(
                 f"seeds(replicates=...) must be an int >= 1, got {self.replicates!r}"
+            )
+        if self.replicates > MAX_RUNS:
+            raise ExperimentError(
+                f"seeds(replicates={self.replicates:,}) is more than the limit of "
+                f"{MAX_RUNS:,} runs per experiment; use fewer replicates (a few to a few "
+                "hundred is typical)"
             )
 
     def bundle(self, replicate: int) -> SeedBundle:
