@@ -135,6 +135,27 @@ def test_an_operation_cannot_write_into_a_context_array():
     assert [r.metrics for r in res] == [{"wrote": False, "a0": 0.0}] * 3
 
 
+@metalab.operation(name="try_write_remote")
+def try_write_remote(context, capture):
+    for name, arr in (("spec", context.arr), ("dict", context.tags[0]["a"])):
+        try:
+            arr.setflags(write=True)
+            capture.metric(f"{name}_writable", True)
+        except ValueError:
+            capture.metric(f"{name}_writable", False)
+
+
+@pytest.mark.cluster
+def test_context_arrays_stay_read_only_on_cluster_workers(client):
+    """Shipped by cloudpickle, the arrays are unpickled writable: they are frozen again."""
+    ctx = ArraySpec(arr=np.arange(4), tags=[{"a": np.ones(2)}])
+    exp = _exp(ctx, metalab.grid(i=[0, 1]), operation=try_write_remote, name="remote_ro")
+    res = metalab.run(exp, executor=metalab.DaskExecutor(client))
+    assert [r.status for r in res] == ["success"] * 2, [r.error for r in res]
+    for r in res:
+        assert r.metrics == {"spec_writable": False, "dict_writable": False}
+
+
 @metalab.operation(name="mutate_df")
 def mutate_df(context, capture):
     df = context["df"]
