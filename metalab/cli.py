@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CLIError  # defined with the other errors; importable here too
+from ._text import safe_text
 
 if TYPE_CHECKING:
     from .executors import Executor
@@ -44,7 +45,7 @@ EXIT_INTERRUPTED = 130
 # helpers
 # ---------------------------------------------------------------------------------------
 def _out(text: str = "") -> None:
-    print(text, flush=True)
+    print(safe_text(text), flush=True)  # store contents may hold terminal escapes
 
 
 def _open_store(path: str) -> Store:
@@ -578,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RunInterrupted as exc:
-        print(f"metalab: {exc}", file=sys.stderr)
+        print(f"metalab: {safe_text(exc)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("metalab: interrupted", file=sys.stderr)
@@ -591,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NotADirectoryError,
         IsADirectoryError,
     ) as exc:
-        print(f"metalab: error: {_error_text(exc)}", file=sys.stderr)
+        print(f"metalab: error: {safe_text(_error_text(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `metalab table ... | head`
         try:

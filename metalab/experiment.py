@@ -6,10 +6,19 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ._hashing import run_id_prefix, run_ids_for
-from .context import freeze_context
+from .context import check_context, freeze_context
 from .errors import ExperimentError, FrozenExperimentError
 from .operation import Operation
-from .params.sources import Concat, Grid, Manual, ParamSource, Product, Random, as_source
+from .params.sources import (
+    Concat,
+    Grid,
+    Manual,
+    ParamSource,
+    Product,
+    Random,
+    as_source,
+    check_size,
+)
 from .seeds import SeedPlan
 
 if TYPE_CHECKING:
@@ -90,6 +99,7 @@ class Experiment:
             raise ExperimentError(
                 f"seeds must be metalab.seeds(base=..., replicates=...), got {plan!r}"
             )
+        check_size(len(source) * plan.replicates, "the experiment (configurations x replicates)")
         fields = {
             "name": name,
             "operation": operation,
@@ -153,6 +163,7 @@ class Experiment:
         import pandas as pd
         import pyarrow as pa
 
+        check_context(self.context)  # a watched value (e.g. a DataFrame) changed in place?
         reps = self.seeds.replicates
         base = self.seeds.base
         prefix = self.run_id_prefix

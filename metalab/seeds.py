@@ -24,7 +24,11 @@ from .errors import SeedError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["SeedBundle", "SeedPlan", "seeds"]
+__all__ = ["MAX_RUNS", "SeedBundle", "SeedPlan", "seeds"]
+
+#: The most runs one experiment may plan (configurations x replicates): its plan holds
+#: every run id in memory (about 200 bytes each), so more would not fit on most machines.
+MAX_RUNS = 100_000_000
 
 
 def _name_word(name: str) -> int:
@@ -124,6 +128,12 @@ class SeedPlan:
             or self.replicates < 1
         ):
             raise SeedError(f"seeds(replicates=...) must be an int >= 1, got {self.replicates!r}")
+        if self.replicates > MAX_RUNS:
+            raise SeedError(
+                f"seeds(replicates={self.replicates:,}) is more than the limit of "
+                f"{MAX_RUNS:,} runs per experiment; use fewer replicates (a few to a few "
+                "hundred is typical)"
+            )
 
     def bundle(self, replicate: int) -> SeedBundle:
         """The seed bundle of one replicate."""

@@ -169,7 +169,7 @@ SAMPLE_PARAMS = [
     {"f": 1e-300, "g": 1.7976931348623157e308, "h": 0.1 + 0.2},
     {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")},
     {"list": [], "dict": {}, "bools": [True, False, None]},
-    {"big": 2**70, "neg": -(2**40)},
+    {"big": [2**70], "neg": -(2**40), "edge": 2**63 - 1, "low": -(2**63)},
     {"b": 2, "a": 1, "c": {"y": 1, "x": 2}},
     {"np": np.float32(0.5), "i": np.int64(3), "t": np.bool_(False)},
 ]
@@ -295,3 +295,54 @@ def test_concepts_doc_has_the_recipe_and_its_example_is_right():
         seeds=metalab.seeds(base=42),
     )
     assert exp.plan()["run_id"].tolist() == [ns["run_id"]]
+
+
+def test_every_tag_the_context_encoder_emits_is_reserved():
+    """A tag missing from RESERVED_KEYS would let a user dict collide with tagged values."""
+    import dataclasses
+
+    import pandas as pd
+
+    from metalab._hashing import RESERVED_KEYS, _fingerprint_value
+
+    @dataclasses.dataclass(frozen=True)
+    class D:
+        a: int = 1
+
+    @metalab.context_spec
+    class S:
+        a: int = 1
+
+    class WithFp:
+        fingerprint = "f" * 64
+
+    values = [
+        b"x",
+        bytearray(b"x"),
+        Path("p"),
+        np.arange(3),
+        np.zeros(2, dtype=[("a", "i4")]),
+        np.ma.masked_array([1, 2], mask=[0, 1]),
+        np.float64(1.5),
+        pd.DataFrame({"a": [1]}),
+        pd.Series([1]),
+        pd.Index([1]),
+        D(),
+        S(),
+        WithFp(),
+        {"__path__": "p"},
+    ]
+
+    def dunder_keys(obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k.startswith("__") and k.endswith("__"):
+                    yield k
+                yield from dunder_keys(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                yield from dunder_keys(v)
+
+    emitted = {k for v in values for k in dunder_keys(_fingerprint_value(v, "v"))}
+    assert emitted <= RESERVED_KEYS, emitted - RESERVED_KEYS
+    assert "__spec__" in RESERVED_KEYS  # the context_spec document's tag

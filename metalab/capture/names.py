@@ -15,7 +15,10 @@ __all__ = ["MAX_NAME_BYTES", "check_name"]
 
 MAX_NAME_BYTES = 200
 _OK: set[str] = set()
-_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+# Device names, with any extension ("nul.tar.gz") and spaces before it ("con .txt").
+_DEVICE = r"con|prn|aux|nul|conin\$|conout\$|(?:com|lpt)[0-9\u00b9\u00b2\u00b3]"
+_WINDOWS_RESERVED = re.compile(rf"^({_DEVICE}) *(\..*)?$", re.IGNORECASE)
+_WINDOWS_FORBIDDEN = '<>"|?*'
 _BAD_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 _ALLOWED_FORMAT_CHARS = {"\u200c", "\u200d"}  # zero-width (non-)joiner: scripts and emoji
 
@@ -34,8 +37,13 @@ def _problem(name: str) -> str | None:
             return f"it contains the control or invisible character U+{ord(c):04X}"
     if ":" in name:
         return "it contains ':' (drive letters such as 'C:' and alternate streams)"
+    bad = [c for c in _WINDOWS_FORBIDDEN if c in name]
+    if bad:
+        return f'it contains {bad[0]!r}; Windows forbids <>"|?* in file names'
     if name != name.strip():
         return "it starts or ends with whitespace"
+    if name.endswith("."):
+        return "it ends with '.', which Windows drops from file names"
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return f"it is longer than {MAX_NAME_BYTES} bytes in UTF-8"
     if unicodedata.normalize("NFC", name) != name:
@@ -50,9 +58,10 @@ def check_name(name: object, kind: str = "name") -> str:
 
     Rules: a non-empty string of at most 200 UTF-8 bytes; no path separators (``/``,
     ``\\``); not starting with ``.`` (so never ``.`` or ``..``); no control or invisible
-    characters; no ``:`` (so no absolute Windows paths); no leading or trailing spaces;
-    Unicode in NFC form; not a Windows device name (``CON``, ``NUL``, ...). Unicode
-    letters are welcome.
+    characters; no ``:`` (so no absolute Windows paths) nor ``<>"|?*``; no leading or
+    trailing spaces, no trailing ``.``; Unicode in NFC form; not a Windows device name
+    (``CON``, ``NUL``, ``COM1``, ``LPT1``, ... with any extension). Unicode letters are
+    welcome.
 
     Raises
     ------

@@ -8,9 +8,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
-from .._hashing import canonical_json, normalize_param, normalize_params
+from .._hashing import canonical_json, check_param_key, normalize_param, normalize_params
 from ..errors import ParamSpaceError
-from .distributions import Distribution
+from ..seeds import MAX_RUNS
+from . import columns
+from .distributions import Choice, Distribution, LogUniform, Normal, RandInt, Uniform
 
 __all__ = [
     "Concat",
@@ -45,6 +47,20 @@ class ParamSource:
         """Canonical JSON of each configuration, in order (fast paths may override)."""
         return map(canonical_json, self)
 
+    def column_kinds(self) -> columns.Kinds:
+        """Kinds of value in each results-table column (checked: one type per column)."""
+        kinds = self.__dict__.get("_kinds")
+        if kinds is None:
+            kinds = self._column_kinds()
+            self.__dict__["_kinds"] = kinds
+        return kinds
+
+    def _column_kinds(self) -> columns.Kinds:
+        acc: dict[str, set[str]] = {}
+        for config in self:
+            columns.add_kinds(config, acc)
+        return columns.freeze(acc)
+
     def describe(self) -> dict[str, Any]:
         """A JSON description for the store manifest."""
         return {"kind": type(self).__name__.lower(), "n": len(self)}
@@ -78,7 +94,17 @@ class Grid(ParamSource):
             vals = values.tolist() if hasattr(values, "tolist") else list(values)
             if not vals:
                 raise ParamSpaceError(f"grid axis {key!r} is empty; give it at least one value")
+            check_param_key(key, f"grid({key}=...)")
             self.axes[key] = [normalize_param(v, f"{key}[{i}]") for i, v in enumerate(vals)]
+        check_size(len(self), "grid(...)")
+        self.column_kinds()
+
+    def _column_kinds(self) -> columns.Kinds:
+        acc: dict[str, set[str]] = {}
+        for key, vals in self.axes.items():
+            for v in vals:
+                columns.add_kinds({key: v}, acc)
+        return columns.freeze(acc)
 
     def __len__(self) -> int:
         n = 1
@@ -144,7 +170,9 @@ class Manual(ParamSource):
                 f"manual() takes a list of dicts, got {type(configs).__name__}; "
                 "e.g. manual([{'lr': 0.01}, {'lr': 0.1}])"
             )
+        check_size(len(configs), "manual(...)")
         self.configs = [normalize_params(c, f"manual[{i}]") for i, c in enumerate(configs)]
+        self.column_kinds()
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -168,15 +196,37 @@ class Random(ParamSource):
             )
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
             raise ParamSpaceError(f"random(n_trials=...) must be an int >= 1, got {n_trials!r}")
+        check_size(n_trials, "random(n_trials=...)")
         self.space = dict(space)
         for k, v in self.space.items():
             if not isinstance(k, str):
                 raise ParamSpaceError(f"random() space keys must be strings, got {k!r}")
+            check_param_key(k, "random(space=...)")
             if not isinstance(v, Distribution):
                 self.space[k] = normalize_param(v, k)
         self.n_trials = n_trials
         self.seed = int(seed)
         self._configs: list[dict[str, Any]] | None = None
+        self.column_kinds()
+
+    def _column_kinds(self) -> columns.Kinds:
+        builtin = (Choice, RandInt, Uniform, LogUniform, Normal)
+        if any(
+            isinstance(v, Distribution) and not isinstance(v, builtin) for v in self.space.values()
+        ):
+            return super()._column_kinds()  # a user-defined distribution: sample to know
+        acc: dict[str, set[str]] = {}
+        for k, v in self.space.items():
+            if isinstance(v, Choice):
+                for i, o in enumerate(v.options):
+                    columns.add_kinds({k: normalize_param(o, f"{k}: choice option [{i}]")}, acc)
+            elif isinstance(v, RandInt):
+                acc[k] = {columns.value_kind(v.low), columns.value_kind(v.high - 1)}
+            elif isinstance(v, (Uniform, LogUniform, Normal)):
+                acc[k] = {"float"}
+            else:  # a constant
+                columns.add_kinds({k: v}, acc)
+        return columns.freeze(acc)
 
     def _materialize(self) -> list[dict[str, Any]]:
         if self._configs is None:
@@ -221,6 +271,11 @@ class Concat(ParamSource):
 
     def __init__(self, a: ParamSource, b: ParamSource) -> None:
         self.a, self.b = a, b
+        check_size(len(self), "a + b")
+        self.column_kinds()
+
+    def _column_kinds(self) -> columns.Kinds:
+        return columns.merge(self.a.column_kinds(), self.b.column_kinds())
 
     def __len__(self) -> int:
         return len(self.a) + len(self.b)
@@ -241,13 +296,19 @@ class Product(ParamSource):
 
     def __init__(self, a: ParamSource, b: ParamSource) -> None:
         self.a, self.b = a, b
-        ka = set().union(*(c.keys() for c in a)) if len(a) else set()
-        kb = set().union(*(c.keys() for c in b)) if len(b) else set()
+        check_size(len(self), "a * b")
+        # Keys hold no dots, so a column's first segment is its top-level key.
+        ka = {k.split(".", 1)[0] for k in a.column_kinds()}
+        kb = {k.split(".", 1)[0] for k in b.column_kinds()}
         if ka & kb:
             raise ParamSpaceError(
                 f"a * b: both sources set {sorted(ka & kb)}; a product needs disjoint keys "
                 "(use a + b to concatenate instead)"
             )
+        self.column_kinds()
+
+    def _column_kinds(self) -> columns.Kinds:
+        return columns.merge(self.a.column_kinds(), self.b.column_kinds())
 
     def __len__(self) -> int:
         return len(self.a) * len(self.b)
@@ -260,6 +321,16 @@ class Product(ParamSource):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "product", "n": len(self), "parts": [self.a.describe(), self.b.describe()]}
+
+
+def check_size(n: int, what: str) -> None:
+    """Refuse a parameter space or experiment larger than :data:`MAX_RUNS`."""
+    if n > MAX_RUNS:
+        raise ParamSpaceError(
+            f"{what} would plan {n:,} runs, more than the limit of {MAX_RUNS:,} runs per "
+            "experiment (the plan would not fit in memory); split it into several "
+            "experiments, or sample it with metalab.random(space=..., n_trials=...)"
+        )
 
 
 def grid(**axes: Sequence[Any]) -> Grid:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..results.analysis import group_stats, interval
 from ..store.records import STATUS, STEP, STEP_NAME, STEP_VALUE, SUCCESS
+from .._text import plot_text
 from ._data import config_label, fmt_value
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ _RC: dict[str, Any] = {
     "svg.fonttype": "none",  # text stays text: smaller, searchable, crisp
     "font.size": 9,
     "font.family": "sans-serif",
+    "text.usetex": False,  # names and values are plain text (plot_text escapes mathtext)
 }
 _COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#db2777"]
 
@@ -130,7 +132,7 @@ def _draw_configs(
     elif combos is not None and 1 < len(combos) <= MAX_LINES:
         for i, row in enumerate(combos.itertuples(index=False)):
             part = cfg.merge(combos.iloc[[i]], on=others, how="inner").sort_values(param)
-            label = config_label(dict(zip(others, row, strict=True)))
+            label = plot_text(config_label(dict(zip(others, row, strict=True))))
             _line(ax, part, part["x"], _COLORS[i % 8], label, categorical=categorical)
         ax.legend(fontsize=7, frameon=False)
     else:
@@ -168,11 +170,11 @@ def metric_vs_param(data: ReportData, metric: str, param: str, ok: pd.DataFrame)
     if _numeric(ok[param]) and _use_log(xs_all):
         ax.set_xscale("log")
     if not _numeric(ok[param]):
-        ax.set_xticks(range(len(xs_all)), [fmt_value(v) for v in xs_all])
+        ax.set_xticks(range(len(xs_all)), [plot_text(fmt_value(v)) for v in xs_all])
         ax.set_xlim(-0.5, len(xs_all) - 0.5)
-    ax.set_xlabel(param)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs {param}", fontsize=10)
+    ax.set_xlabel(plot_text(param))
+    ax.set_ylabel(plot_text(metric))
+    ax.set_title(plot_text(f"{metric} vs {param}"), fontsize=10)
     return fig
 
 
@@ -219,7 +221,7 @@ def _curve_groups(s: pd.DataFrame, keys: list[str]) -> tuple[list[tuple[str | No
         configs = configs.iloc[:: math.ceil(len(configs) / MAX_LINES)][:MAX_LINES]
     groups: list[tuple[str | None, Any]] = [
         (
-            config_label(dict(zip(keys, row, strict=True))),
+            plot_text(config_label(dict(zip(keys, row, strict=True)))),
             s.merge(configs.iloc[[i]], on=keys, how="inner"),
         )
         for i, row in enumerate(configs.itertuples(index=False))
@@ -244,7 +246,7 @@ def _learning_curves(data: ReportData) -> list[tuple[str, str, str]]:
         if keys:
             ax.legend(fontsize=7, frameon=False)
         ax.set_xlabel(STEP)
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} by step", fontsize=10)
+        ax.set_ylabel(plot_text(name))
+        ax.set_title(plot_text(f"{name} by step"), fontsize=10)
         out.append((f"{name} by step", to_svg(fig, f"c{k}"), note))
     return out

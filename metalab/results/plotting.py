@@ -15,6 +15,7 @@ from ..errors import ResultsError
 from ..store.records import RUN_ID, STEP, STEP_NAME, STEP_VALUE
 from .analysis import group_stats, interval
 from .naming import suggest
+from .._text import plot_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,6 +76,7 @@ def _draw(
         xs = np.array([cats.index(v) for v in g[x]]) if categorical else g[x].to_numpy(float)
         mean = g["mean"].to_numpy(float)
         label = None if hue is None else f"{hue}={key[0] if isinstance(key, tuple) else key}"
+        label = None if label is None else plot_text(label)  # no mathtext from names
         (line,) = ax.plot(xs, mean, marker=marker, label=label)
         if band is not None:
             lo, hi = g["lo"].to_numpy(float), g["hi"].to_numpy(float)
@@ -91,7 +93,7 @@ def _draw(
             else:
                 ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     if categorical:
-        ax.set_xticks(range(len(cats)), [str(c) for c in cats])
+        ax.set_xticks(range(len(cats)), [plot_text(c) for c in cats])
     if hue is not None:
         ax.legend(title=None, frameon=False)
 
@@ -143,8 +145,8 @@ def plot_metric(
     data = interval(summary, mean=f"{y}_mean", spread=f"{y}_{band}" if band else None)
     _draw(plt_ax, data, x=x, hue=hue, band=band, errorbars=errorbars, marker="o")
     n_text = _n_text(sorted(set(summary[f"{y}_count"].tolist())))
-    plt_ax.set_xlabel(x)
-    plt_ax.set_ylabel(f"{y}{_band_label(band, n_text)}")
+    plt_ax.set_xlabel(plot_text(x))
+    plt_ax.set_ylabel(plot_text(f"{y}{_band_label(band, n_text)}"))
     return _finish(plt_ax, logx=logx, logy=logy, path=path)
 
 
@@ -186,8 +188,9 @@ def plot_steps(
     )
     runs = str(per_line[0]) if len(per_line) == 1 else f"{per_line[0]}-{per_line[-1]}"
     plt_ax.set_xlabel(STEP)
-    plt_ax.set_ylabel(f"{metric}{_band_label(band, '')}")
+    plt_ax.set_ylabel(plot_text(f"{metric}{_band_label(band, '')}"))
     plt_ax.set_title(
-        f"{metric}: mean of {runs} runs" + (" per line" if hue else ""), fontsize="medium"
+        plot_text(f"{metric}: mean of {runs} runs" + (" per line" if hue else "")),
+        fontsize="medium",
     )
     return _finish(plt_ax, logx=logx, logy=logy, path=path)

@@ -76,6 +76,13 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
         """Open a store, creating its folders when ``create`` (validates the path first)."""
+        if not str(os.fspath(path)).strip():  # "" would resolve to the current folder
+            raise StoreError(
+                errno.EINVAL,
+                f"store path {os.fspath(path)!r} is empty or blank; pass a folder such as "
+                "store='runs/my_experiment', or leave store= out for ./runs/<experiment name>",
+                str(os.fspath(path)),
+            )
         root = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
         if root.exists() and not root.is_dir():
             raise StoreError(

@@ -19,6 +19,7 @@ from typing import Any
 from ..capture import Capture
 from ..capture.serializers import install_serializers, user_serializers
 from ..errors import OperationSignatureError
+from ..context import check_context
 from ..operation import ALLOWED_ARGUMENTS, Operation
 from ..seeds import SeedBundle
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
@@ -102,6 +103,7 @@ def run_one(
         cap = Capture(run_id, task.store_root)
         t0 = time_ns() // 1000
         try:
+            check_context(context)  # a watched context value changed in place: fail the run
             if task.capture_output:
                 from ..capture.output import captured_output
 

@@ -283,7 +283,8 @@ def run(
             f"timeout must be a number of seconds > 0 (or None for no limit), got {timeout!r}"
         )
     exe = _resolve_executor(executor)
-    path = Path(store) if store is not None else Path("runs") / experiment.name
+    # The raw value goes to Store.open, which refuses "" (Path("") would be the cwd).
+    path = store if store is not None else Path("runs") / experiment.name
     st = Store.open(path, create=True)
     prov = Collector(experiment.operation)  # git calls run while the sweep is planned
     st.ensure_manifest({**experiment.manifest(), "provenance": environment()})
