@@ -51,7 +51,7 @@ from .params import (
     random,
     uniform,
 )
-from .provenance import SourceChangedWarning
+from .provenance import SourceChangedWarning, acknowledge_source
 from .seeds import SeedBundle, SeedPlan, seeds
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ __all__ = [
     "UnsafePickleError",
     "UnsupportedArtifactError",
     "__version__",
+    "acknowledge_source",
     "choice",
     "context_spec",
     "grid",
