@@ -1,4 +1,4 @@
-"""Make the pictures of docs/results.md from real runs.
+"""Make the pictures of docs/results.md and docs/recipes.md from real runs.
 
 Run it before building the docs::
 
@@ -25,6 +25,7 @@ import numpy as np
 import metalab
 
 IMG = Path(__file__).resolve().parent / "img"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @metalab.operation(name="pi_mc", version="0.1")
@@ -79,6 +80,22 @@ def sgd_experiment() -> metalab.Experiment:
     )
 
 
+def validation_curve(out: Path) -> Path:
+    """The study of examples/validation_curve.py at full size (needs scikit-learn)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "metalab_example_validation_curve", EXAMPLES / "validation_curve.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example  # dataclasses (context_spec) look their module up
+    spec.loader.exec_module(example)
+    result = metalab.run(example.experiment())
+    example.plot(result, out / "validation_curve.png")
+    return out / "validation_curve.png"
+
+
 def main(out: Path = IMG) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     made = []
@@ -112,6 +129,7 @@ def main(out: Path = IMG) -> list[Path]:
                 path=out / "final_loss.png",
             )
             made.append(out / "final_loss.png")
+            made.append(validation_curve(out))
         finally:
             os.chdir(old)
             plt.close("all")

@@ -61,6 +61,7 @@ from .params import (
     random,
     uniform,
 )
+from .provenance import acknowledge_source
 from .seeds import SeedBundle, SeedPlan, seeds
 
 if _typing.TYPE_CHECKING:
@@ -110,6 +111,7 @@ __all__ = [
     "UnsafePickleError",
     "UnsupportedArtifactError",
     "__version__",
+    "acknowledge_source",
     "choice",
     "context_spec",
     "grid",

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CLIError  # defined with the other errors; importable here too
 from ._text import safe_text
+from .errors import CLIError  # defined with the other errors; importable here too
 
 if TYPE_CHECKING:
     from .executors import Executor

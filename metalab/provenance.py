@@ -2,8 +2,9 @@
 
 Recorded once per store (``manifest.json``, when the store is created) and once per
 sweep (``sweeps/<sweep>.json``); each run record adds its host, pid, worker address,
-start and end times and duration.  :func:`check_source_changed` warns when an
-operation's code changed but its ``version=`` did not.
+start and end times and duration.  :func:`check_source_changed` warns, once per edit,
+when an operation's code changed but its ``version=`` did not; :func:`acknowledge_source`
+accepts such an edit as harmless.  Both leave a note in ``<store>/sources/``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "KEY_PACKAGES",
     "Collector",
     "SourceChangedWarning",
+    "acknowledge_source",
     "check_source_changed",
     "collect",
     "environment",
@@ -220,58 +222,207 @@ class Collector:
         return {"error": f"could not collect provenance: {reason}", **environment()}
 
 
-def check_source_changed(store: Store, op: Operation, run_ids: Any) -> bool:
-    """Warn when existing records of these runs were made by other code of the same version.
+# --- source changes --------------------------------------------------------------------
+#: Notes on source changes, one JSON file each (no read-modify-write, so concurrent
+#: drivers never lose one): ``kind`` "warned" or "acknowledged", the operation's name,
+#: version and current ``source_hash``, and the ``older`` hashes it was compared with.
+SOURCES_FOLDER = "sources"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CLI_FILE = _PACKAGE_DIR + "cli.py"
 
-    Compares ``op.source_hash`` with the source hash recorded by the sweeps that made
-    the current records of ``run_ids`` (same operation name and version).  Returns True
-    when it warned.
-    """
-    current = op.source_hash
-    if current is None:
-        return False
-    sweeps = {s.get("sweep"): s for s in store.read_sweeps()}
-    stale = {
-        sid
-        for sid, s in sweeps.items()
-        if s.get("operation") == op.name
-        and str(s.get("operation_version")) == op.version
-        and s.get("source_hash") not in (None, current)
+
+def _same_operation(entry: dict[str, Any], op: Operation) -> bool:
+    return entry.get("operation") == op.name and str(entry.get("operation_version")) == op.version
+
+
+def source_notes(store: Store) -> list[dict[str, Any]]:
+    """The notes of ``<store>/sources/``, oldest first (unreadable ones are skipped)."""
+    import json
+
+    folder = store.root / SOURCES_FOLDER
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    notes = []
+    for name in names:
+        if name.endswith(".json") and not name.startswith("."):
+            try:
+                note = json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(note, dict):
+                notes.append(note)
+    notes.sort(key=lambda n: n.get("at", 0))
+    return notes
+
+
+def _write_note(store: Store, op: Operation, kind: str, older: Iterable[str]) -> None:
+    import uuid
+
+    from .store.atomic import atomic_write_json
+
+    folder = store.root / SOURCES_FOLDER
+    folder.mkdir(exist_ok=True)
+    current = str(op.source_hash)
+    note = {
+        "kind": kind,
+        "at": time.time(),
+        "operation": op.name,
+        "operation_version": op.version,
+        "source_hash": current,
+        "older": sorted(older),
     }
-    if not stale:
-        return False
+    atomic_write_json(folder / f"{kind}-{current[:12]}-{uuid.uuid4().hex[:8]}.json", note)
+
+
+def _other_hashes(store: Store, op: Operation) -> dict[str, str]:
+    """Sweep id -> source hash, for the sweeps of this operation and version made by other code."""
+    out = {}
+    for s in store.read_sweeps():
+        h = s.get("source_hash")
+        if _same_operation(s, op) and h not in (None, op.source_hash):
+            out[str(s.get("sweep"))] = str(h)
+    return out
+
+
+def _stale_records(store: Store, op: Operation, run_ids: Any) -> dict[str, int]:
+    """Older source hash -> number of current records of ``run_ids`` it made, not yet settled.
+
+    A hash is settled for the current one when a note says the user was warned about it,
+    or acknowledged it.
+    """
+    settled = {
+        h
+        for note in source_notes(store)
+        if _same_operation(note, op) and note.get("source_hash") == op.source_hash
+        for h in note.get("older", [])
+    }
+    by_sweep = {k: h for k, h in _other_hashes(store, op).items() if h not in settled}
+    if not by_sweep:
+        return {}
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     recs = store.records(columns=["run_id", "sweep"])
     if not recs.num_rows:
-        return False
-    import pyarrow as pa
-
+        return {}
     ids = pa.array([str(r) for r in run_ids], type=pa.string())
     recs = recs.filter(pc.is_in(recs.column("run_id"), value_set=ids))
-    made_by = pc.value_counts(recs.column("sweep")).to_pylist()
-    n = sum(int(v["counts"]) for v in made_by if v["values"] in stale)
-    if not n:
+    out: dict[str, int] = {}
+    for v in pc.value_counts(recs.column("sweep")).to_pylist():
+        h = by_sweep.get(v["values"])
+        if h is not None:
+            out[h] = out.get(h, 0) + int(v["counts"])
+    return out
+
+
+def _warn_at_user_code(message: str, op: Operation) -> None:
+    """Warn at the first frame outside metalab; from the CLI, at the operation's definition.
+
+    A fixed ``stacklevel`` would name a metalab file (``metalab/cli.py``, the sweep) for
+    some callers; the user's own line is what a warning should point at.
+    """
+    frame = sys._getframe(0)
+    level, via_cli = 1, False
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        via_cli = via_cli or frame.f_code.co_filename == _CLI_FILE
+        frame, level = frame.f_back, level + 1
+    src = operation_source_file(op)
+    if via_cli and src is not None:  # the stack holds only runpy and the console script
+        code = op.func.__code__
+        warnings.warn_explicit(
+            message,
+            SourceChangedWarning,
+            src,
+            code.co_firstlineno,  # the decorator line, where version= is written
+            module_globals=op.func.__globals__,
+        )
+    else:
+        warnings.warn(message, SourceChangedWarning, stacklevel=level)
+
+
+def check_source_changed(store: Store, op: Operation, run_ids: Any) -> bool:
+    """Warn when existing records of these runs were made by other code of the same version.
+
+    Compares ``op.source_hash`` with the source hash recorded by the sweeps that made
+    the current records of ``run_ids`` (same operation name and version).  Warns once
+    per edit: a note in the store settles the older hashes for the current one, so the
+    runs after it stay quiet; so does :func:`acknowledge_source`.  Returns True when it
+    warned.
+    """
+    if op.source_hash is None:
         return False
-    warnings.warn(
-        f"the source code of operation {op.name!r} (version={op.version!r}) changed since "
+    stale = _stale_records(store, op, run_ids)
+    if not stale:
+        return False
+    n = sum(stale.values())
+    name = getattr(op.func, "__name__", "operation")
+    _warn_at_user_code(
+        f"the source code of operation {op.name!r} (version={op.version!r}) changed (now "
+        f"{str(op.source_hash)[:12]}) since "
         f"{n} existing record(s) in {store.root} were made, but its version did not; "
         "resume=True keeps those results from the old code. Bump the version, e.g. "
         f"@metalab.operation(name={op.name!r}, version=...), to rerun them with the new code "
-        "(or run with resume=False)",
-        SourceChangedWarning,
-        stacklevel=_user_stacklevel(),
+        "(or run with resume=False). If the edit cannot change results, acknowledge it: "
+        f"metalab.acknowledge_source({str(store.root)!r}, {name}). Shown once per edit",
+        op,
     )
+    _write_note(store, op, "warned", stale)  # after warning: -W error keeps raising
     return True
 
 
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` pointing a warning issued by our caller at the first frame
-    outside the metalab package (the user's ``metalab.run`` line), however deep the call."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame = sys._getframe(1)
-    level = 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
-        frame = frame.f_back
-        level += 1
-    return level
+def acknowledge_source(store: str | os.PathLike[str], operation: Any) -> list[str]:
+    """Accept an edit of an operation's code as harmless: no rerun, no warning.
+
+    Records in the store that the operation's current code gives the same results as
+    the code of its earlier sweeps (same name and ``version=``), so their records stay
+    current and :class:`SourceChangedWarning` is not shown for them.  Call it once,
+    after the edit (from a shell or notebook): it covers the code as it is now, and a
+    call left in a script would also silence every later edit.  An edit that can change
+    results needs a new ``version=`` instead.
+
+    Parameters
+    ----------
+    store
+        The store folder (default of an experiment: ``runs/<experiment name>``).
+    operation
+        The edited :class:`~metalab.Operation`, or an :class:`~metalab.Experiment`.
+
+    Returns
+    -------
+    list of str
+        The older source hashes acknowledged (empty when there was nothing to accept).
+
+    Examples
+    --------
+    >>> metalab.acknowledge_source("runs/train", train)  # doctest: +SKIP
+    ['8c14...']
+    """
+    from .errors import ExperimentError
+    from .operation import Operation
+    from .store import Store
+
+    op = getattr(operation, "operation", operation)
+    if not isinstance(op, Operation):
+        raise ExperimentError(
+            "acknowledge_source(store, operation) takes a metalab operation or experiment, "
+            f"got {type(operation).__name__}; e.g. metalab.acknowledge_source('runs/train', train)"
+        )
+    if op.source_hash is None:
+        raise ExperimentError(
+            f"operation {op.name!r} has no source file (defined in a REPL or exec?), so its "
+            "edits are not tracked and there is nothing to acknowledge"
+        )
+    st = Store.open(store)
+    sweeps = st.read_sweeps()
+    if not any(_same_operation(s, op) for s in sweeps):
+        known = sorted({f"{s.get('operation')} {s.get('operation_version')}" for s in sweeps})
+        raise ExperimentError(
+            f"the store at {st.root} has no sweep of operation {op.name!r} version "
+            f"{op.version!r}; it has {known or 'no sweeps'}. Check the store path"
+        )
+    older = sorted(set(_other_hashes(st, op).values()))
+    if older:
+        _write_note(st, op, "acknowledged", older)
+    return older

@@ -8,8 +8,13 @@ parameter configurations (common random numbers), which makes comparisons betwee
 configurations less noisy.  ``derive(name)`` extends the spawn key with a word taken
 from the sha256 of the name, so it is stable across processes and machines.
 
-Nothing is computed until asked: a run that never calls ``numpy()``, ``rng()`` or
-``int()`` pays nothing for its seeds.
+``int(bundle)`` is a 32-bit integer in ``[0, 2**32)``, the range every library that
+takes an integer seed accepts (scikit-learn's ``check_random_state`` and the legacy
+``numpy.random.RandomState`` reject anything larger); ``random_state()`` gives a
+``RandomState`` seeded from the whole ``SeedSequence`` for APIs that want an object.
+
+Nothing is computed until asked: a run that never calls ``numpy()``, ``rng()``,
+``random_state()`` or ``int()`` pays nothing for its seeds.
 """
 
 from __future__ import annotations
@@ -75,7 +80,23 @@ class SeedBundle:
 
     def rng(self) -> _random.Random:
         """A fresh standard-library ``random.Random`` seeded from this bundle."""
-        return _random.Random(int(self))
+        import numpy as np
+
+        # 63 bits from the sequence (not int(self), which has 32): random.Random uses
+        # every bit of an int seed, and the stream must not change across versions.
+        return _random.Random(int(self.sequence.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
+    def random_state(self) -> np.random.RandomState:
+        """A fresh legacy ``numpy.random.RandomState`` seeded from this bundle.
+
+        For scikit-learn (``random_state=seeds.random_state()``) and other APIs that take a
+        ``RandomState`` but not a ``Generator``.  Its Mersenne Twister is seeded from the
+        whole ``SeedSequence`` (not from ``int(self)``), so it is another stream than
+        ``RandomState(int(seeds))``; each call starts the same stream.
+        """
+        import numpy as np
+
+        return np.random.RandomState(np.random.MT19937(self.sequence))
 
     def derive(self, name: str) -> SeedBundle:
         """A child bundle for one component (``"model"``, ``"data_split"``), stable in ``name``."""
@@ -84,11 +105,16 @@ class SeedBundle:
         return SeedBundle(self.base, (*self.spawn_key, _name_word(name)))
 
     def __int__(self) -> int:
-        """A 63-bit integer seed for libraries that want one (torch, sklearn, ...)."""
+        """An integer seed in ``[0, 2**32)`` for libraries that want one.
+
+        Accepted by scikit-learn (``random_state=int(seeds)``), ``torch.manual_seed``,
+        ``jax.random.key``, ``tf.random.set_seed`` and ``numpy.random.RandomState``; it is
+        the ``seed`` column of the run's record.
+        """
         if self._int is None:
             import numpy as np
 
-            self._int = int(self.sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+            self._int = int(self.sequence.generate_state(1, np.uint32)[0])
         return self._int
 
     def __index__(self) -> int:

@@ -40,6 +40,7 @@ def test_every_example_has_a_test():
         "resume.py",
         "context_spec.py",
         "slurm_sweep.py",
+        "validation_curve.py",
     }
     present = {p.name for p in EXAMPLES.glob("*.py")}
     assert present - ELSEWHERE <= tested, f"untested examples: {present - ELSEWHERE - tested}"
@@ -115,6 +116,63 @@ def test_context_spec_shares_the_dataset(tmp_path):
     # Same spec, same fingerprint in a second process (it enters every run id).
     again = run_example("context_spec.py", tmp_path).stdout
     assert fp.group(0) in again
+
+
+def _load_example(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name[:-3]}", EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (context_spec) look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_validation_curve_matches_scikit_learn(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import StratifiedKFold, validation_curve
+    from sklearn.svm import SVC
+
+    import metalab
+
+    out = run_example("validation_curve.py", tmp_path).stdout
+    rows = [ln.split() for ln in out.splitlines() if re.match(r"\s*[\d.e+-]+\s+[\d.]+\s", ln)]
+    assert [float(r[0]) for r in rows] == pytest.approx(np.logspace(-6, -1, 5).tolist(), rel=1e-3)
+    assert re.search(r"best: gamma=0\.000316, cv_score 0\.9\d+", out)
+    assert (tmp_path / "validation_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    # The same study with scikit-learn's own validation_curve, replicate by replicate.
+    result = metalab.load_results(tmp_path / "runs" / "validation_curve")
+    assert len(result) == 10 and result.counts()["success"] == 10
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:500], y[:500]
+    gammas = np.logspace(-6, -1, 5)
+    for r in (0, 1):
+        cv = StratifiedKFold(
+            n_splits=5, shuffle=True, random_state=int(metalab.SeedBundle(0, (r,)))
+        )
+        train, test = validation_curve(
+            SVC(), X, y, param_name="gamma", param_range=gammas, cv=cv, n_jobs=1
+        )
+        for run in result.filter(replicate=r):
+            i = int(np.argmin(abs(gammas - run.params["gamma"])))
+            assert round(run.metrics["train_score"], 4) == round(train[i].mean(), 4)
+            assert round(run.metrics["cv_score"], 4) == round(test[i].mean(), 4)
+            folds = run.metric_series("fold_cv_score").to_numpy()
+            assert np.round(folds, 4).tolist() == np.round(test[i], 4).tolist()
+
+    # The figure: both metrics on one axes, each with its replicate band, and a legend.
+    ax = _load_example("validation_curve.py").plot(result)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "training score",
+        "cross-validation",
+    ]
+    assert len(ax.lines) == 2 and len(ax.collections) == 2 and ax.get_xscale() == "log"
 
 
 @pytest.mark.slow

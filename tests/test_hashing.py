@@ -61,7 +61,7 @@ PINNED_RUN_IDS = [
     "d34a73e6a2d914a11db2b81d981f02dd",
     "f0a85b67b52dc2c93d5932bc33ac79ea",
 ]
-PINNED_SEEDS = [1693125408465869867, 2021251017632032385] * 2
+PINNED_SEEDS = [1201125462, 3618983171] * 2
 
 
 def _plan_in_subprocess(hashseed: str) -> dict:

@@ -197,30 +197,157 @@ def _run_quietly(exp: metalab.Experiment, **kw) -> metalab.Results:
         return metalab.run(exp, **kw)
 
 
-def test_changed_source_with_the_same_version_warns(tmp_path):
+def _train_exp(op: metalab.Operation, xs=(1, 2)) -> metalab.Experiment:
+    return metalab.Experiment("train", op, params=metalab.grid(x=list(xs)))
+
+
+def test_changed_source_with_the_same_version_warns_once(tmp_path):
     op_a = _write_op(tmp_path / "op_a.py", 10)
     op_b = _write_op(tmp_path / "op_b.py", 20)
     assert op_a.source_hash != op_b.source_hash
 
-    def exp(op: metalab.Operation) -> metalab.Experiment:
-        return metalab.Experiment("train", op, params=metalab.grid(x=[1, 2]))
-
-    _run_quietly(exp(op_a))
-    _run_quietly(exp(op_a))  # nothing changed: no warning
+    _run_quietly(_train_exp(op_a))
+    _run_quietly(_train_exp(op_a))  # nothing changed: no warning
     with pytest.warns(SourceChangedWarning) as record:
-        res = metalab.run(exp(op_b))
+        res = metalab.run(_train_exp(op_b))
     (w,) = record
     msg = str(w.message)
     assert "operation 'train'" in msg and "version='1'" in msg and "2 existing record" in msg
+    assert f"now {op_b.source_hash[:12]}" in msg
     assert "Bump the version" in msg and "version=..." in msg
+    assert f"metalab.acknowledge_source({str(Path('runs/train').resolve())!r}, train)" in msg
     assert w.filename == __file__  # points at the caller's metalab.run line
     assert sorted(r.metrics["y"] for r in res) == [10, 20]  # old results were kept
+    # Warned once: the runs after it (which execute nothing) stay quiet.
+    for _ in range(3):
+        _run_quietly(_train_exp(op_b))
 
-    _run_quietly(exp(_write_op(tmp_path / "op_c.py", 20, version="2")))  # bumped: no warning
-    _run_quietly(exp(op_b), resume=False)  # reruns everything: no warning
-    _run_quietly(exp(op_b))  # records are now from op_b's source
-    with pytest.warns(SourceChangedWarning, match="'train'"):
-        metalab.run(exp(op_a))
+    _run_quietly(_train_exp(_write_op(tmp_path / "op_c.py", 20, version="2")))  # bumped
+    _run_quietly(_train_exp(op_b), resume=False)  # reruns everything: no warning
+    _run_quietly(_train_exp(op_b))  # records are now from op_b's source
+    with pytest.warns(SourceChangedWarning, match="'train'"):  # back to op_a's code
+        metalab.run(_train_exp(op_a))
+    _run_quietly(_train_exp(op_a))
+
+
+def test_a_run_that_executes_nothing_still_warns_the_first_time(tmp_path):
+    """The edit-and-rerun case: every run is skipped, so the results are all old code's."""
+    _run_quietly(_train_exp(_write_op(tmp_path / "op_a.py", 10)))
+    op_b = _write_op(tmp_path / "op_b.py", 20)
+    with pytest.warns(SourceChangedWarning, match="2 existing record"):
+        res = metalab.run(_train_exp(op_b))
+    assert res.provenance[-1]["to_run"] == 0
+    _run_quietly(_train_exp(op_b))
+    # Runs not made before (a grown grid) with records of the old code in the plan: the
+    # edit was already reported, so no new warning either.
+    _run_quietly(_train_exp(op_b, xs=(1, 2, 3)))
+
+
+def test_warning_count_is_per_edit_and_per_store(tmp_path):
+    op_a = _write_op(tmp_path / "op_a.py", 10)
+    op_b = _write_op(tmp_path / "op_b.py", 20)
+    for store in ("s1", "s2"):
+        _run_quietly(_train_exp(op_a), store=store)
+    with pytest.warns(SourceChangedWarning):
+        metalab.run(_train_exp(op_b), store="s1")
+    with pytest.warns(SourceChangedWarning):  # the other store was not told yet
+        metalab.run(_train_exp(op_b), store="s2")
+    op_c = _write_op(tmp_path / "op_c.py", 30)  # a second edit is news again
+    with pytest.warns(SourceChangedWarning, match=f"now {op_c.source_hash[:12]}"):
+        metalab.run(_train_exp(op_c), store="s1")
+    notes = sorted(p.name.split("-")[0] for p in Path("s1/sources").iterdir())
+    assert notes == ["warned", "warned"]
+
+
+def test_warning_as_error_keeps_raising_until_settled(tmp_path):
+    _run_quietly(_train_exp(_write_op(tmp_path / "op_a.py", 10)))
+    op_b = _write_op(tmp_path / "op_b.py", 20)
+    for _ in range(2):  # -W error / filterwarnings=error: not silenced by having raised
+        with pytest.raises(SourceChangedWarning):
+            _run_quietly(_train_exp(op_b))
+    assert metalab.acknowledge_source("runs/train", op_b) != []
+    _run_quietly(_train_exp(op_b))
+
+
+def test_acknowledged_edit_does_not_warn(tmp_path):
+    op_a = _write_op(tmp_path / "op_a.py", 10)
+    _run_quietly(_train_exp(op_a))
+    op_b = _write_op(tmp_path / "op_b.py", 20)
+    assert metalab.acknowledge_source("runs/train", op_b) == [op_a.source_hash]
+    res = _run_quietly(_train_exp(op_b))
+    assert sorted(r.metrics["y"] for r in res) == [10, 20]  # records kept, nothing rerun
+    (note,) = [json.loads(p.read_text()) for p in Path("runs/train/sources").iterdir()]
+    assert note["kind"] == "acknowledged" and note["source_hash"] == op_b.source_hash
+    assert note["older"] == [op_a.source_hash] and note["operation"] == "train"
+    # It covered the code as it was: a later edit warns again.
+    op_c = _write_op(tmp_path / "op_c.py", 30)
+    with pytest.warns(SourceChangedWarning):
+        metalab.run(_train_exp(op_c))
+    # An experiment works as well; nothing left to accept gives [].
+    assert metalab.acknowledge_source(Path("runs/train"), _train_exp(op_a)) != []
+    _run_quietly(_train_exp(op_a))
+    assert metalab.acknowledge_source("runs/train", op_a) != []  # op_b, op_c sweeps
+    _run_quietly(_train_exp(op_b, xs=(3,)))
+    op_d = _write_op(tmp_path / "op_d.py", 40, version="9")
+    _run_quietly(_train_exp(op_d))
+    assert metalab.acknowledge_source("runs/train", op_d) == []
+
+
+def test_acknowledge_source_mistakes(tmp_path):
+    op = _write_op(tmp_path / "op_a.py", 10)
+    with pytest.raises(metalab.StoreError, match="no metalab store"):
+        metalab.acknowledge_source(tmp_path / "missing", op)
+    _run_quietly(_train_exp(op))
+    with pytest.raises(metalab.ExperimentError, match="takes a metalab operation"):
+        metalab.acknowledge_source("runs/train", "train")
+    other = _write_op(tmp_path / "op_v2.py", 10, version="2")
+    with pytest.raises(metalab.ExperimentError, match=r"no sweep of operation 'train' version"):
+        metalab.acknowledge_source("runs/train", other)
+    namespace: dict = {}
+    exec(compile("def f(params):\n    return {}\n", "<no file>", "exec"), namespace)
+    nofile = metalab.operation(namespace["f"], name="train", version="1")
+    with pytest.raises(metalab.ExperimentError, match="no source file"):
+        metalab.acknowledge_source("runs/train", nofile)
+
+
+CLI_EXPERIMENT = """
+import metalab
+
+
+@metalab.operation(name="cli_train", version="1")
+def train(params, capture):
+    capture.metric("y", params["x"] * {factor})
+
+
+exp = metalab.Experiment("cli_train", train, params=metalab.grid(x=[1, 2]))
+"""
+
+
+def _cli_run(cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METALAB", "PYTHONWARN"))}
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", "run", "exp.py:exp", "--quiet"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=True,
+    )
+
+
+def test_cli_warning_points_at_the_experiment_file_once(tmp_path):
+    exp_file = tmp_path / "exp.py"
+    exp_file.write_text(CLI_EXPERIMENT.format(factor=2))
+    assert "SourceChangedWarning" not in _cli_run(tmp_path).stderr
+    exp_file.write_text(CLI_EXPERIMENT.format(factor="(1 + 1)"))  # a harmless edit
+    err = _cli_run(tmp_path).stderr
+    decorator = CLI_EXPERIMENT.splitlines().index(
+        '@metalab.operation(name="cli_train", version="1")'
+    )
+    assert f"{exp_file}:{decorator + 1}: SourceChangedWarning: the source code of" in err
+    assert "cli.py" not in err and "metalab/sweep" not in err
+    assert "SourceChangedWarning" not in _cli_run(tmp_path).stderr  # once
 
 
 def test_no_warning_without_source_or_earlier_records(tmp_path):

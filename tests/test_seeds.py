@@ -72,13 +72,41 @@ def test_derive_is_deterministic_and_distinct():
         b.derive(3)  # type: ignore[arg-type]
 
 
-def test_int_bundle():
+def test_int_bundle_is_a_32_bit_seed():
     b = SeedBundle(42, (0,))
     v = int(b)
-    assert isinstance(v, int) and 0 <= v < 2**63
-    assert v == int(SeedBundle(42, (0,)))
-    assert int(np.random.SeedSequence(42, spawn_key=(0,)).generate_state(1, np.uint64)[0]) >> 1 == v
-    assert random.Random(v).random() == b.rng().random()
+    assert isinstance(v, int) and 0 <= v < 2**32
+    assert v == int(SeedBundle(42, (0,))) == b.__index__()
+    assert v == int(np.random.SeedSequence(42, spawn_key=(0,)).generate_state(1, np.uint32)[0])
+    # Every replicate and derived bundle stays in range (a 63-bit value did not).
+    ints = [int(SeedBundle(base, (r,))) for base in (0, 7, 2**40) for r in range(200)]
+    ints += [int(SeedBundle(42, (r,)).derive(n)) for r in range(50) for n in ("model", "split")]
+    assert all(0 <= i < 2**32 for i in ints) and len(set(ints)) == len(ints)
+    assert max(ints) >= 2**31  # the whole unsigned range is used, not 31 bits
+
+
+def test_streams_are_pinned():
+    """numpy(), rng() and derive() give the streams they always gave (32-bit int() or not)."""
+    b = SeedBundle(42, (1,))
+    assert b.numpy().random() == 0.4674907799518424
+    assert b.rng().random() == 0.3811881550920585
+    assert b.derive("model").numpy().random() == 0.5633422343851391
+    assert b.derive("model").rng().random() == 0.12337497651680596
+    assert int(SeedBundle(7, (0,))) == 1201125462 and int(SeedBundle(7, (1,))) == 3618983171
+
+
+def test_random_state_is_a_legacy_numpy_random_state():
+    b = SeedBundle(42, (0,))
+    rs = b.random_state()
+    assert type(rs) is np.random.RandomState
+    first = rs.random_sample(5)
+    assert np.array_equal(SeedBundle(42, (0,)).random_state().random_sample(5), first)
+    assert np.array_equal(b.random_state().random_sample(5), first)  # each call: same start
+    assert not np.array_equal(SeedBundle(42, (1,)).random_state().random_sample(5), first)
+    # Seeded from the whole SeedSequence through MT19937 (documented), not from int(b).
+    ref = np.random.RandomState(np.random.MT19937(np.random.SeedSequence(42, spawn_key=(0,))))
+    assert np.array_equal(ref.random_sample(5), first)
+    assert not np.array_equal(np.random.RandomState(int(b)).random_sample(5), first)
 
 
 def test_bundle_pickles():
@@ -127,3 +155,61 @@ def test_runs_get_their_replicate_bundle():
     by_rep = df.groupby("replicate")["u"].nunique()
     assert (by_rep == 1).all()
     assert df.groupby("k")["u"].nunique().eq(3).all()
+
+
+# --- libraries: the calls docs/seeds.md tells users to make -------------------------------------
+def test_scikit_learn_accepts_int_and_random_state():
+    from sklearn.utils import check_random_state
+
+    for r in range(100):
+        b = SeedBundle(42, (r,))
+        assert check_random_state(int(b)).random_sample() == np.random.RandomState(int(b)).rand()
+        assert check_random_state(b.random_state()).rand() == b.random_state().rand()
+    # What docs/seeds.md warns about: a Generator is refused by scikit-learn.
+    with pytest.raises(ValueError, match="cannot be used to seed"):
+        check_random_state(SeedBundle(42, (0,)).numpy())
+
+
+@metalab.operation(name="sk", version="1")
+def sk_fit(params, seeds, capture):
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    split_seed = int(seeds) if params["how"] == "int" else seeds.random_state()
+    X_tr, X_te, y_tr, _ = train_test_split(X, y, test_size=0.3, random_state=split_seed)
+    model_seed = int(seeds) if params["how"] == "int" else seeds.derive("model").random_state()
+    model = RandomForestClassifier(n_estimators=5, max_features=2, random_state=model_seed)
+    model.fit(X_tr, y_tr)
+    capture.metric("split", float(X_te[:, 0].sum()))
+    capture.metric("proba", float(model.predict_proba(X_te)[:, 1].sum()))
+
+
+def test_scikit_learn_results_reproduce_and_differ_across_replicates(tmp_path):
+    exp = metalab.Experiment(
+        "sk", sk_fit, params=metalab.grid(how=["int", "random_state"]), seeds=metalab.seeds(3, 4)
+    )
+    first = metalab.run(exp, store=tmp_path / "a").table(as_dataframe=True)
+    again = metalab.run(exp, store=tmp_path / "b").table(as_dataframe=True)
+    assert len(first) == 8 and (first["status"] == "success").all()
+    cols = ["run_id", "seed", "split", "proba"]
+    a, b = first[cols].sort_values("run_id"), again[cols].sort_values("run_id")
+    assert a.reset_index(drop=True).equals(b.reset_index(drop=True))  # bit for bit
+    for _how, g in first.groupby("how"):
+        assert g["split"].nunique() == 4 and g["proba"].nunique() == 4  # replicates differ
+    assert (first["seed"] == [int(SeedBundle(3, (r,))) for r in first["replicate"]]).all()
+
+
+@pytest.mark.parametrize(
+    "module, call",
+    [
+        ("torch", lambda m, s: m.Generator().manual_seed(s).initial_seed() == s),
+        ("jax", lambda m, s: m.random.key_data(m.random.key(s)).shape[-1] == 2),
+        ("tensorflow", lambda m, s: m.random.Generator.from_seed(s) is not None),
+    ],
+)
+def test_other_libraries_accept_int_seeds(module, call):
+    lib = pytest.importorskip(module, reason=f"{module} is not installed here")
+    for r in (0, 1, 2):
+        assert call(lib, int(SeedBundle(2**40, (r,))))

@@ -7,9 +7,9 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from .._text import plot_text
 from ..results.analysis import group_stats, interval
 from ..store.records import STATUS, STEP, STEP_NAME, STEP_VALUE, SUCCESS
-from .._text import plot_text
 from ._data import config_label, fmt_value
 
 if TYPE_CHECKING:

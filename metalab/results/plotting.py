@@ -11,11 +11,11 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._text import plot_text
 from ..errors import ResultsError
 from ..store.records import RUN_ID, STEP, STEP_NAME, STEP_VALUE
 from .analysis import group_stats, interval
 from .naming import suggest
-from .._text import plot_text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -27,6 +27,7 @@ from .reader import (
     read_records,
 )
 from .records import DICTIONARY_COLUMNS
+from .urls import check_store_path
 
 ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
 COMPACT_AT_FILES = 16
@@ -76,6 +77,7 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
         """Open a store, creating its folders when ``create`` (validates the path first)."""
+        check_store_path(path)  # "s3://b/x" would otherwise become a local folder "s3:"
         if not str(os.fspath(path)).strip():  # "" would resolve to the current folder
             raise StoreError(
                 errno.EINVAL,

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..capture import Capture
 from ..capture.serializers import install_serializers, user_serializers
-from ..errors import OperationSignatureError
 from ..context import check_context
+from ..errors import OperationSignatureError
 from ..operation import ALLOWED_ARGUMENTS, Operation
 from ..seeds import SeedBundle
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
