@@ -44,16 +44,17 @@ def _read(
     import pyarrow.dataset as ds
 
     from ..store.layout import Layout
-    from ..store.reader import _read_file, concat, journal_tables
+    from ..store.reader import concat, journal_tables, read_or_quarantine
     from ..store.records import STEP_SCHEMA
 
     kind, path, label = item
     expr = ds.field("name") == metric if metric is not None else None
     if kind == "parquet":
-        try:
-            t = _read_file(Path(path), None, expr)
-        except FileNotFoundError:  # compacted since the frame was built: its rows moved
-            t = STEP_SCHEMA.empty_table()
+        # None: compacted since the frame was built (its rows moved), or damaged (then
+        # quarantined with a warning, never returned as data).
+        file = Path(path)
+        t = read_or_quarantine(Layout(file.parent.parent), file, None, expr)
+        t = STEP_SCHEMA.empty_table() if t is None else t
     else:
         _, steps = journal_tables(Layout(Path(path)))
         t = concat(steps, STEP_SCHEMA)

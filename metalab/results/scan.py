@@ -21,6 +21,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import reduce
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -29,7 +30,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from ..errors import StoreError
-from ..store.reader import dedupe_latest, journal_tables, parquet_files, quarantine
+from ..store.checksum import parquet_footer_damage
+from ..store.reader import (
+    dedupe_latest,
+    journal_tables,
+    parquet_files,
+    quarantine_parquet,
+    unreadable,
+)
 from ..store.records import PARAM_PREFIX, build_records
 
 if TYPE_CHECKING:
@@ -41,7 +49,10 @@ if TYPE_CHECKING:
 #: Columns that never differ between the records of one run id.
 INVARIANT = {"run_id", "replicate", "seed", "params"}
 
-_FORMAT = ds.ParquetFileFormat()
+# Parquet page checksums (CRC-32 of every page) are verified as pages are read.
+_FORMAT = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 _FS = pafs.LocalFileSystem()
 
 
@@ -349,24 +360,47 @@ class Scan:
     conflicts: set[str] = field(default_factory=set)
 
 
-def scan_store(store: Store, label: str | None = None) -> StoreScan:
-    """Snapshot one store: journals first, then the Parquet footers (damaged files quarantined)."""
-    from ..store.reader import concat
+#: Damage reports seen at the last scan of each store (a scan that follows a damage
+#: report, e.g. the new snapshot after a quarantine, does not repeat it as "missing").
+_damage_at_scan: dict[str, int] = {}
 
+
+def scan_store(store: Store, label: str | None = None) -> StoreScan:
+    """Snapshot one store: journals first, then the Parquet footers, verified.
+
+    A file whose footer fails verification is quarantined (with a warning) and left out;
+    data that the ledgers say is missing is reported (see ``store/verify.py``).
+    """
+    from ..store import reader
+    from ..store.reader import concat
+    from ..store.verify import store_totals, warn_missing
+
+    seen = reader.damage_seen
+    before = _damage_at_scan.get(str(store.root), seen)
+    _damage_at_scan[str(store.root)] = seen
     recs, _ = journal_tables(store.layout)
     journal = concat(recs) if recs else None
     frags = []
     for path in parquet_files(store.layout.records):
         try:
-            frag = _FORMAT.make_fragment(str(path), filesystem=_FS)
-            frag.ensure_complete_metadata()
+            reason = parquet_footer_damage(path)
+            if reason is None:
+                frag = _FORMAT.make_fragment(str(path), filesystem=_FS)
+                frag.ensure_complete_metadata()
+                frags.append(frag)
+                continue
         except FileNotFoundError:
             continue  # compacted away; its rows are in the merged file listed with it
-        except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-            if path.exists():
-                quarantine(store.layout, path, str(exc).splitlines()[0][:200])
-            continue
-        frags.append(frag)
+        except PermissionError as exc:
+            raise unreadable(path, exc) from exc
+        except (pa.ArrowException, OSError) as exc:
+            if not path.exists():
+                continue
+            reason = str(exc).splitlines()[0][:200]
+        quarantine_parquet(store.layout, path, reason)
+    totals = store_totals(store.layout, [f.metadata.metadata for f in frags], recs)
+    if reader.damage_seen == seen == before:  # else a damage warning has just said it
+        warn_missing(store.layout, totals)
     return StoreScan(store, frags, journal, label)
 
 
@@ -414,6 +448,9 @@ def read_store(
             tables.append(dset.to_table(columns=need, filter=push))
         except FileNotFoundError as exc:
             raise _Vanished from exc
+        except (pa.ArrowException, OSError) as exc:  # a page failed its checksum
+            _quarantine_damaged(s, frags, schema, need, push, exc)
+            raise _Vanished from exc
     if s.journal is not None and s.journal.num_rows:
         j = conform(s.journal, schema)
         if push is not None:
@@ -429,7 +466,33 @@ def read_store(
 
 
 class _Vanished(Exception):
-    """A file listed by the scan was deleted (compacted) before it was read."""
+    """A file listed by the scan was deleted (compacted) or quarantined before it was read."""
+
+
+def _quarantine_damaged(
+    s: StoreScan,
+    frags: list[Any],
+    schema: pa.Schema,
+    need: list[str],
+    push: Any,
+    error: Exception,
+) -> None:
+    """Find the files whose pages fail verification (a dataset error names none): quarantine."""
+    found = False
+    for frag in frags:
+        path = Path(frag.path)
+        try:
+            frag.to_table(schema=schema, columns=need, filter=push)
+        except FileNotFoundError:
+            found = True  # compacted away meanwhile: a new snapshot sees the merged file
+        except PermissionError as exc:
+            raise unreadable(path, exc) from exc
+        except (pa.ArrowException, OSError) as exc:
+            if path.exists():
+                quarantine_parquet(s.store.layout, path, str(exc).splitlines()[0][:200])
+            found = True
+    if not found:
+        raise StoreError(5, f"reading the store {s.store.root} failed: {error}") from error
 
 
 def read_eager(
@@ -554,6 +617,20 @@ def _part_table(
             "frame (results = metalab.load_results(path); results.frame)",
             part.path,
         ) from exc
+    except PermissionError as exc:
+        raise unreadable(Path(part.path), exc) from exc
+    except (pa.ArrowException, OSError) as exc:  # a page failed its checksum
+        from ..store.layout import Layout
+
+        path = Path(part.path)
+        quarantine_parquet(Layout(path.parent.parent), path, str(exc).splitlines()[0][:200])
+        raise StoreError(
+            5,
+            f"{path} is damaged and was moved to quarantine/; its runs count as not run "
+            "(resume=True runs them again). Take a new frame: "
+            "metalab.load_results(path).frame",
+            str(path),
+        ) from exc
 
 
 def _losers(
@@ -569,7 +646,7 @@ def _losers(
     for store_parts in by_store.values():
         tables = []
         for i, p in enumerate(store_parts):
-            t = _part_table(p, journals, schema, ["run_id", "ended_at"], push)
+            t = _part_table(p, journals, schema, ["run_id", "ended_at", "attempt"], push)
             tables.append(
                 t.append_column("__part", pa.array(np.full(t.num_rows, i))).append_column(
                     "__row", pa.array(np.arange(t.num_rows))
@@ -605,7 +682,7 @@ def _read_part(
     import numpy as np
 
     push, exact = filter_exprs(clauses, schema, conflicts)
-    need = list(dict.fromkeys([*columns, "run_id", "ended_at"]))
+    need = list(dict.fromkeys([*columns, "run_id", "ended_at", "attempt"]))
     t = _part_table(part, journals, schema, need, push)
     lose = losers.get(part)
     if lose is not None:
