@@ -64,6 +64,13 @@ def _canonical(obj: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
 
 
+def _near_key(key: str) -> bool:
+    """A key that differs from :data:`JSON_KEY` in one to three characters (damage)."""
+    if len(key) != len(JSON_KEY):
+        return False
+    return 0 < sum(a != b for a, b in zip(key, JSON_KEY, strict=True)) <= 3
+
+
 def seal_json(obj: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``obj`` (normalized through JSON) with its checksum under :data:`JSON_KEY`."""
     plain = json.loads(json.dumps(obj, default=str))
@@ -77,6 +84,8 @@ def json_damage(obj: Any) -> str | None:
         return f"expected a JSON object, found {type(obj).__name__}"
     stored = obj.get(JSON_KEY)
     if stored is None:
+        if any(_near_key(k) for k in obj):
+            return "its checksum key is damaged"
         return None  # written before checksums existed
     if not isinstance(stored, str) or crc_hex(_canonical(obj)).decode() != stored:
         return "checksum mismatch"

@@ -132,24 +132,30 @@ def for_file(table: pa.Table, path: Path) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def file_totals(kvs: Iterable[dict[bytes, bytes] | None]) -> list[int] | None:
-    """``[records, points]`` the files with these footers stand for (None: unknown).
+def file_ledgers(kvs: Iterable[dict[bytes, bytes] | None]) -> Ledger | None:
+    """The summed ledger of the files with these footers (None: a file has none).
 
     Files named as the inputs of another file are left out (they are duplicates).
     """
     metas: list[dict[bytes, bytes]] = [kv or {} for kv in kvs]
     contained = {n for kv in metas for n in _names(kv.get(SOURCES_KEY))}
-    total = [0, 0]
+    ledgers = []
     for kv in metas:
         if kv.get(FILE_KEY, b"").decode() in contained:
             continue
         led = parse_ledger(kv.get(LEDGER_KEY))
         if led is None:
             return None  # a file written before ledgers existed
-        for recs, points in led.values():
-            total[0] += recs
-            total[1] += points
-    return total
+        ledgers.append(led)
+    return add_ledgers(ledgers)
+
+
+def file_totals(kvs: Iterable[dict[bytes, bytes] | None]) -> list[int] | None:
+    """``[records, points]`` the files with these footers stand for (None: unknown)."""
+    led = file_ledgers(kvs)
+    if led is None:
+        return None
+    return [sum(v[0] for v in led.values()), sum(v[1] for v in led.values())]
 
 
 def shortfall(sweeps: Iterable[dict[str, Any]], now: list[int]) -> list[str]:

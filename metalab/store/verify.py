@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from .atomic import TMP_PREFIX
-from .checksum import parquet_footer_damage, read_sealed_json
+from .checksum import FOLDER, parquet_footer_damage, read_sealed_json
 from .layout import Layout
 from .ledger import TOTAL_KEYS, file_totals, shortfall
 from .reader import (
@@ -95,7 +95,7 @@ def _started(info: dict[str, Any]) -> float:
     return float(t) if isinstance(t, (int, float)) else 0.0
 
 
-def _footer_kvs(layout: Layout, folder: Path) -> list[dict[bytes, bytes] | None]:
+def footer_kvs(layout: Layout, folder: Path) -> list[dict[bytes, bytes] | None]:
     """The key-value metadata of every file of a folder (footers verified; damaged ones
     are quarantined and left out)."""
     out = []
@@ -126,10 +126,10 @@ def store_totals(
     ``journals`` the record tables of the journals (read when not given).
     """
     if records is None:
-        records = _footer_kvs(layout, layout.records)
+        records = footer_kvs(layout, layout.records)
         journals = journal_tables(layout)[0]
     recs = file_totals(records)
-    points = file_totals(_footer_kvs(layout, layout.metrics))
+    points = file_totals(footer_kvs(layout, layout.metrics))
     if recs is None or points is None:
         return None
     return [recs[0] + sum(t.num_rows for t in journals), points[1]]
@@ -149,10 +149,55 @@ def warn_missing(layout: Layout, totals: list[int] | None) -> None:
         warnings.warn(f"store {layout.root}: {m}", DamagedFileWarning, stacklevel=3)
 
 
+def verify_artifact(layout: Layout, path: Path, sha256: str, what: str) -> None:
+    """Check an artifact file against its recorded sha256 before it is loaded.
+
+    Raises StoreError when it is missing, and ArtifactIntegrityError when it is damaged
+    (a folder, or other bytes); a damaged file is first moved to ``quarantine/``, so
+    that ``resume=True`` runs its run again.  ``what`` names it ("artifact 'x' of run ...").
+    """
+    from ..capture import _sha256_file
+    from ..errors import ArtifactIntegrityError
+
+    redo = "run the experiment again with resume=True: it redoes the runs whose artifacts "
+    if not os.path.lexists(path):
+        raise StoreError(
+            errno.ENOENT,
+            f"{what}: the file {path} is missing (deleted or moved after the run); "
+            f"{redo}are missing",
+            str(path),
+        )
+    if os.path.isdir(path):
+        reason = FOLDER
+    else:
+        try:
+            digest = _sha256_file(path)
+        except OSError as exc:
+            raise unreadable(path, exc) from exc
+        if digest == sha256:
+            return
+        reason = f"sha256 {digest[:12]}... does not match the recorded {sha256[:12]}..."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)  # the error below says it
+        quarantine(layout, path, reason)
+    where = (
+        "it was moved to quarantine/"
+        if not os.path.lexists(path)
+        else "move it out of the store (it could not be moved to quarantine/)"
+    )
+    raise ArtifactIntegrityError(
+        errno.EIO,
+        f"{what} is damaged: {reason}; the file {path} was changed or corrupted after the "
+        f"run wrote it, and {where}. To get it back, {redo}are missing or damaged",
+        str(path),
+    )
+
+
 __all__ = [
     "read_manifest_file",
     "read_sweep_files",
     "store_totals",
     "totals_for_sweep_file",
+    "verify_artifact",
     "warn_missing",
 ]
