@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,12 +165,15 @@ def differences(ref: Snapshot, got: Snapshot) -> list[str]:
     return out
 
 
-def resume(root: Path) -> list[str]:
-    """Run the experiment again with resume=True, following a StoreError's advice to run
-    ``metalab repair`` (or, for stepped metrics, a warning's).  Returns what was said."""
+def resume(root: Path, advice: Sequence[str] = ()) -> list[str]:
+    """Run the experiment again with resume=True, following the advice to run
+    ``metalab repair`` of ``advice`` (what a read said), a StoreError or a warning.
+    Returns what was said."""
     from metalab.store.repair import repair
 
     said = []
+    if any("metalab repair" in m for m in advice):
+        said += repair(Store.open(root)).lines()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
