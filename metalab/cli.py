@@ -7,6 +7,7 @@
     metalab table STORE [--group-by P ...] [--csv FILE]
     metalab run FILE.py:EXP | MODULE:EXP [--executor ...] [--store PATH] [--no-resume]
     metalab report STORE [-o report.html]
+    metalab repair STORE                   verify every file, move damaged ones aside
 
 A user mistake (bad path, unknown name, malformed option) prints one line on stderr
 and exits with status 2; no traceback. Heavy modules are imported inside the
@@ -429,6 +430,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Verify every file of a store; move damaged ones to quarantine/; rebuild the manifest."""
+    from .store import Store
+    from .store.repair import repair
+
+    for line in repair(Store.open(args.store)).lines():
+        _out(line)
+    return 0
+
+
+def _add_repair(sub: Any) -> None:
+    p = sub.add_parser(
+        "repair",
+        help="verify every file of a store and move damaged ones aside",
+        description="Verify every file of a store (checksums of every Parquet page, "
+        "journal line, JSON file and artifact), move damaged ones to quarantine/, fold "
+        "the journals of dead processes and rebuild a damaged manifest from the sweep "
+        "files. Runs of damaged files are redone by the next run with resume=True. "
+        "Run it while no sweep writes to the store.",
+    )
+    p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
+    p.set_defaults(func=cmd_repair)
+
+
 # parser and entry point -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``metalab`` command."""
@@ -443,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_inspect_commands(sub)
     _add_run_commands(sub)
-
+    _add_repair(sub)
     return parser
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StoreError
-from ..store.reader import dedupe_latest
-from ..store.records import ENDED_AT, RUN_ID
+from ..store.layout import Layout
+from ..store.reader import dedupe_latest, quarantine_parquet, unreadable
+from ..store.records import ATTEMPT, ENDED_AT, RUN_ID
 from .naming import EXPERIMENT
 from .query import Clause, filter_exprs, prunes_file
 from .scan import FORMAT, FS, Scan, conform
@@ -94,6 +96,18 @@ def _part_table(
             "frame (results = metalab.load_results(path); results.frame)",
             part.path,
         ) from exc
+    except PermissionError as exc:
+        raise unreadable(Path(part.path), exc) from exc
+    except (pa.ArrowException, OSError) as exc:  # a page failed its checksum
+        path = Path(part.path)
+        quarantine_parquet(Layout(path.parent.parent), path, str(exc).splitlines()[0][:200])
+        raise StoreError(
+            5,
+            f"{path} is damaged and was moved to quarantine/; its runs count as not run "
+            "(resume=True runs them again). Take a new frame: "
+            "metalab.load_results(path).frame",
+            str(path),
+        ) from exc
 
 
 def _losers(
@@ -109,7 +123,7 @@ def _losers(
     for store_parts in by_store.values():
         tables = []
         for i, p in enumerate(store_parts):
-            t = _part_table(p, journals, schema, [RUN_ID, ENDED_AT], push)
+            t = _part_table(p, journals, schema, [RUN_ID, ENDED_AT, ATTEMPT], push)
             tables.append(
                 t.append_column("__part", pa.array(np.full(t.num_rows, i))).append_column(
                     "__row", pa.array(np.arange(t.num_rows))
@@ -140,7 +154,7 @@ def _read_part(
     import numpy as np
 
     push, exact = filter_exprs(how.clauses, how.schema, how.conflicts)
-    need = list(dict.fromkeys([*how.columns, RUN_ID, ENDED_AT]))
+    need = list(dict.fromkeys([*how.columns, RUN_ID, ENDED_AT, ATTEMPT]))
     t = _part_table(part, journals, how.schema, need, push)
     lose = losers.get(part)
     if lose is not None:

@@ -109,15 +109,16 @@ def _read(
     import pyarrow.dataset as ds
 
     from ..store.layout import Layout
-    from ..store.reader import concat, journal_tables
+    from ..store.reader import concat, journal_tables, read_or_quarantine
 
     kind, path, label = item
     expr = ds.field(STEP_NAME) == metric if metric is not None else None
     if kind == "parquet":
-        try:
-            t = _read_parquet(Path(path), expr)
-        except FileNotFoundError:  # compacted since the frame was built: its rows moved
-            t = STEP_SCHEMA.empty_table()
+        # None: compacted since the frame was built (its rows moved), or damaged (then
+        # quarantined with a warning, never returned as data).
+        file = Path(path)
+        t = read_or_quarantine(Layout(file.parent.parent), file, None, expr)
+        t = STEP_SCHEMA.empty_table() if t is None else t
     else:
         _, steps = journal_tables(Layout(Path(path)))
         t = concat(steps, STEP_SCHEMA)

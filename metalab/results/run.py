@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArtifactIntegrityError, ResultsError, StoreError
+from ..errors import ResultsError, StoreError
 from ..store.records import (
     ARTIFACTS,
     ATTEMPT,
@@ -196,29 +196,14 @@ class Run:
             It is a pickle and ``allow_pickle`` is False.
         """
         from ..capture.serializers import load_artifact
+        from ..store.verify import verify_artifact
 
         entry = self._artifact_entry(name, format)
         path = self._entry_path(entry)
-        if not path.exists():
-            raise StoreError(
-                errno.ENOENT,
-                f"artifact {name!r} of run {self.run_id[:8]}: the "
-                f"file {path} is missing (deleted or moved after the run)",
-                str(path),
-            )
-        digest = _sha256_file(path)
-        if digest != entry["sha256"]:
-            raise ArtifactIntegrityError(
-                errno.EIO,
-                f"artifact {name!r} of run {self.run_id[:8]} is damaged: sha256 {digest[:12]}... "
-                f"does not match the recorded {entry['sha256'][:12]}...; the file {path} was "
-                "changed or corrupted after the run wrote it. Delete or move that file and "
-                "call metalab.run(exp) again: resume re-runs just the runs whose artifacts "
-                "are missing",
-                str(path),
-                run_id=self.run_id,
-                name=name,
-            )
+        what = f"artifact {name!r} of run {self.run_id[:8]}"
+        verify_artifact(
+            self._store.layout, path, entry["sha256"], what, run_id=self.run_id, name=name
+        )
         return load_artifact(entry["format"], path, allow_pickle=allow_pickle)
 
     # stepped metrics -----------------------------------------------------------------

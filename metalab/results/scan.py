@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -21,7 +22,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from ..errors import StoreError
-from ..store.reader import concat, dedupe_latest, journal_tables, parquet_files, quarantine
+from ..store.checksum import parquet_footer_damage
+from ..store.reader import (
+    concat,
+    dedupe_latest,
+    journal_tables,
+    parquet_files,
+    quarantine_parquet,
+    unreadable,
+)
 from ..store.records import ATTEMPT, ENDED_AT, RUN_ID, STARTED_AT, build_records
 from .naming import EXPERIMENT
 from .query import Clause, filter_exprs, prunes_file
@@ -43,7 +52,10 @@ __all__ = [
 ]
 
 #: How the snapshot's Parquet files are read (shared with the lazy frame).
-FORMAT = ds.ParquetFileFormat()
+# Parquet page checksums (CRC-32 of every page) are verified as pages are read.
+FORMAT = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 FS = pafs.LocalFileSystem()
 
 
@@ -129,22 +141,53 @@ class Scan:
     conflicts: set[str] = field(default_factory=set)
 
 
+#: Damage reports seen at the last scan of each store (a scan that follows a damage
+#: report, e.g. the new snapshot after a quarantine, does not repeat it as "missing").
+_damage_at_scan: dict[str, int] = {}
+
+
+def _verified_fragment(store: Store, path: Path) -> Any:
+    """The fragment of one records file whose footer verifies; else quarantined, None."""
+    try:
+        reason = parquet_footer_damage(path)
+        if reason is None:
+            frag = FORMAT.make_fragment(str(path), filesystem=FS)
+            frag.ensure_complete_metadata()
+            return frag
+    except FileNotFoundError:
+        return None  # compacted away; its rows are in the merged file listed with it
+    except PermissionError as exc:
+        raise unreadable(path, exc) from exc
+    except (pa.ArrowException, OSError) as exc:
+        if not path.exists():
+            return None
+        reason = str(exc).splitlines()[0][:200]
+    quarantine_parquet(store.layout, path, reason)
+    return None
+
+
 def scan_store(store: Store, label: str | None = None) -> StoreScan:
-    """Snapshot one store: journals first, then the Parquet footers (damaged files quarantined)."""
+    """Snapshot one store: journals first, then the Parquet footers, verified.
+
+    A file whose footer fails verification is quarantined (with a warning) and left out;
+    data that the ledgers say is missing is reported (see ``store/verify.py``).
+    """
+    from ..store import reader
+    from ..store.verify import store_totals, warn_missing
+
+    seen = reader.damage_seen
+    before = _damage_at_scan.get(str(store.root), seen)
+    _damage_at_scan[str(store.root)] = seen
     recs, _ = journal_tables(store.layout)
     journal = concat(recs) if recs else None
     frags = []
     for path in parquet_files(store.layout.records):
-        try:
-            frag = FORMAT.make_fragment(str(path), filesystem=FS)
-            frag.ensure_complete_metadata()
-        except FileNotFoundError:
-            continue  # compacted away; its rows are in the merged file listed with it
-        except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-            if path.exists():
-                quarantine(store.layout, path, str(exc).splitlines()[0][:200])
-            continue
-        frags.append(frag)
+        frag = _verified_fragment(store, path)
+        if frag is not None:
+            frags.append(frag)
+    totals = store_totals(store.layout, [f.metadata.metadata for f in frags], recs)
+    if reader.damage_seen == seen == before:  # else a damage warning has just said it
+        warn_missing(store.layout, totals)
     return StoreScan(store, frags, journal, label)
 
 
@@ -169,7 +212,33 @@ def scan(stores: Sequence[tuple[Store, str | None]]) -> Scan:
 
 # ------------------------------------------------------------------------------ reading
 class _Vanished(Exception):
-    """A file listed by the scan was deleted (compacted) before it was read."""
+    """A file listed by the scan was deleted (compacted) or quarantined before it was read."""
+
+
+def _quarantine_damaged(
+    s: StoreScan,
+    frags: list[Any],
+    schema: pa.Schema,
+    need: list[str],
+    push: Any,
+    error: Exception,
+) -> None:
+    """Find the files whose pages fail verification (a dataset error names none): quarantine."""
+    found = False
+    for frag in frags:
+        path = Path(frag.path)
+        try:
+            frag.to_table(schema=schema, columns=need, filter=push)
+        except FileNotFoundError:
+            found = True  # compacted away meanwhile: a new snapshot sees the merged file
+        except PermissionError as exc:
+            raise unreadable(path, exc) from exc
+        except (pa.ArrowException, OSError) as exc:
+            if path.exists():
+                quarantine_parquet(s.store.layout, path, str(exc).splitlines()[0][:200])
+            found = True
+    if not found:
+        raise StoreError(5, f"reading the store {s.store.root} failed: {error}") from error
 
 
 def read_store(
@@ -192,6 +261,9 @@ def read_store(
         try:
             tables.append(dset.to_table(columns=need, filter=push))
         except FileNotFoundError as exc:
+            raise _Vanished from exc
+        except (pa.ArrowException, OSError) as exc:  # a page failed its checksum
+            _quarantine_damaged(s, frags, schema, need, push, exc)
             raise _Vanished from exc
     if s.journal is not None and s.journal.num_rows:
         j = conform(s.journal, schema)

@@ -7,7 +7,9 @@ each further line is one run's outcome (see :mod:`metalab.store.records`) as tab
     run_id <TAB> status <TAB> started_us <TAB> ended_us <TAB> metrics JSON <TAB> extra JSON
 
 (JSON never contains a raw tab, and this costs a fraction of encoding the whole line
-as JSON.)  Lines are flushed to the OS every few runs (at most ``flush_every``, and
+as JSON.)  Every line, the header too, ends with a tab and the CRC-32 of the rest of the
+line (:mod:`metalab.store.checksum`): a damaged line is reported, never read as data.
+Lines are flushed to the OS every few runs (at most ``flush_every``, and
 at once after any run slower than 20 ms), so a killed process loses at most a few
 finished runs plus the run in flight.  When the partition ends, its
 records are written as one Parquet file and the journal is deleted.  A journal left by
@@ -23,6 +25,9 @@ import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zlib import crc32
+
+from .checksum import FOLDER, open_line, seal_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,6 +36,8 @@ _dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
 HOST = socket.gethostname()
 START_MARK = "__start__"
 SLOW_RUN_US = 20_000
+#: Journal format: 3 seals every line with a CRC-32; 2 (no checksums) is still read.
+VERSION = 3
 
 
 _KEYS: dict[str, str] = {}
@@ -105,7 +112,7 @@ class JournalWriter:
         self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
         self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
         header = {
-            "v": 2,
+            "v": VERSION,
             "sweep": sweep,
             "part": part,
             "host": HOST,
@@ -113,7 +120,7 @@ class JournalWriter:
             "worker": worker,
             "cols": columns,
         }
-        self._f.write(_dumps(header) + "\n")
+        self._f.write(seal_line(_dumps(header)) + "\n")
         self._f.flush()
         self._pending = 0
         self._flush_every = flush_every
@@ -122,10 +129,11 @@ class JournalWriter:
     def append(self, outcome: list[Any]) -> None:
         """Write one outcome line; flush every ``flush_every`` lines or after a slow run."""
         run_id, status, t0, t1, metrics, extra = outcome
-        self._f.write(
+        body = (
             f"{run_id}\t{status}\t{t0}\t{t1}\t{encode_metrics(metrics) if metrics else '{}'}\t"
-            f"{'' if extra is None else _dumps(extra)}\n"
+            f"{'' if extra is None else _dumps(extra)}"
         )
+        self._f.write(f"{body}\t{crc32(body.encode()):08x}\n")
         self._pending += 1
         if self._pending >= self._flush_every or t1 - self._last_flush_us > SLOW_RUN_US:
             self._f.flush()
@@ -134,7 +142,7 @@ class JournalWriter:
 
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
-        self._f.write(f"{START_MARK}\t{run_id}\n")
+        self._f.write(seal_line(f"{START_MARK}\t{run_id}") + "\n")
         self._f.flush()
         self._pending = 0
 
@@ -153,32 +161,53 @@ class JournalWriter:
 
 
 class Journal:
-    """A journal read back: header, complete outcome lines, and runs started but unfinished."""
+    """A journal read back: header, complete outcome lines, and runs started but unfinished.
+
+    A header that fails its checksum sets ``header_damage`` (the journal cannot be read
+    at all); lines that fail theirs are skipped and their line numbers listed in
+    ``damaged_lines``.  A missing file reads as empty; a file that cannot be opened
+    (permissions) raises OSError.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.header: dict[str, Any] | None = None
+        self.header_damage: str | None = None
+        self.damaged_lines: list[int] = []
         self.outcomes: list[list[Any]] = []
         self.started: list[str] = []
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return
-        lines = data.decode("utf-8", errors="replace").split("\n")
-        # The last element is "" when the file ends with a newline, else a torn line.
-        for raw in lines[:-1]:
+        except IsADirectoryError:
+            self.header_damage = FOLDER
+            return
+        lines = data.split(b"\n")
+        if len(lines) == 1:  # no complete line: the header is being written, or damage
+            if data and not data.startswith(b"{"):
+                self.header_damage = "no header line"
+            return
+        self.header, self.header_damage = _read_header(lines[0])
+        if self.header is None:
+            return
+        sealed = self.header["v"] >= 3
+        # The last element is "" when the file ends with a newline, else a line being
+        # written; a complete sealed line followed by one stray byte is a damaged newline.
+        tail = lines[-1]
+        if sealed and len(tail) > 9 and open_line(tail[:-1]) is not None:
+            self.damaged_lines.append(len(lines))
+        for number, raw in enumerate(lines[1:-1], start=2):
+            body = open_line(raw) if sealed else raw.decode("utf-8", errors="replace")
             try:
-                if self.header is None:
-                    obj = json.loads(raw)
-                    if isinstance(obj, dict):
-                        self.header = obj
-                    continue
-                if raw.startswith(START_MARK):
-                    self.started.append(raw.split("\t", 1)[1])
+                if body is None:
+                    raise ValueError("checksum mismatch")
+                if body.startswith(START_MARK):
+                    self.started.append(body.split("\t", 1)[1])
                 else:
-                    self.outcomes.append(parse_outcome(raw))
-            except ValueError:
-                continue
+                    self.outcomes.append(parse_outcome(body))
+            except (ValueError, IndexError, TypeError):
+                self.damaged_lines.append(number)
 
     @property
     def info(self) -> dict[str, list[Any]]:
@@ -218,6 +247,38 @@ class Journal:
         except PermissionError:
             return True
         return not _is_zombie(pid)
+
+
+_DESCRIPTORS = ("run_id", "params", "replicate", "seed", "attempt")
+
+
+def _read_header(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(header, None) for a good header line, else (None, why it is damaged)."""
+    sealed = b"\t" in raw
+    body = open_line(raw) if sealed else raw.decode("utf-8", errors="replace")
+    if body is None:
+        return None, "header checksum mismatch"
+    try:
+        h = json.loads(body)
+    except ValueError:
+        return None, "header is not valid JSON"
+    if not isinstance(h, dict) or not isinstance(h.get("v"), int):
+        return None, "header has no format version"
+    if h["v"] < 2:
+        return None, f"unknown journal format {h['v']}"
+    if h["v"] >= 3 and not sealed:
+        return None, "header has no checksum"
+    cols = h.get("cols")
+    ok = (
+        isinstance(h.get("sweep"), str)
+        and isinstance(h.get("part"), int)
+        and isinstance(h.get("host"), str)
+        and isinstance(h.get("pid"), int)
+        and isinstance(cols, dict)
+        and all(isinstance(cols.get(k), list) for k in _DESCRIPTORS)
+        and len({len(cols[k]) for k in _DESCRIPTORS}) == 1
+    )
+    return (h, None) if ok else (None, "header lacks the partition's descriptors")
 
 
 def _is_zombie(pid: int) -> bool:

@@ -1,4 +1,10 @@
-"""Reading a store: Parquet record files plus live journals, deduplicated by run id."""
+"""Reading a store: Parquet record files plus live journals, deduplicated by run id.
+
+Every file is verified as it is read (Parquet page and footer checksums, journal line
+checksums, see :mod:`metalab.store.checksum`).  A file that fails is moved to
+``quarantine/`` with a :class:`DamagedFileWarning` naming it, and is never returned as
+data; its runs then count as not run, so ``resume=True`` runs them again.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +24,37 @@ import pyarrow.parquet as pq
 from ..errors import DamagedFileWarning as DamagedFileWarning  # re-exported: old import path
 from ..errors import StoreError
 from .atomic import TMP_PREFIX
+from .checksum import parquet_footer_damage
 from .journal import Journal, list_journals
 from .layout import Layout
+from .ledger import merged_metadata
 from .records import STEP_SCHEMA
 
 log = logging.getLogger("metalab.store")
+#: How many damaged files or lines this process has reported (lets a reader skip a
+#: "data is missing" warning that would only repeat a damage warning it just gave).
+damage_seen = 0
+
+
+class DamagedFile(OSError):
+    """A store file failed verification (readers quarantine it; never a missing file)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(errno.EIO, f"{path}: {reason}", str(path))
+        self.path = path
+        self.reason = reason
+
+
+def unreadable(path: Path, exc: OSError) -> StoreError:
+    """The error for a store file that exists but cannot be opened (not damage)."""
+    code = exc.errno or errno.EIO
+    return StoreError(
+        code,
+        f"cannot read store file {path}: {os.strerror(code)} (errno "
+        f"{errno.errorcode.get(code, code)}); nothing was moved. Fix its permissions "
+        "(or read the store as its owner) and try again",
+        str(path),
+    )
 
 
 def parquet_files(folder: Path) -> list[Path]:
@@ -36,7 +68,13 @@ def parquet_files(folder: Path) -> list[Path]:
     )
 
 
-def quarantine(layout: Layout, path: Path, reason: str) -> None:
+def quarantine(
+    layout: Layout,
+    path: Path,
+    reason: str,
+    *,
+    consequence: str = "the runs it held are treated as not run, so resume=True re-runs them",
+) -> None:
     """Move a damaged file aside (never delete it) and warn, naming it."""
     name = path.name
     if path.parent.parent == layout.artifacts:  # artifacts/<run_id>/<name>: keep the run id
@@ -60,8 +98,7 @@ def quarantine(layout: Layout, path: Path, reason: str) -> None:
         )
         return
     warnings.warn(
-        f"damaged store file {path} ({reason}) was moved to {dest}; the runs it held are "
-        "treated as not run, so resume=True re-runs them",
+        f"damaged store file {path} ({reason}) was moved to {dest}; {consequence}",
         DamagedFileWarning,
         stacklevel=3,
     )
@@ -74,6 +111,11 @@ def concat(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Ta
         return schema.empty_table() if schema is not None else pa.table({})
     if len(tables) == 1:
         return tables[0]
+    meta = merged_metadata(tables)  # the ledger of everything the inputs stand for
+    return _concat(tables).replace_schema_metadata(meta)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -93,19 +135,65 @@ def concat(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Ta
 
 
 def read_parquet_file(path: Path, columns: Sequence[str] | None, filter: Any) -> pa.Table:
-    """One Parquet file, with the ``columns`` it has (of those asked) and the rows ``filter`` keeps.
+    """Read one Parquet file, verifying its footer and page checksums.
 
-    ``filter`` is a pyarrow expression or ``None``; a damaged file raises pyarrow's error.
+    Raises :class:`DamagedFile` when it fails verification, FileNotFoundError when it
+    is gone (compacted away), and OSError when it cannot be opened.
     """
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
-    cols = None if columns is None else [c for c in columns if c in names]
-    if filter is not None:
-        return pq.read_table(path, columns=cols, filters=filter, schema=pf.schema_arrow)
-    return pf.read(columns=cols)
+    reason = parquet_footer_damage(path)
+    if reason is not None:
+        raise DamagedFile(path, reason)
+    try:
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
+        names = pf.schema_arrow.names
+        cols = None if columns is None else [c for c in columns if c in names]
+        if filter is not None:
+            return pq.read_table(
+                path,
+                columns=cols,
+                filters=filter,
+                schema=pf.schema_arrow,
+                page_checksum_verification=True,
+            )
+        return pf.read(columns=cols)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        if not path.exists():
+            raise FileNotFoundError(str(path)) from exc
+        raise DamagedFile(path, str(exc).splitlines()[0][:200]) from exc
 
 
-_read_file = read_parquet_file  # the old name, still imported by metalab.results.metric_frame
+def read_verified(path: Path) -> pa.Table:
+    """A whole Parquet file, verified (raises :class:`DamagedFile` if it fails)."""
+    return read_parquet_file(path, None, None)
+
+
+def quarantine_parquet(layout: Layout, path: Path, reason: str) -> None:
+    """Quarantine a damaged records or metrics file (and a metrics file's records sibling)."""
+    global damage_seen
+    damage_seen += 1
+    quarantine(layout, path, reason)
+    sibling = layout.records / path.name
+    if path.parent == layout.metrics and sibling.exists():
+        # Written together by one partition: its runs must run again to get their
+        # stepped metrics back, so their records go aside too.
+        quarantine(layout, sibling, "its stepped-metrics file was damaged")
+
+
+def read_or_quarantine(
+    layout: Layout, path: Path, columns: Sequence[str] | None = None, filter: Any = None
+) -> pa.Table | None:
+    """One verified Parquet file, or None when it is gone or damaged (then quarantined)."""
+    try:
+        return read_parquet_file(path, columns, filter)
+    except FileNotFoundError:
+        return None
+    except DamagedFile as exc:
+        quarantine_parquet(layout, path, exc.reason)
+        return None
+    except OSError as exc:
+        raise unreadable(path, exc) from exc
 
 
 def read_parquet_folder(
@@ -125,23 +213,66 @@ def read_parquet_folder(
             except FileNotFoundError:
                 vanished = True  # compacted away by another process: list again
                 break
-            except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-                if not f.exists():
-                    vanished = True
-                    break
-                quarantine(layout, f, str(exc).splitlines()[0][:200])
-                sibling = layout.records / f.name
-                if folder == layout.metrics and sibling.exists():
-                    # Written together by one partition: its runs must run again to get
-                    # their stepped metrics back, so their records go aside too.
-                    quarantine(layout, sibling, "its stepped-metrics file was damaged")
+            except DamagedFile as exc:
+                quarantine_parquet(layout, f, exc.reason)
+            except OSError as exc:
+                raise unreadable(f, exc) from exc
         if not vanished:
             return tables
     raise StoreError(
         errno.EAGAIN,
-        f"store folder {folder} keeps changing while being read; try again",
+        f"store folder {folder} keeps changing while being read (another process is "
+        "compacting it); try again",
         str(folder),
     )
+
+
+def read_journal(layout: Layout, path: Path) -> Journal | None:
+    """A verified journal, or None when its header is damaged (then it is quarantined).
+
+    Damaged lines are skipped with a warning naming the file and the line numbers.
+    """
+    try:
+        j = Journal(path)
+    except OSError as exc:
+        raise unreadable(path, exc) from exc
+    global damage_seen
+    if j.header_damage is not None or j.damaged_lines:
+        damage_seen += 1
+    if j.header_damage is not None:
+        quarantine(layout, path, j.header_damage)
+        return None
+    if j.damaged_lines:
+        warnings.warn(
+            f"damaged store file {path}: {_lines(j.damaged_lines)} failed verification and "
+            "are skipped; those runs are treated as not run, so resume=True re-runs them",
+            DamagedFileWarning,
+            stacklevel=3,
+        )
+    return j
+
+
+def _lines(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    more = f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}{more}"
+
+
+def retire_journal(layout: Layout, j: Journal) -> None:
+    """Delete a journal whose records are safe in Parquet; one with damaged lines goes aside."""
+    if j.damaged_lines:
+        quarantine(
+            layout,
+            j.path,
+            f"{_lines(j.damaged_lines)} failed verification",
+            consequence="its other runs were saved to records/; the runs of the damaged "
+            "lines are treated as not run, so resume=True re-runs them",
+        )
+        return
+    try:
+        j.path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def journal_tables(
@@ -151,7 +282,10 @@ def journal_tables(
     recs, steps = [], []
     prefix = f"{sweep}-" if sweep else ""
     for path in list_journals(layout.journal, prefix):
-        records, st = Journal(path).tables()
+        j = read_journal(layout, path)
+        if j is None:
+            continue
+        records, st = j.tables()
         if records is not None:
             recs.append(records)
         if st is not None:
@@ -188,7 +322,12 @@ def may_have_duplicates(run_ids: pa.ChunkedArray | pa.Array) -> bool:
 
 
 def dedupe_latest(table: pa.Table) -> pa.Table:
-    """Keep one record per run id: the one that ended last (the latest attempt)."""
+    """Keep one record per run id: the highest ``attempt``, then the latest ``ended_at``.
+
+    Attempts are numbered by the driver (the run's current attempt + 1), so a retry on a
+    host whose clock lags still supersedes the attempt before it; the end time only
+    breaks ties (two drivers that ran the same attempt at once).
+    """
     if table.num_rows == 0:
         return table
     run_ids = table.column("run_id")
@@ -196,14 +335,42 @@ def dedupe_latest(table: pa.Table) -> pa.Table:
         return table
     import numpy as np
 
-    ended = table.column("ended_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    def ints(name: str) -> Any:
+        if name not in table.column_names:
+            return np.zeros(table.num_rows, dtype="int64")
+        col = table.column(name).cast(pa.int64()).fill_null(0)
+        return col.to_numpy() if isinstance(col, pa.ChunkedArray) else col.to_numpy(False)
+
     codes = pc.dictionary_encode(run_ids).combine_chunks().indices.to_numpy(zero_copy_only=False)
-    order = np.lexsort((ended, codes))  # by run, then by end time
+    order = np.lexsort((ints("ended_at"), ints("attempt"), codes))  # by run, attempt, end
     last = np.ones(len(order), dtype=bool)
     sorted_codes = codes[order]
     last[:-1] = sorted_codes[1:] != sorted_codes[:-1]
     keep = np.sort(order[last])
     return table.take(pa.array(keep))
+
+
+#: The columns that identify one stepped-metric point (a copy of it is a duplicate).
+STEP_KEY = ["run_id", "sweep", "name", "step", "time"]
+
+
+def dedupe_steps(table: pa.Table) -> pa.Table:
+    """Drop repeated copies of the same stepped-metric point (left by a crash mid-compaction)."""
+    if table.num_rows < 2 or not all(c in table.column_names for c in STEP_KEY):
+        return table
+    import numpy as np
+
+    idx = pa.array(np.arange(table.num_rows))
+    first = (
+        table.select(STEP_KEY)
+        .append_column("__i", idx)
+        .group_by(STEP_KEY, use_threads=False)
+        .aggregate([("__i", "min")])
+        .column("__i_min")
+    )
+    if len(first) == table.num_rows:
+        return table
+    return table.take(pc.sort_indices(first))
 
 
 def read_records(
@@ -212,7 +379,7 @@ def read_records(
     """All current run records of a store (Parquet + journals), one row per run id."""
     need = None
     if columns is not None:
-        need = list(dict.fromkeys([*columns, "run_id", "ended_at"]))
+        need = list(dict.fromkeys([*columns, "run_id", "ended_at", "attempt"]))
     # Journals first: a partition finishing meanwhile writes its Parquet file before
     # deleting its journal, so its runs are then seen in one place or both, never neither.
     jrecs, _ = journal_tables(layout)
@@ -239,3 +406,6 @@ def read_steps(layout: Layout, *, filter: Any = None) -> pa.Table:
     for t in jsteps:
         tables.append(t.filter(filter) if filter is not None else t)
     return concat(tables, STEP_SCHEMA)
+
+
+_read_file = read_parquet_file  # the old name

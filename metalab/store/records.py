@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from .layout import SCHEMA_VERSION
+from .ledger import with_ledger
 
 PARAM_PREFIX = "params."
 METRIC_PREFIX = "metrics."
@@ -255,7 +257,9 @@ def build_records(
     for k in _union_keys(metrics):
         cols[METRIC_PREFIX + k] = to_array([m.get(k) for m in metrics])
     table = pa.table(cols)
-    return table.replace_schema_metadata({"metalab.schema_version": str(SCHEMA_VERSION)})
+    n_steps = sum(len(e["steps"]) for e in extras if e and e.get("steps"))
+    table = table.replace_schema_metadata({"metalab.schema_version": str(SCHEMA_VERSION)})
+    return with_ledger(table, {sweep: [n, n_steps]} if n else {})
 
 
 _NESTED = (dict, list)
@@ -292,7 +296,7 @@ def build_steps(outcomes: Sequence[list[Any]], sweep: str) -> pa.Table | None:
     rows = [(o[0], s) for o in outcomes if o[5] and o[5].get("steps") for s in o[5]["steps"]]
     if not rows:
         return None
-    return pa.table(
+    table = pa.table(
         {
             "run_id": pa.array([r for r, _ in rows], type=pa.string()),
             "name": pa.array([s[0] for _, s in rows], type=pa.string()),
@@ -303,3 +307,33 @@ def build_steps(outcomes: Sequence[list[Any]], sweep: str) -> pa.Table | None:
         },
         schema=STEP_SCHEMA,
     )
+    return with_ledger(table, {sweep: [0, len(rows)]})
+
+
+# ------------------------------------------------------------------------------ writing
+def write_table_file(table: pa.Table, path: Path, *, row_group_size: int) -> None:
+    """Write a record or step table as Parquet, with page and footer checksums.
+
+    Only low-cardinality columns are dictionary-encoded (the others write faster
+    without).  Pages carry Parquet's CRC-32 (``write_page_checksum``), and the footer
+    its own CRC-32 (see :mod:`metalab.store.checksum`).  The table's ledger and the
+    file's own name are written with it (see :mod:`metalab.store.ledger`).
+    """
+    import pyarrow.parquet as pq
+
+    from .checksum import parquet_key_value, seal_parquet_footer
+    from .ledger import for_file
+
+    table = for_file(table, path)
+    dict_cols = [c for c in DICTIONARY_COLUMNS if c in table.column_names] or False
+    with pq.ParquetWriter(
+        path,
+        table.schema,
+        use_dictionary=dict_cols,
+        compression="snappy",
+        write_statistics=True,
+        write_page_checksum=True,
+    ) as writer:
+        writer.write_table(table, row_group_size=row_group_size)
+        writer.add_key_value_metadata(parquet_key_value())
+    seal_parquet_footer(path)

@@ -16,18 +16,27 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json
-from .journal import Journal, list_journals
+from .checksum import FOLDER, parquet_footer_damage, seal_json
+from .journal import list_journals
 from .layout import SCHEMA_VERSION, Layout
 from .reader import (
     DamagedFileWarning,
     concat,
     dedupe_latest,
+    dedupe_steps,
     parquet_files,
+    quarantine,
+    quarantine_parquet,
+    read_journal,
     read_parquet_folder,
     read_records,
+    read_verified,
+    retire_journal,
+    unreadable,
 )
-from .records import DICTIONARY_COLUMNS
+from .records import write_table_file
 from .urls import check_store_path
+from .verify import read_manifest_file, read_sweep_files, totals_for_sweep_file
 
 ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
 COMPACT_AT_FILES = 16
@@ -37,19 +46,8 @@ COMPACT_MAX_ROWS = 1_000_000
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
-    """Atomically write one Parquet file (dictionary-encode low-cardinality columns only)."""
-    dict_cols = [c for c in DICTIONARY_COLUMNS if c in table.column_names] or False
-    atomic_write(
-        path,
-        lambda p: pq.write_table(
-            table,
-            p,
-            row_group_size=ROW_GROUP_SIZE,
-            use_dictionary=dict_cols,
-            compression="snappy",
-            write_statistics=True,
-        ),
-    )
+    """Atomically write one Parquet file, with checksums (see ``records.write_table_file``)."""
+    atomic_write(path, lambda p: write_table_file(table, p, row_group_size=ROW_GROUP_SIZE))
 
 
 def new_file_name(tag: str) -> str:
@@ -135,20 +133,8 @@ class Store:
 
     # manifest ------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
-        """The store's manifest (experiment name, schema version), ``{}`` if none yet."""
-        try:
-            manifest = json.loads(self.layout.manifest.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except ValueError as exc:
-            raise StoreError(errno.EIO, f"damaged manifest {self.layout.manifest}: {exc}") from exc
-        if not isinstance(manifest, dict):
-            raise StoreError(
-                errno.EIO,
-                f"damaged manifest {self.layout.manifest}: a JSON object was expected, got "
-                f"{type(manifest).__name__}",
-            )
-        return manifest
+        """The verified manifest ({} if none); StoreError naming the repair if damaged."""
+        return read_manifest_file(self.layout)
 
     def ensure_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Write the manifest if missing; check that an existing one is the same experiment."""
@@ -164,30 +150,17 @@ class Store:
                 )
             return existing
         manifest = {"metalab_store": SCHEMA_VERSION, "created": time.time(), **manifest}
-        atomic_write_json(self.layout.manifest, manifest)
+        atomic_write_json(self.layout.manifest, seal_json(manifest))
         return manifest
 
     def write_sweep(self, sweep: str, info: dict[str, Any]) -> None:
-        """Write (or replace) ``sweeps/<sweep>.json`` atomically."""
-        atomic_write_json(self.layout.sweeps / f"{sweep}.json", info)
+        if "ended" in info:  # what the store holds now: a reader finding less will say so
+            info = {**info, **totals_for_sweep_file(self.layout)}
+        atomic_write_json(self.layout.sweeps / f"{sweep}.json", seal_json(info))
 
     def read_sweeps(self) -> list[dict[str, Any]]:
-        """Every sweep's info, oldest first; unreadable files are skipped."""
-        out: list[dict[str, Any]] = []
-        try:
-            names = sorted(os.listdir(self.layout.sweeps))
-        except FileNotFoundError:
-            return []
-        for n in names:
-            if n.endswith(".json") and not n.startswith(TMP_PREFIX):
-                try:
-                    info = json.loads((self.layout.sweeps / n).read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    continue
-                if isinstance(info, dict):  # a damaged file may hold other valid JSON
-                    out.append(info)
-        out.sort(key=lambda s: s.get("started", 0))
-        return out
+        """Verified sweep files, oldest first (damaged ones quarantined with a warning)."""
+        return read_sweep_files(self.layout)
 
     # reading ---------------------------------------------------------------------
     def records(self, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
@@ -204,21 +177,18 @@ class Store:
         folded = 0
         prefix = f"{sweep}-" if sweep else ""
         for path in list_journals(self.layout.journal, prefix):
-            j = Journal(path)
-            if dead_only and j.writer_alive() is not False:
+            j = read_journal(self.layout, path)  # a damaged header: quarantined
+            if j is None or (dead_only and j.writer_alive() is not False):
                 continue
             table, steps = j.tables()
             if table is not None and j.header is not None:  # tables() needs the header
                 write_partition(self.layout, f"recovered-{j.header['sweep']}", table, steps)
                 folded += table.num_rows
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+            retire_journal(self.layout, j)  # deleted, or quarantined if lines were damaged
         return folded
 
     def check_metric_files(self) -> int:
-        """Quarantine stepped-metrics files whose Parquet footer cannot be read.
+        """Quarantine stepped-metrics files whose Parquet footer fails verification.
 
         The records written with a damaged file go aside too (see ``read_parquet_folder``),
         so resume runs those runs again and their steps come back. Returns files moved.
@@ -226,13 +196,14 @@ class Store:
         bad = 0
         for f in parquet_files(self.layout.metrics):
             try:
-                pq.read_metadata(f)
+                reason = parquet_footer_damage(f)
             except FileNotFoundError:
                 continue
-            except (OSError, pa.ArrowException):
+            except OSError as exc:
+                raise unreadable(f, exc) from exc
+            if reason is not None:
+                quarantine_parquet(self.layout, f, reason)
                 bad += 1
-        if bad:  # the folder reader quarantines each damaged file and its records sibling
-            read_parquet_folder(self.layout, self.layout.metrics, columns=["run_id"])
         return bad
 
     def check_artifacts(self, table: pa.Table | None = None) -> set[str]:
@@ -311,6 +282,13 @@ class Store:
                             removed += 1
                     except FileNotFoundError:
                         pass
+                    except IsADirectoryError:  # a folder where a temp file or marker belongs
+                        quarantine(
+                            self.layout,
+                            Path(e.path),
+                            FOLDER,
+                            consequence="nothing else is affected",
+                        )
         return removed
 
     def compact(self, *, at_files: int = COMPACT_AT_FILES) -> int:
@@ -336,15 +314,14 @@ class Store:
             tables = []
             for f in small:
                 try:
-                    tables.append(pq.read_table(f))
+                    tables.append(read_verified(f))  # never launder a damaged file
                 except FileNotFoundError:
                     return removed  # another process is compacting: leave it to them
                 except (OSError, pa.ArrowException):
                     read_parquet_folder(self.layout, folder)  # quarantines the bad one
                     return removed
             merged = concat(tables)
-            if is_records:
-                merged = dedupe_latest(merged)
+            merged = dedupe_latest(merged) if is_records else dedupe_steps(merged)
             for start in range(0, merged.num_rows, COMPACT_MAX_ROWS):
                 write_parquet(
                     folder / new_file_name("compact"), merged.slice(start, COMPACT_MAX_ROWS)
