@@ -94,23 +94,8 @@ def _callables() -> list[tuple[str, object]]:
     return out
 
 
-#: Known positional booleans, fixed in metalab/results on its own branch (strict xfail:
-#: the test fails once they are fixed, so this list cannot go stale).
-POSITIONAL_BOOLEANS_TO_FIX = {"Results.table"}
-
-
 def _cases() -> list[object]:
-    return [
-        pytest.param(
-            q,
-            f,
-            id=q,
-            marks=[pytest.mark.xfail(strict=True, reason="positional bool")]
-            if q in POSITIONAL_BOOLEANS_TO_FIX
-            else [],
-        )
-        for q, f in _callables()
-    ]
+    return [pytest.param(q, f, id=q) for q, f in _callables()]
 
 
 @pytest.mark.parametrize(("qualname", "func"), _cases())
