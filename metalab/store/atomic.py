@@ -17,7 +17,7 @@ def tmp_path_for(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], *, fsync: bool = True) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], *, fsync: bool = True) -> None:
     """Call ``write(tmp)`` then move ``tmp`` onto ``path`` in one rename."""
     tmp = tmp_path_for(path)
     try:

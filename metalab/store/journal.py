@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .paths import plain_files, read_file
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -160,7 +162,7 @@ class Journal:
         self.outcomes: list[list[Any]] = []
         self.started: list[str] = []
         try:
-            data = path.read_bytes()
+            data = read_file(path)  # never through a link; unreadable: StoreError, kept
         except FileNotFoundError:
             return
         lines = data.decode("utf-8", errors="replace").split("\n")
@@ -230,13 +232,5 @@ def _is_zombie(pid: int) -> bool:
 
 
 def list_journals(folder: Path, prefix: str = "") -> list[Path]:
-    """Journal files in ``folder`` (optionally of one partition)."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        folder / n
-        for n in names
-        if n.endswith(".jsonl") and n.startswith(prefix) and not n.startswith(".")
-    )
+    """Journal files in ``folder`` (optionally of one partition; links are quarantined)."""
+    return plain_files(folder, ".jsonl", prefix)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import TMP_PREFIX
 from .journal import Journal, list_journals
 from .layout import Layout
+from .paths import plain_files, quarantine
 from .records import STEP_SCHEMA
 
 log = logging.getLogger("metalab.store")
@@ -27,45 +24,8 @@ class DamagedFileWarning(UserWarning):
 
 
 def parquet_files(folder: Path) -> list[Path]:
-    """Complete Parquet files of a store folder (temp files are ignored)."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        folder / n for n in names if n.endswith(".parquet") and not n.startswith(TMP_PREFIX)
-    )
-
-
-def quarantine(layout: Layout, path: Path, reason: str) -> None:
-    """Move a damaged file aside (never delete it) and warn, naming it."""
-    name = path.name
-    if path.parent.parent == layout.artifacts:  # artifacts/<run_id>/<name>: keep the run id
-        name = f"{path.parent.name}-{name}"
-    dest = layout.quarantine / name
-    if dest.exists():  # never overwrite an earlier quarantined file
-        dest = layout.quarantine / f"{dest.stem}-{os.urandom(4).hex()}{dest.suffix}"
-    try:
-        layout.quarantine.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), dest)
-    except FileNotFoundError:
-        if not path.exists():
-            return  # another reader moved it first
-        raise
-    except OSError as exc:  # e.g. a read-only store: skip the file, say so
-        warnings.warn(
-            f"damaged store file {path} ({reason}) is skipped; it could not be moved to "
-            f"{layout.quarantine}: {exc}",
-            DamagedFileWarning,
-            stacklevel=3,
-        )
-        return
-    warnings.warn(
-        f"damaged store file {path} ({reason}) was moved to {dest}; the runs it held are "
-        "treated as not run, so resume=True re-runs them",
-        DamagedFileWarning,
-        stacklevel=3,
-    )
+    """Complete Parquet files of a store folder (temp files are ignored, links quarantined)."""
+    return plain_files(folder, ".parquet")
 
 
 def concat(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Table:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from .atomic import TMP_PREFIX, atomic_write, atomic_write_json
+from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, atomic_write_text, tmp_path_for
 from .journal import Journal, list_journals
 from .layout import SCHEMA_VERSION, Layout
-from .reader import (
-    DamagedFileWarning,
-    concat,
-    dedupe_latest,
-    parquet_files,
-    read_parquet_folder,
-    read_records,
+from .paths import (
+    cannot_read,
+    check_name,
+    check_store_folders,
+    name_problem,
+    plain_files,
+    quarantine,
+    read_file,
 )
+from .reader import parquet_files, read_parquet_folder, read_records
 from .records import DICTIONARY_COLUMNS
 
 ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
@@ -33,6 +35,8 @@ COMPACT_AT_FILES = 16
 #: A store on a disk with less free space than this fails at start (errno ENOSPC).
 MIN_FREE_BYTES = 1 << 20
 COMPACT_MAX_ROWS = 1_000_000
+#: Temp files and done markers older than this are left by killed writers: cleaned.
+TEMP_MAX_AGE_S = 3600.0
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
@@ -52,7 +56,8 @@ def write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def new_file_name(tag: str) -> str:
-    return f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
+    """A fresh Parquet file name; ``tag`` (a sweep id...) must keep it a plain name."""
+    return check_name(f"{tag}-{uuid.uuid4().hex[:12]}.parquet", "file name", "the store")
 
 
 def write_partition(layout: Layout, tag: str, records: pa.Table, steps: pa.Table | None) -> None:
@@ -74,8 +79,13 @@ class Store:
     # opening -----------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
-        """Open a store, creating its folders when ``create`` (validates the path first)."""
-        root = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        """Open a store, creating its folders when ``create`` (validates the path first).
+
+        The root is resolved once (a store reached through a link is fine); every path
+        inside is then taken relative to that real root, and the store's own folders
+        (``records/``, ``journal/``...) must not be links (:class:`StoreError`).
+        """
+        root = Path(os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path)))))
         if root.exists() and not root.is_dir():
             raise StoreError(
                 errno.ENOTDIR,
@@ -84,6 +94,8 @@ class Store:
                 str(root),
             )
         store = cls(root)
+        if root.is_dir():
+            check_store_folders(root)
         if create:
             store._create()
         elif not root.is_dir():
@@ -92,7 +104,7 @@ class Store:
                 f"no metalab store at {root}; check the path (stores are made by metalab.run)",
                 str(root),
             )
-        elif not store.layout.manifest.exists() and not store.layout.records.exists():
+        elif not os.path.lexists(store.layout.manifest) and not store.layout.records.exists():
             raise StoreError(
                 errno.ENOENT,
                 f"{root} is a folder but not a metalab store (no manifest.json or records/)",
@@ -104,8 +116,9 @@ class Store:
         try:
             for d in self.layout.folders():
                 d.mkdir(parents=True, exist_ok=True)
+            check_store_folders(self.root)  # a link made meanwhile is refused too
             probe = self.root / f"{TMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"
-            with open(probe, "wb") as f:
+            with open(probe, "xb") as f:
                 f.write(b"metalab write probe\n" * 64)
                 f.flush()
                 os.fsync(f.fileno())
@@ -113,6 +126,8 @@ class Store:
             vfs = os.statvfs(self.root)
             if vfs.f_bavail * vfs.f_frsize < MIN_FREE_BYTES:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
+        except StoreError:
+            raise
         except OSError as exc:
             code = exc.errno or errno.EIO
             raise StoreError(
@@ -125,46 +140,60 @@ class Store:
 
     # manifest ------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
+        """The manifest (``{}`` when there is none yet); never read through a link."""
+        path = self.layout.manifest
         try:
-            return json.loads(self.layout.manifest.read_text(encoding="utf-8"))
+            obj = json.loads(read_file(path).decode("utf-8"))
         except FileNotFoundError:
             return {}
         except ValueError as exc:
-            raise StoreError(errno.EIO, f"damaged manifest {self.layout.manifest}: {exc}") from exc
+            raise StoreError(errno.EIO, f"damaged manifest {path}: {exc}", str(path)) from exc
+        if not isinstance(obj, dict):
+            raise StoreError(errno.EIO, f"damaged manifest {path}: not a JSON object", str(path))
+        return obj
 
     def ensure_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Write the manifest if missing; check that an existing one is the same experiment."""
+        """Write the manifest if missing; check that an existing one is the same experiment.
+
+        Creation is exclusive: of two experiments racing on a new store exactly one
+        writes its manifest, and the other gets :class:`StoreError`.
+        """
         existing = self.read_manifest()
-        if existing:
-            if existing.get("experiment") != manifest["experiment"]:
-                raise StoreError(
-                    errno.EEXIST,
-                    f"the store at {self.root} belongs to experiment "
-                    f"{existing.get('experiment')!r}, not {manifest['experiment']!r}; pass "
-                    f"store='./runs/{manifest['experiment']}' (or another new folder)",
-                    str(self.root),
-                )
-            return existing
-        manifest = {"metalab_store": SCHEMA_VERSION, "created": time.time(), **manifest}
-        atomic_write_json(self.layout.manifest, manifest)
-        return manifest
+        if not existing:
+            new = {"metalab_store": SCHEMA_VERSION, "created": time.time(), **manifest}
+            if create_exclusive(self.layout.manifest, _manifest_text(new)):
+                return new
+            existing = self.read_manifest()  # another driver created it first
+        if existing.get("experiment") != manifest["experiment"]:
+            raise StoreError(
+                errno.EEXIST,
+                f"the store at {self.root} belongs to experiment "
+                f"{existing.get('experiment')!r}, not {manifest['experiment']!r}; pass "
+                f"store='./runs/{manifest['experiment']}' (or another new folder)",
+                str(self.root),
+            )
+        return existing
 
     def write_sweep(self, sweep: str, info: dict[str, Any]) -> None:
+        check_name(sweep, "sweep id", self.layout.sweeps)
         atomic_write_json(self.layout.sweeps / f"{sweep}.json", info)
 
     def read_sweeps(self) -> list[dict[str, Any]]:
+        """Every ``sweeps/*.json``, oldest first (an unparseable one is quarantined)."""
         out = []
-        try:
-            names = sorted(os.listdir(self.layout.sweeps))
-        except FileNotFoundError:
-            return []
-        for n in names:
-            if n.endswith(".json") and not n.startswith(TMP_PREFIX):
-                try:
-                    out.append(json.loads((self.layout.sweeps / n).read_text(encoding="utf-8")))
-                except (OSError, ValueError):
-                    continue
-        out.sort(key=lambda s: s.get("started", 0))
+        for path in plain_files(self.layout.sweeps, ".json"):
+            try:
+                obj = json.loads(read_file(path).decode("utf-8"))
+            except FileNotFoundError:
+                continue
+            except ValueError as exc:
+                quarantine(self.layout, path, f"not JSON: {exc}")
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                quarantine(self.layout, path, "not a JSON object")
+        out.sort(key=lambda s: s["started"] if isinstance(s.get("started"), (int, float)) else 0)
         return out
 
     # reading ---------------------------------------------------------------------
@@ -178,7 +207,11 @@ class Store:
 
     # maintenance -------------------------------------------------------------------
     def recover_journals(self, *, sweep: str | None = None, dead_only: bool = True) -> int:
-        """Fold journals of dead writers into Parquet; returns how many runs were folded."""
+        """Fold journals of dead writers into Parquet; returns how many runs were folded.
+
+        A journal whose header names a sweep that is not a plain name is quarantined,
+        never used to build a file name.
+        """
         folded = 0
         prefix = f"{sweep}-" if sweep else ""
         for path in list_journals(self.layout.journal, prefix):
@@ -187,7 +220,12 @@ class Store:
                 continue
             table, steps = j.tables()
             if table is not None:
-                write_partition(self.layout, f"recovered-{j.header['sweep']}", table, steps)
+                name = j.header.get("sweep") if j.header else None
+                problem = name_problem(name) or name_problem(f"recovered-{name}-{0:012}.parquet")
+                if problem is not None:  # never let it build a path: set the journal aside
+                    quarantine(self.layout, path, f"its header's sweep is unusable: {problem}")
+                    continue
+                write_partition(self.layout, f"recovered-{name}", table, steps)
                 folded += table.num_rows
             try:
                 path.unlink()
@@ -200,6 +238,7 @@ class Store:
 
         The records written with a damaged file go aside too (see ``read_parquet_folder``),
         so resume runs those runs again and their steps come back. Returns files moved.
+        A file that cannot be opened is not damaged: :class:`StoreError` names it.
         """
         bad = 0
         for f in parquet_files(self.layout.metrics):
@@ -207,130 +246,89 @@ class Store:
                 pq.read_metadata(f)
             except FileNotFoundError:
                 continue
-            except (OSError, pa.ArrowException):
+            except (OSError, pa.ArrowException) as exc:
+                if isinstance(exc, PermissionError):
+                    raise cannot_read(f, exc) from exc
                 bad += 1
         if bad:  # the folder reader quarantines each damaged file and its records sibling
             read_parquet_folder(self.layout, self.layout.metrics, columns=["run_id"])
         return bad
 
     def check_artifacts(self, table: pa.Table | None = None) -> set[str]:
-        """Run ids whose artifact files are missing or not the size recorded.
+        """Run ids whose artifact files are missing, not the size recorded, or unsafe.
 
         Damaged files are quarantined (moved aside, with a warning naming them); the runs
-        are then treated as not run, so ``resume=True`` runs them again. ``table`` (with
-        ``run_id`` and ``artifacts`` columns, already read) limits the check, e.g. to
-        successful runs. Costs one ``stat`` per artifact.
+        are then treated as not run, so ``resume=True`` runs them again. An entry whose
+        path is not ``artifacts/<run id>/<file>``, or that crosses a link, is reported
+        and never followed. ``table`` (with ``run_id`` and ``artifacts`` columns, already
+        read) limits the check, e.g. to successful runs. Costs one ``lstat`` per artifact.
         """
-        from .reader import quarantine
+        from .housekeeping import check_artifacts
 
-        if table is None:
-            try:
-                table = self.records(columns=["run_id", "artifacts"])
-            except (OSError, pa.ArrowException):
-                return set()
-        if "artifacts" not in table.column_names or table.num_rows == 0:
-            return set()
-        import pyarrow.compute as pc
-
-        table = table.filter(pc.is_valid(table.column("artifacts")))
-        bad: set[str] = set()
-        for run_id, raw in zip(
-            table.column("run_id").to_pylist(), table.column("artifacts").to_pylist(), strict=True
-        ):
-            for entry in json.loads(raw):
-                path = self.root / entry["path"]
-                try:
-                    size = path.stat().st_size
-                except FileNotFoundError:
-                    size = -1
-                if size == entry.get("size", size):
-                    continue
-                bad.add(run_id)
-                if size >= 0:
-                    quarantine(
-                        self.layout, path, f"{size} bytes, the run recorded {entry.get('size')}"
-                    )
-                else:
-                    warnings.warn(
-                        f"artifact file {path} of run {run_id} is missing; the run is treated "
-                        "as not run, so resume=True runs it again",
-                        DamagedFileWarning,
-                        stacklevel=3,
-                    )
-        return bad
+        return check_artifacts(self, table)
 
     def remove_done_markers(self, sweep: str) -> None:
         """Delete ``journal/<sweep>-*.done`` (needed only while that sweep runs)."""
-        try:
-            names = os.listdir(self.layout.journal)
-        except FileNotFoundError:
-            return
-        for n in names:
-            if n.startswith(f"{sweep}-") and n.endswith(".done"):
-                try:
-                    os.unlink(self.layout.journal / n)
-                except FileNotFoundError:
-                    pass
-
-    def clean_temp_files(self, older_than_s: float = 3600.0) -> int:
-        """Delete stray temp files left by killed writers (older than ``older_than_s``)."""
-        now = time.time()
-        removed = 0
-        for d in [self.root, *self.layout.folders()]:
+        for path in plain_files(self.layout.journal, ".done", f"{sweep}-"):
             try:
-                entries = list(os.scandir(d))
+                os.unlink(path)
             except FileNotFoundError:
-                continue
-            for e in entries:
-                if e.name.startswith(TMP_PREFIX) or e.name.endswith(".done"):
-                    try:
-                        if now - e.stat().st_mtime > older_than_s:
-                            os.unlink(e.path)
-                            removed += 1
-                    except FileNotFoundError:
-                        pass
-        return removed
+                pass
+
+    def clean_temp_files(self, older_than_s: float = TEMP_MAX_AGE_S) -> int:
+        """Delete what killed writers left behind; returns how many entries went.
+
+        Temp files (``.tmp-*``) and done markers older than ``older_than_s`` in the
+        store's folders and in ``artifacts/<run_id>/`` folders, and ``sweeps/*.payload``
+        files whose driver is gone.
+        """
+        from .housekeeping import clean_store
+
+        return clean_store(self, older_than_s)
 
     def compact(self, *, at_files: int = COMPACT_AT_FILES) -> int:
         """Merge small Parquet files into few large ones; returns files removed.
 
-        Safe with concurrent readers and writers: the merged file is written first
-        (readers deduplicate the overlap), then the merged inputs are deleted.
+        Every attempt of every run is kept (readers pick the current one), and safe with
+        concurrent readers and writers: the merged file is written first (readers
+        deduplicate the overlap), then the merged inputs are deleted.
         """
-        removed = 0
-        for folder, is_records in ((self.layout.records, True), (self.layout.metrics, False)):
-            files = parquet_files(folder)
-            if len(files) < at_files:
-                continue
-            small = []
-            for f in files:
-                try:
-                    if pq.ParquetFile(f).metadata.num_rows < COMPACT_MAX_ROWS // 2:
-                        small.append(f)
-                except (OSError, pa.ArrowException):
-                    continue
-            if len(small) < 2:
-                continue
-            tables = []
-            for f in small:
-                try:
-                    tables.append(pq.read_table(f))
-                except FileNotFoundError:
-                    return removed  # another process is compacting: leave it to them
-                except (OSError, pa.ArrowException):
-                    read_parquet_folder(self.layout, folder)  # quarantines the bad one
-                    return removed
-            merged = concat(tables)
-            if is_records:
-                merged = dedupe_latest(merged)
-            for start in range(0, merged.num_rows, COMPACT_MAX_ROWS):
-                write_parquet(
-                    folder / new_file_name("compact"), merged.slice(start, COMPACT_MAX_ROWS)
-                )
-            for f in small:
-                try:
-                    f.unlink()
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-        return removed
+        from .housekeeping import compact
+
+        return compact(self, at_files)
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text`` unless it exists; True when this call created it.
+
+    The file is written and fsynced under a temp name, then hard-linked into place:
+    ``link`` fails when the name exists, so exactly one of several racing processes
+    wins, and nobody ever sees a partial file. Where hard links are not supported, it
+    falls back to ``O_EXCL``.
+    """
+    tmp = tmp_path_for(path)
+    try:
+        atomic_write_text(tmp, text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
