@@ -375,6 +375,7 @@ def run_artifact_dir(root: Path, run_id: str) -> Path:
     """``artifacts/<run_id>``, created if missing; a link or file there is refused."""
     check_name(run_id, "run id", root / "artifacts")
     arts = root / "artifacts"
+    os.makedirs(root, exist_ok=True)  # a bare Capture may be the first to write the store
     with contextlib.suppress(FileExistsError):
         os.mkdir(arts)
     with open_dir(root, ["artifacts"]) as fd:
