@@ -182,7 +182,12 @@ CASES: list[tuple[type[BaseException], tuple[type[BaseException], ...], str, Cal
         _results_unknown_column,
     ),
     (errors.StoreError, (OSError,), "is a file, not a folder", _store_is_a_file),
-    (errors.ArtifactIntegrityError, (OSError,), "was changed or corrupted after the run", _damaged_artifact),
+    (
+        errors.ArtifactIntegrityError,
+        (OSError,),
+        "was changed or corrupted after the run",
+        _damaged_artifact,
+    ),
     (
         errors.ExecutorError,
         (RuntimeError,),

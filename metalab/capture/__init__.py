@@ -143,10 +143,10 @@ class Capture:
                 "this capture is not attached to a store, so it cannot save artifacts; "
                 "operations get a store-backed capture from metalab.run(...)"
             )
+        from ..store.paths import run_artifact_dir
+
         check_name(self.run_id, "run id")
-        d = Path(self._store_root, "artifacts", self.run_id)
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return run_artifact_dir(Path(self._store_root), self.run_id)  # a link there: refused
 
     def _forget(self, name: str) -> None:
         """Drop earlier artifacts of this name (a name saved again replaces the old one)."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import html
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ResultsError, StoreError
+from ..errors import ResultsError
 from ..store.records import (
     ARTIFACTS,
     ATTEMPT,
@@ -156,19 +154,10 @@ class Run:
         return entries[0]
 
     def _entry_path(self, entry: dict[str, Any]) -> Path:
-        root = Path(self._store.root)
-        path = root / str(entry["path"])
-        if os.path.isabs(entry["path"]) or not os.path.normpath(path).startswith(
-            os.path.join(os.path.normpath(root), "")
-        ):
-            raise StoreError(
-                errno.EINVAL,
-                f"artifact path {entry['path']!r} in the record of "
-                f"run {self.run_id[:8]} points outside the store {root}; the "
-                "record was tampered with",
-                str(path),
-            )
-        return path
+        from ..store.paths import artifact_file
+
+        where = f"the record of run {self.run_id[:8]} in {self._store.root}"
+        return artifact_file(self._store.root, self.run_id, entry.get("path"), where)
 
     def artifact_path(self, name: str, *, format: str | None = None) -> Path:
         """The file of an artifact inside the store (the first format unless ``format=``)."""

@@ -17,6 +17,7 @@ Files written before checksums existed have none and are read unverified.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -98,8 +99,17 @@ def read_sealed_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     A missing file raises FileNotFoundError; other errors opening it (permissions) raise
     as they are: they are not damage.
     """
+    try:  # never through a link: a link in the store is damage, not a way out of it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except IsADirectoryError:
+        return None, FOLDER
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "a symbolic link, not a file"
+        raise
     try:
-        raw = path.read_bytes()
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read()
     except IsADirectoryError:
         return None, FOLDER
     try:

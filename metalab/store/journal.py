@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
 from .checksum import FOLDER, open_line, seal_line
+from .paths import plain_files, read_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -177,7 +178,7 @@ class Journal:
         self.outcomes: list[list[Any]] = []
         self.started: list[str] = []
         try:
-            data = path.read_bytes()
+            data = read_file(path)  # never through a link; unreadable: StoreError, kept
         except FileNotFoundError:
             return
         except IsADirectoryError:
@@ -292,13 +293,5 @@ def _is_zombie(pid: int) -> bool:
 
 
 def list_journals(folder: Path, prefix: str = "") -> list[Path]:
-    """Journal files in ``folder`` (optionally of one partition)."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        folder / n
-        for n in names
-        if n.endswith(".jsonl") and n.startswith(prefix) and not n.startswith(".")
-    )
+    """Journal files in ``folder`` (optionally of one partition; links are quarantined)."""
+    return plain_files(folder, ".jsonl", prefix)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +22,11 @@ import pyarrow.parquet as pq
 
 from ..errors import DamagedFileWarning as DamagedFileWarning  # re-exported: old import path
 from ..errors import StoreError
-from .atomic import TMP_PREFIX
 from .checksum import parquet_footer_damage
 from .journal import Journal, list_journals
 from .layout import Layout
 from .ledger import merged_metadata
+from .paths import plain_files, quarantine
 from .records import STEP_SCHEMA
 
 log = logging.getLogger("metalab.store")
@@ -58,50 +57,8 @@ def unreadable(path: Path, exc: OSError) -> StoreError:
 
 
 def parquet_files(folder: Path) -> list[Path]:
-    """Complete Parquet files of a store folder (temp files are ignored)."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        folder / n for n in names if n.endswith(".parquet") and not n.startswith(TMP_PREFIX)
-    )
-
-
-def quarantine(
-    layout: Layout,
-    path: Path,
-    reason: str,
-    *,
-    consequence: str = "the runs it held are treated as not run, so resume=True re-runs them",
-) -> None:
-    """Move a damaged file aside (never delete it) and warn, naming it."""
-    name = path.name
-    if path.parent.parent == layout.artifacts:  # artifacts/<run_id>/<name>: keep the run id
-        name = f"{path.parent.name}-{name}"
-    dest = layout.quarantine / name
-    if dest.exists():  # never overwrite an earlier quarantined file
-        dest = layout.quarantine / f"{dest.stem}-{os.urandom(4).hex()}{dest.suffix}"
-    try:
-        layout.quarantine.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), dest)
-    except FileNotFoundError:
-        if not path.exists():
-            return  # another reader moved it first
-        raise
-    except OSError as exc:  # e.g. a read-only store: skip the file, say so
-        warnings.warn(
-            f"damaged store file {path} ({reason}) is skipped; it could not be moved to "
-            f"{layout.quarantine}: {exc}",
-            DamagedFileWarning,
-            stacklevel=3,
-        )
-        return
-    warnings.warn(
-        f"damaged store file {path} ({reason}) was moved to {dest}; {consequence}",
-        DamagedFileWarning,
-        stacklevel=3,
-    )
+    """Complete Parquet files of a store folder (temp files are ignored, links quarantined)."""
+    return plain_files(folder, ".parquet")
 
 
 def concat(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Table:

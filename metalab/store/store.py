@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from .atomic import TMP_PREFIX, atomic_write, atomic_write_json
-from .checksum import FOLDER, parquet_footer_damage, seal_json
+from .atomic import TMP_PREFIX, atomic_write, atomic_write_text, tmp_path_for
+from .checksum import parquet_footer_damage, seal_json
 from .journal import list_journals
 from .layout import SCHEMA_VERSION, Layout
-from .reader import (
-    DamagedFileWarning,
-    concat,
-    dedupe_latest,
-    dedupe_steps,
-    parquet_files,
+from .paths import (
+    cannot_read,
+    check_name,
+    check_store_folders,
+    name_problem,
+    plain_files,
     quarantine,
+)
+from .reader import (
+    parquet_files,
     quarantine_parquet,
     read_journal,
-    read_parquet_folder,
     read_records,
-    read_verified,
     retire_journal,
-    unreadable,
 )
 from .records import write_table_file
 from .urls import check_store_path
@@ -43,6 +42,8 @@ COMPACT_AT_FILES = 16
 #: A store on a disk with less free space than this fails at start (errno ENOSPC).
 MIN_FREE_BYTES = 1 << 20
 COMPACT_MAX_ROWS = 1_000_000
+#: Temp files and done markers older than this are left by killed writers: cleaned.
+TEMP_MAX_AGE_S = 3600.0
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
@@ -51,8 +52,8 @@ def write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def new_file_name(tag: str) -> str:
-    """A Parquet file name no other writer will pick: ``<tag>-<12 hex>.parquet``."""
-    return f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
+    """A fresh Parquet file name; ``tag`` (a sweep id...) must keep it a plain name."""
+    return check_name(f"{tag}-{uuid.uuid4().hex[:12]}.parquet", "file name", "the store")
 
 
 def write_partition(layout: Layout, tag: str, records: pa.Table, steps: pa.Table | None) -> None:
@@ -74,7 +75,12 @@ class Store:
     # opening -----------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
-        """Open a store, creating its folders when ``create`` (validates the path first)."""
+        """Open a store, creating its folders when ``create`` (validates the path first).
+
+        The root is resolved once (a store reached through a link is fine); every path
+        inside is then taken relative to that real root, and the store's own folders
+        (``records/``, ``journal/``...) must not be links (:class:`StoreError`).
+        """
         check_store_path(path)  # "s3://b/x" would otherwise become a local folder "s3:"
         if not str(os.fspath(path)).strip():  # "" would resolve to the current folder
             raise StoreError(
@@ -83,7 +89,7 @@ class Store:
                 "store='runs/my_experiment', or leave store= out for ./runs/<experiment name>",
                 str(os.fspath(path)),
             )
-        root = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        root = Path(os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path)))))
         if root.exists() and not root.is_dir():
             raise StoreError(
                 errno.ENOTDIR,
@@ -92,6 +98,8 @@ class Store:
                 str(root),
             )
         store = cls(root)
+        if root.is_dir():
+            check_store_folders(root)
         if create:
             store._create()
         elif not root.is_dir():
@@ -100,7 +108,7 @@ class Store:
                 f"no metalab store at {root}; check the path (stores are made by metalab.run)",
                 str(root),
             )
-        elif not store.layout.manifest.exists() and not store.layout.records.exists():
+        elif not os.path.lexists(store.layout.manifest) and not store.layout.records.exists():
             raise StoreError(
                 errno.ENOENT,
                 f"{root} is a folder but not a metalab store (no manifest.json or records/)",
@@ -112,8 +120,9 @@ class Store:
         try:
             for d in self.layout.folders():
                 d.mkdir(parents=True, exist_ok=True)
+            check_store_folders(self.root)  # a link made meanwhile is refused too
             probe = self.root / f"{TMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"
-            with open(probe, "wb") as f:
+            with open(probe, "xb") as f:
                 f.write(b"metalab write probe\n" * 64)
                 f.flush()
                 os.fsync(f.fileno())
@@ -121,6 +130,8 @@ class Store:
             vfs = os.statvfs(self.root)
             if vfs.f_bavail * vfs.f_frsize < MIN_FREE_BYTES:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
+        except StoreError:
+            raise
         except OSError as exc:
             code = exc.errno or errno.EIO
             raise StoreError(
@@ -137,26 +148,33 @@ class Store:
         return read_manifest_file(self.layout)
 
     def ensure_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Write the manifest if missing; check that an existing one is the same experiment."""
+        """Write the manifest if missing; check that an existing one is the same experiment.
+
+        Creation is exclusive: of two experiments racing on a new store exactly one
+        writes its manifest, and the other gets :class:`StoreError`.
+        """
         existing = self.read_manifest()
-        if existing:
-            if existing.get("experiment") != manifest["experiment"]:
-                raise StoreError(
-                    errno.EEXIST,
-                    f"the store at {self.root} belongs to experiment "
-                    f"{existing.get('experiment')!r}, not {manifest['experiment']!r}; pass "
-                    f"store='./runs/{manifest['experiment']}' (or another new folder)",
-                    str(self.root),
-                )
-            return existing
-        manifest = {"metalab_store": SCHEMA_VERSION, "created": time.time(), **manifest}
-        atomic_write_json(self.layout.manifest, seal_json(manifest))
-        return manifest
+        if not existing:
+            new = {"metalab_store": SCHEMA_VERSION, "created": time.time(), **manifest}
+            if create_exclusive(self.layout.manifest, _manifest_text(seal_json(new))):
+                return new
+            existing = self.read_manifest()  # another driver created it first
+        if existing.get("experiment") != manifest["experiment"]:
+            raise StoreError(
+                errno.EEXIST,
+                f"the store at {self.root} belongs to experiment "
+                f"{existing.get('experiment')!r}, not {manifest['experiment']!r}; pass "
+                f"store='./runs/{manifest['experiment']}' (or another new folder)",
+                str(self.root),
+            )
+        return existing
 
     def write_sweep(self, sweep: str, info: dict[str, Any]) -> None:
+        """Write (or replace) ``sweeps/<sweep>.json`` atomically, sealed with a checksum."""
+        check_name(sweep, "sweep id", self.layout.sweeps)
         if "ended" in info:  # what the store holds now: a reader finding less will say so
             info = {**info, **totals_for_sweep_file(self.layout)}
-        atomic_write_json(self.layout.sweeps / f"{sweep}.json", seal_json(info))
+        atomic_write_text(self.layout.sweeps / f"{sweep}.json", _manifest_text(seal_json(info)))
 
     def read_sweeps(self) -> list[dict[str, Any]]:
         """Verified sweep files, oldest first (damaged ones quarantined with a warning)."""
@@ -173,7 +191,11 @@ class Store:
 
     # maintenance -------------------------------------------------------------------
     def recover_journals(self, *, sweep: str | None = None, dead_only: bool = True) -> int:
-        """Fold journals of dead writers into Parquet; returns how many runs were folded."""
+        """Fold journals of dead writers into Parquet; returns how many runs were folded.
+
+        A journal whose header names a sweep that is not a plain name is quarantined,
+        never used to build a file name.
+        """
         folded = 0
         prefix = f"{sweep}-" if sweep else ""
         for path in list_journals(self.layout.journal, prefix):
@@ -181,8 +203,13 @@ class Store:
             if j is None or (dead_only and j.writer_alive() is not False):
                 continue
             table, steps = j.tables()
-            if table is not None and j.header is not None:  # tables() needs the header
-                write_partition(self.layout, f"recovered-{j.header['sweep']}", table, steps)
+            if table is not None:
+                name = j.header.get("sweep") if j.header else None
+                problem = name_problem(name) or name_problem(f"recovered-{name}-{0:012}.parquet")
+                if problem is not None:  # never let it build a path: set the journal aside
+                    quarantine(self.layout, path, f"its header's sweep is unusable: {problem}")
+                    continue
+                write_partition(self.layout, f"recovered-{name}", table, steps)
                 folded += table.num_rows
             retire_journal(self.layout, j)  # deleted, or quarantined if lines were damaged
         return folded
@@ -192,6 +219,7 @@ class Store:
 
         The records written with a damaged file go aside too (see ``read_parquet_folder``),
         so resume runs those runs again and their steps come back. Returns files moved.
+        A file that cannot be opened is not damaged: :class:`StoreError` names it.
         """
         bad = 0
         for f in parquet_files(self.layout.metrics):
@@ -199,137 +227,88 @@ class Store:
                 reason = parquet_footer_damage(f)
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                raise unreadable(f, exc) from exc
+            except OSError as exc:  # cannot be opened: not damage, nothing moves
+                raise cannot_read(f, exc) from exc
             if reason is not None:
                 quarantine_parquet(self.layout, f, reason)
                 bad += 1
         return bad
 
     def check_artifacts(self, table: pa.Table | None = None) -> set[str]:
-        """Run ids whose artifact files are missing or not the size recorded.
+        """Run ids whose artifact files are missing, not the size recorded, or unsafe.
 
         Damaged files are quarantined (moved aside, with a warning naming them); the runs
-        are then treated as not run, so ``resume=True`` runs them again. ``table`` (with
-        ``run_id`` and ``artifacts`` columns, already read) limits the check, e.g. to
-        successful runs. Costs one ``stat`` per artifact.
+        are then treated as not run, so ``resume=True`` runs them again. An entry whose
+        path is not ``artifacts/<run id>/<file>``, or that crosses a link, is reported
+        and never followed. ``table`` (with ``run_id`` and ``artifacts`` columns, already
+        read) limits the check, e.g. to successful runs. Costs one ``lstat`` per artifact.
         """
-        from .reader import quarantine
+        from .housekeeping import check_artifacts
 
-        if table is None:
-            try:
-                table = self.records(columns=["run_id", "artifacts"])
-            except (OSError, pa.ArrowException):
-                return set()
-        if "artifacts" not in table.column_names or table.num_rows == 0:
-            return set()
-        import pyarrow.compute as pc
-
-        table = table.filter(pc.is_valid(table.column("artifacts")))
-        bad: set[str] = set()
-        for run_id, raw in zip(
-            table.column("run_id").to_pylist(), table.column("artifacts").to_pylist(), strict=True
-        ):
-            for entry in json.loads(raw):
-                path = self.root / entry["path"]
-                try:
-                    size = path.stat().st_size
-                except FileNotFoundError:
-                    size = -1
-                if size == entry.get("size", size):
-                    continue
-                bad.add(run_id)
-                if size >= 0:
-                    quarantine(
-                        self.layout, path, f"{size} bytes, the run recorded {entry.get('size')}"
-                    )
-                else:
-                    warnings.warn(
-                        f"artifact file {path} of run {run_id} is missing; the run is treated "
-                        "as not run, so resume=True runs it again",
-                        DamagedFileWarning,
-                        stacklevel=3,
-                    )
-        return bad
+        return check_artifacts(self, table)
 
     def remove_done_markers(self, sweep: str) -> None:
         """Delete ``journal/<sweep>-*.done`` (needed only while that sweep runs)."""
-        try:
-            names = os.listdir(self.layout.journal)
-        except FileNotFoundError:
-            return
-        for n in names:
-            if n.startswith(f"{sweep}-") and n.endswith(".done"):
-                try:
-                    os.unlink(self.layout.journal / n)
-                except FileNotFoundError:
-                    pass
-
-    def clean_temp_files(self, older_than_s: float = 3600.0) -> int:
-        """Delete stray temp files left by killed writers (older than ``older_than_s``)."""
-        now = time.time()
-        removed = 0
-        for d in [self.root, *self.layout.folders()]:
+        for path in plain_files(self.layout.journal, ".done", f"{sweep}-"):
             try:
-                entries = list(os.scandir(d))
+                os.unlink(path)
             except FileNotFoundError:
-                continue
-            for e in entries:
-                if e.name.startswith(TMP_PREFIX) or e.name.endswith(".done"):
-                    try:
-                        if now - e.stat().st_mtime > older_than_s:
-                            os.unlink(e.path)
-                            removed += 1
-                    except FileNotFoundError:
-                        pass
-                    except IsADirectoryError:  # a folder where a temp file or marker belongs
-                        quarantine(
-                            self.layout,
-                            Path(e.path),
-                            FOLDER,
-                            consequence="nothing else is affected",
-                        )
-        return removed
+                pass
+
+    def clean_temp_files(self, older_than_s: float = TEMP_MAX_AGE_S) -> int:
+        """Delete what killed writers left behind; returns how many entries went.
+
+        Temp files (``.tmp-*``) and done markers older than ``older_than_s`` in the
+        store's folders and in ``artifacts/<run_id>/`` folders, and ``sweeps/*.payload``
+        files whose driver is gone.
+        """
+        from .housekeeping import clean_store
+
+        return clean_store(self, older_than_s)
 
     def compact(self, *, at_files: int = COMPACT_AT_FILES) -> int:
         """Merge small Parquet files into few large ones; returns files removed.
 
-        Safe with concurrent readers and writers: the merged file is written first
-        (readers deduplicate the overlap), then the merged inputs are deleted.
+        Every attempt of every run is kept (readers pick the current one), and safe with
+        concurrent readers and writers: the merged file is written first (readers
+        deduplicate the overlap), then the merged inputs are deleted.
         """
-        removed = 0
-        for folder, is_records in ((self.layout.records, True), (self.layout.metrics, False)):
-            files = parquet_files(folder)
-            if len(files) < at_files:
-                continue
-            small = []
-            for f in files:
-                try:
-                    if pq.ParquetFile(f).metadata.num_rows < COMPACT_MAX_ROWS // 2:
-                        small.append(f)
-                except (OSError, pa.ArrowException):
-                    continue
-            if len(small) < 2:
-                continue
-            tables = []
-            for f in small:
-                try:
-                    tables.append(read_verified(f))  # never launder a damaged file
-                except FileNotFoundError:
-                    return removed  # another process is compacting: leave it to them
-                except (OSError, pa.ArrowException):
-                    read_parquet_folder(self.layout, folder)  # quarantines the bad one
-                    return removed
-            merged = concat(tables)
-            merged = dedupe_latest(merged) if is_records else dedupe_steps(merged)
-            for start in range(0, merged.num_rows, COMPACT_MAX_ROWS):
-                write_parquet(
-                    folder / new_file_name("compact"), merged.slice(start, COMPACT_MAX_ROWS)
-                )
-            for f in small:
-                try:
-                    f.unlink()
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-        return removed
+        from .housekeeping import compact
+
+        return compact(self, at_files)
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text`` unless it exists; True when this call created it.
+
+    The file is written and fsynced under a temp name, then hard-linked into place:
+    ``link`` fails when the name exists, so exactly one of several racing processes
+    wins, and nobody ever sees a partial file. Where hard links are not supported, it
+    falls back to ``O_EXCL``.
+    """
+    tmp = tmp_path_for(path)
+    try:
+        atomic_write_text(tmp, text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
