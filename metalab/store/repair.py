@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from .checksum import FOLDER, read_sealed_json
 from .layout import Layout
-from .reader import DamagedFileWarning, parquet_files, quarantine, read_or_quarantine
+from .paths import quarantine
+from .reader import DamagedFileWarning, parquet_files, read_or_quarantine
 from .verify import read_sweep_files, store_totals
 
 if TYPE_CHECKING:

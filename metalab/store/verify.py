@@ -27,11 +27,11 @@ from .atomic import TMP_PREFIX
 from .checksum import FOLDER, parquet_footer_damage, read_sealed_json
 from .layout import Layout
 from .ledger import TOTAL_KEYS, file_totals, shortfall
+from .paths import quarantine
 from .reader import (
     DamagedFileWarning,
     journal_tables,
     parquet_files,
-    quarantine,
     quarantine_parquet,
     unreadable,
 )
