@@ -85,7 +85,7 @@ def main() -> None:
 
         import metalab
         from metalab.store import Store
-        from metalab.sweep.sweep import plan_todo
+        from metalab.sweep.planning import plan_todo
 
         files = sorted(str(p) for p in (store / "records").glob("*.parquet"))
         n_files = sum(1 for p in store.rglob("*") if p.is_file())

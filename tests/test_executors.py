@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -229,6 +230,7 @@ def test_metalab_closes_its_cluster_after_success_error_and_ctrl_c(tmp_path, loc
                 (side / "side.log").exists() and (side / "side.log").read_text().count("end") >= 4
             ),
             "first runs",
+            limit_s=300,  # the cluster starts first: slow on a loaded machine
         )
         signal.pthread_kill(main, signal.SIGINT)
 
@@ -343,7 +345,7 @@ def test_sigkill_of_a_worker_costs_only_its_run_in_flight(tmp_path):
 
     def killer():
         vf = tmp_path / "victim"
-        _wait_for(vf.exists, "the victim run")
+        _wait_for(vf.exists, "the victim run", limit_s=300)  # after the cluster started
         os.kill(int(vf.read_text()), signal.SIGKILL)
 
     t = threading.Thread(target=killer, daemon=True)
@@ -414,6 +416,55 @@ def test_resources_are_ignored_in_process(tmp_path):
         name="gpu", version="1", context={}, operation=on_gpu, params=metalab.grid(x=[1, 2])
     )
     assert len(metalab.run(exp, store=tmp_path / "s").to_pandas()) == 2
+
+
+# -- the executor interface -------------------------------------------------------------
+
+
+def test_a_new_executor_only_implements_session(tmp_path):
+    from metalab.executors import Executor, Session
+
+    entered: list[str] = []
+
+    class Synchronous(Executor):
+        @contextlib.contextmanager
+        def session(self):
+            from dask.local import get_sync
+
+            entered.append("in")
+            yield Session(n_workers=1, get=get_sync)
+            entered.append("out")
+
+    exp = _logged_exp(tmp_path, 3, sleep=0)
+    res = metalab.run(exp, executor=Synchronous(), store=tmp_path / "s")
+    assert [r.status for r in res] == ["success"] * 3 and entered == ["in", "out"]
+    assert res.provenance[-1]["executor"] == "Synchronous()"
+
+    class Incomplete(Executor):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()  # type: ignore[abstract]
+
+
+@pytest.mark.slurm
+def test_slurm_executor_shows_the_queue_state_of_its_jobs(tmp_path):
+    import subprocess
+
+    job = subprocess.run(
+        ["sbatch", "--parsable", "-J", "mltest-state", "-o", os.devnull, "--wrap", "sleep 60"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    try:
+        state = metalab.SlurmExecutor().queue_state([job])
+    finally:
+        subprocess.run(["scancel", job], check=False, timeout=30)
+    assert state is not None and state.startswith("squeue (job state reason): ")
+    assert f"{job} " in state  # "<id> <STATE> <reason>"
+    assert metalab.PBSExecutor().queue_state([job]) is None  # PBS declares no such command
 
 
 # -- arguments --------------------------------------------------------------------------

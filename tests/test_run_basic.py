@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -166,10 +167,32 @@ def test_run_rejects_non_experiments():
         )
 
 
+@metalab.operation(name="pid", version="1")
+def pid(params, capture):
+    capture.metric("pid", os.getpid())
+
+
+@pytest.mark.parametrize("name", ["timeout_s", "timeout"])
+def test_timeout_s_and_its_old_name_run_each_run_in_a_child(tmp_path, name):
+    exp = metalab.Experiment(name="pid", operation=pid, params=metalab.grid(x=[0, 1]))
+    res = metalab.run(exp, store=tmp_path / "s", **{name: 60})
+    assert [r.status for r in res] == ["success", "success"]
+    assert os.getpid() not in {r.metrics["pid"] for r in res}
+    res = metalab.run(exp, store=tmp_path / "s", resume=False)  # no limit: in this process
+    assert {r.metrics["pid"] for r in res} == {os.getpid()}
+
+
+def test_timeout_s_and_timeout_together_is_an_error_naming_both(tmp_path):
+    exp = metalab.Experiment(name="pid", operation=pid, params=metalab.grid(x=[0]))
+    with pytest.raises(metalab.ExperimentError, match=r"timeout_s=5 and timeout=5: give only"):
+        metalab.run(exp, store=tmp_path / "s", timeout_s=5, timeout=5)
+    with pytest.raises(metalab.ExperimentError, match="timeout_s must be a number of seconds"):
+        metalab.run(exp, store=tmp_path / "s", timeout_s=-1)
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.cluster
 def test_process_executor_on_a_local_cluster(tmp_path):
-    import os
-
     @metalab.operation(name="where", version="1")
     def where(params, capture):
         capture.metric("pid", os.getpid())

@@ -56,6 +56,7 @@ class ProcessExecutor(Executor):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
+        """Start the LocalCluster, compute on it, close it (also on errors and Ctrl-C)."""
         import dask
         from distributed import Client, LocalCluster
 
@@ -78,7 +79,6 @@ class ProcessExecutor(Executor):
                 yield Session(
                     n_workers=self.max_workers,
                     client=client,
-                    owns_cluster=True,
                     worker_timeout_s=self.worker_timeout_s,
                 )
             finally:
@@ -117,35 +117,38 @@ class DaskExecutor(Executor):
         self.timeout_s = timeout_s
         self.worker_timeout_s = worker_timeout_s
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def _connect(self) -> tuple[Any, bool]:
+        """The client to compute on, and whether metalab opened it (and must close it)."""
         from distributed import Client
 
         target = self.target
-        own_client = None
         if target is None:
             from distributed import default_client
 
             try:
-                client = default_client()
+                return default_client(), False
             except ValueError:
                 raise ExecutorError(
                     "DaskExecutor() found no active distributed Client; pass one: "
                     "DaskExecutor(client), DaskExecutor(cluster) or DaskExecutor('tcp://host:8786')"
                 ) from None
-        elif isinstance(target, Client):
-            client = target
-        elif isinstance(target, str) or hasattr(target, "scheduler_address"):
+        if isinstance(target, Client):
+            return target, False
+        if isinstance(target, str) or hasattr(target, "scheduler_address"):
             try:
-                own_client = client = Client(target, set_as_default=False, timeout=self.timeout_s)
+                return Client(target, set_as_default=False, timeout=self.timeout_s), True
             except OSError as exc:
                 raise ExecutorError(
                     f"could not connect to the Dask scheduler at {target}: {exc}"
                 ) from exc
-        else:
-            raise ExecutorConfigError(
-                f"DaskExecutor takes a distributed Client, a cluster or an address, got {target!r}"
-            )
+        raise ExecutorConfigError(
+            f"DaskExecutor takes a distributed Client, a cluster or an address, got {target!r}"
+        )
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """Compute on the target cluster; close only a client opened here."""
+        client, own_client = self._connect()
         try:
             yield Session(
                 n_workers=_count_workers(client),
@@ -153,5 +156,5 @@ class DaskExecutor(Executor):
                 worker_timeout_s=self.worker_timeout_s,
             )
         finally:
-            if own_client is not None:
-                own_client.close()
+            if own_client:
+                client.close()

@@ -14,7 +14,7 @@ import math
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ExecutorConfigError, ExecutorError
 from .base import Executor, Session
@@ -35,12 +35,47 @@ def _config(name: str, key: str) -> Any:
     return dask.config.get(f"jobqueue.{name}.{key}", default=None)
 
 
-class JobQueueExecutor(Executor):
-    """Common part of :class:`SlurmExecutor` and :class:`PBSExecutor`."""
+def _check_jobs(owner: str, jobs: int | None, adapt: Any) -> tuple[int, int] | None:
+    """Validate ``jobs=`` / ``adapt=``; returns ``adapt`` as a pair of ints."""
+    if jobs is not None and adapt is not None:
+        raise ExecutorConfigError(
+            f"{owner}: give either jobs=N (a fixed number of worker jobs, "
+            "lost jobs are replaced) or adapt=(min, max), not both"
+        )
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise ExecutorConfigError(f"jobs must be an int >= 1, got {jobs!r}")
+    if adapt is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in adapt)
+    except (TypeError, ValueError):
+        raise ExecutorConfigError(
+            f"adapt must be a pair (min_jobs, max_jobs), got {adapt!r}"
+        ) from None
+    if not 0 <= lo <= hi or hi < 1:
+        raise ExecutorConfigError(
+            f"adapt=(min_jobs, max_jobs) needs 0 <= min <= max and max >= 1, got {adapt!r}"
+        )
+    return lo, hi
 
-    _cluster_class = ""
-    _config_name = ""
-    _system = ""
+
+class JobQueueExecutor(Executor):
+    """Common part of :class:`SlurmExecutor` and :class:`PBSExecutor`.
+
+    A backend declares the class attributes below; the base does the work.
+    """
+
+    #: The dask-jobqueue cluster class, e.g. ``"SLURMCluster"``.
+    cluster_class: ClassVar[str]
+    #: Its section of dask's jobqueue config, e.g. ``"slurm"``.
+    config_name: ClassVar[str]
+    #: The batch system's name in messages, e.g. ``"SLURM"``.
+    system: ClassVar[str]
+    #: Command that prints the state of the worker jobs (``{ids}``: their comma-separated
+    #: ids), shown when no worker connects; ``None`` when the system has none worth showing.
+    queue_state_command: ClassVar[tuple[str, ...] | None] = None
+    #: What the lines printed by ``queue_state_command`` show.
+    queue_state_label: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -63,25 +98,7 @@ class JobQueueExecutor(Executor):
         worker_timeout_s: float | None = 600.0,
         **cluster_kwargs: Any,
     ) -> None:
-        if jobs is not None and adapt is not None:
-            raise ExecutorConfigError(
-                f"{type(self).__name__}: give either jobs=N (a fixed number of worker jobs, "
-                "lost jobs are replaced) or adapt=(min, max), not both"
-            )
-        if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-            raise ExecutorConfigError(f"jobs must be an int >= 1, got {jobs!r}")
-        if adapt is not None:
-            try:
-                lo, hi = (int(v) for v in adapt)
-            except (TypeError, ValueError):
-                raise ExecutorConfigError(
-                    f"adapt must be a pair (min_jobs, max_jobs), got {adapt!r}"
-                ) from None
-            if not 0 <= lo <= hi or hi < 1:
-                raise ExecutorConfigError(
-                    f"adapt=(min_jobs, max_jobs) needs 0 <= min <= max and max >= 1, got {adapt!r}"
-                )
-            adapt = (lo, hi)
+        job_range = _check_jobs(type(self).__name__, jobs, adapt)
         if worker_timeout_s is not None and worker_timeout_s <= 0:
             raise ExecutorConfigError(
                 f"worker_timeout_s must be > 0 or None, got {worker_timeout_s!r}"
@@ -95,7 +112,7 @@ class JobQueueExecutor(Executor):
         self.account = account
         self.processes = processes
         self.jobs = jobs
-        self.adapt = adapt
+        self.adapt = job_range
         self.job_extra_directives = list(job_extra_directives or [])
         self.worker_lifetime = worker_lifetime
         self.lifetime_stagger = lifetime_stagger
@@ -117,13 +134,28 @@ class JobQueueExecutor(Executor):
     def _processes(self, cores: int) -> int:
         if self.processes is not None:
             return self.processes
-        conf = _config(self._config_name, "processes")
+        conf = _config(self.config_name, "processes")
         # One single-threaded worker process per core: runs are usually pure Python.
         return int(conf) if conf else max(1, cores)
 
+    def _worker_args(self) -> list[str]:
+        """``dask worker`` arguments: the config's, then lifetime and resources."""
+        args = list(_config(self.config_name, "worker-extra-args") or [])
+        if self.worker_lifetime is not None:
+            from dask.utils import parse_timedelta
+
+            stagger = self.lifetime_stagger
+            if stagger is None:  # spread retirements over a tenth of the lifetime
+                stagger = f"{max(1, math.ceil(parse_timedelta(self.worker_lifetime) / 10))}s"
+            args += ["--lifetime", self.worker_lifetime, "--lifetime-stagger", stagger]
+        if self.resources:
+            spec = " ".join(f"{k}={v:g}" for k, v in self.resources.items())
+            args += ["--resources", spec]
+        return args
+
     def cluster_options(self) -> dict[str, Any]:
         """Keyword arguments for the dask-jobqueue cluster class (after config fallback)."""
-        name = self._config_name
+        name = self.config_name
         cores = self.cores or _config(name, "cores") or DEFAULT_CORES
         memory = self.memory or _config(name, "memory") or DEFAULT_MEMORY
         processes = self._processes(int(cores))
@@ -135,17 +167,7 @@ class JobQueueExecutor(Executor):
         if self.job_extra_directives:
             conf = _config(name, "job-extra-directives") or []
             kw["job_extra_directives"] = [*conf, *self.job_extra_directives]
-        worker_args = list(_config(name, "worker-extra-args") or [])
-        if self.worker_lifetime is not None:
-            from dask.utils import parse_timedelta
-
-            stagger = self.lifetime_stagger
-            if stagger is None:  # spread retirements over a tenth of the lifetime
-                stagger = f"{max(1, math.ceil(parse_timedelta(self.worker_lifetime) / 10))}s"
-            worker_args += ["--lifetime", self.worker_lifetime, "--lifetime-stagger", stagger]
-        if self.resources:
-            spec = " ".join(f"{k}={v:g}" for k, v in self.resources.items())
-            worker_args += ["--resources", spec]
+        worker_args = self._worker_args()
         if worker_args:
             kw["worker_extra_args"] = worker_args
         sched = {"dashboard_address": ":0"}
@@ -157,25 +179,25 @@ class JobQueueExecutor(Executor):
         kw.update(self.cluster_kwargs)
         return kw
 
-    def _make_cluster(self) -> Any:
+    def _make_cluster(self, options: dict[str, Any]) -> Any:
         try:
             import dask_jobqueue
         except ImportError:
             raise ExecutorError(
                 f"{type(self).__name__} needs dask-jobqueue: pip install dask-jobqueue"
             ) from None
-        cls = getattr(dask_jobqueue, self._cluster_class)
+        cls = getattr(dask_jobqueue, self.cluster_class)
         try:
-            return cls(**self.cluster_options())
+            return cls(**options)
         except Exception as exc:
             raise ExecutorError(
-                f"could not start a {self._cluster_class} ({type(exc).__name__}: {exc}); check "
+                f"could not start a {self.cluster_class} ({type(exc).__name__}: {exc}); check "
                 f"the {type(self).__name__}(...) arguments and dask's jobqueue config"
             ) from exc
 
     def job_script(self) -> str:
         """The batch script each worker job is submitted with (no job is submitted)."""
-        cluster = self._make_cluster()
+        cluster = self._make_cluster(self.cluster_options())
         try:
             return str(cluster.job_script())
         finally:
@@ -183,6 +205,7 @@ class JobQueueExecutor(Executor):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
+        """Submit the worker jobs, keep them up while the sweep runs, cancel them after."""
         import dask
         from distributed import Client
 
@@ -191,25 +214,58 @@ class JobQueueExecutor(Executor):
             "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
             "distributed.deploy.lost-worker-timeout": LOST_WORKER_TIMEOUT,
         }
+        options = self.cluster_options()
         with dask.config.set(config):
-            cluster = self._make_cluster()
+            cluster = self._make_cluster(options)
             try:
-                processes = cluster._dummy_job.worker_processes
                 # adapt, not scale: adaptive scaling resubmits jobs that were lost.
                 cluster.adapt(minimum_jobs=lo, maximum_jobs=hi, interval="1s", wait_count=3)
                 client = Client(cluster, set_as_default=False)
                 try:
                     yield Session(
-                        n_workers=max(1, hi * processes),
+                        n_workers=max(1, hi * int(options["processes"])),
                         client=client,
-                        owns_cluster=True,
                         worker_timeout_s=self.worker_timeout_s,
-                        diagnose=lambda: _diagnose(cluster, self._system),
+                        diagnose=lambda: self.diagnose(cluster, Path(options["log_directory"])),
                     )
                 finally:
                     client.close()
             finally:
                 cluster.close()
+
+    # -- explaining missing workers ----------------------------------------------------
+
+    def queue_state(self, job_ids: list[str]) -> str | None:
+        """What the batch system says about these jobs (``queue_state_command``), or None."""
+        if self.queue_state_command is None:
+            return None
+        cmd = [a.replace("{ids}", ",".join(job_ids)) for a in self.queue_state_command]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        states = res.stdout.strip() or "(none in the queue any more: they ended)"
+        return f"{self.queue_state_label}: {states}"
+
+    def diagnose(self, cluster: Any, log_dir: Path) -> str:
+        """What the batch system says about the worker jobs, plus the end of their logs."""
+        jobs = list(cluster.workers.values())
+        ids = [str(j.job_id) for j in jobs if getattr(j, "job_id", None)]
+        out = [f"{self.system} worker jobs: {', '.join(ids) or 'none submitted'}"]
+        state = self.queue_state(ids) if ids else None
+        if state is not None:
+            out.append(state)
+        logs = [p for i in ids for p in log_dir.glob(f"*-{i}.err")]
+        if not logs:  # the jobs were replaced since: show the newest logs
+            logs = sorted(log_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)
+        logs = logs[-2:]
+        for log in logs:
+            tail = _tail(log)
+            if tail:
+                out.append(f"end of {log}:\n{tail}")
+        if not logs:
+            out.append(f"no worker log in {log_dir}")
+        return "\n".join(out)
 
 
 def _tail(path: Path, lines: int = 6) -> str:
@@ -218,34 +274,6 @@ def _tail(path: Path, lines: int = 6) -> str:
     except OSError:
         return ""
     return "\n".join(f"    {line}" for line in text[-lines:])
-
-
-def _diagnose(cluster: Any, system: str) -> str:
-    """What the batch system says about the worker jobs, plus the end of their logs."""
-    ids = [str(j.job_id) for j in list(cluster.workers.values()) if getattr(j, "job_id", None)]
-    out = [f"{system} worker jobs: {', '.join(ids) or 'none submitted'}"]
-    if ids and system == "SLURM":
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            res = subprocess.run(
-                ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            states = res.stdout.strip() or "(none in the queue any more: they ended)"
-            out.append(f"squeue (job state reason): {states}")
-    log_dir = Path(cluster._dummy_job.log_directory or ".")
-    logs = [p for i in ids for p in log_dir.glob(f"*-{i}.err")]
-    if not logs:  # the jobs were replaced since: show the newest logs
-        logs = sorted(log_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)
-    logs = logs[-2:]
-    for log in logs:
-        tail = _tail(log)
-        if tail:
-            out.append(f"end of {log}:\n{tail}")
-    if not logs:
-        out.append(f"no worker log in {log_dir}")
-    return "\n".join(out)
 
 
 class SlurmExecutor(JobQueueExecutor):
@@ -286,9 +314,11 @@ class SlurmExecutor(JobQueueExecutor):
     >>> metalab.run(exp, executor=ex)  # doctest: +SKIP
     """
 
-    _cluster_class = "SLURMCluster"
-    _config_name = "slurm"
-    _system = "SLURM"
+    cluster_class = "SLURMCluster"
+    config_name = "slurm"
+    system = "SLURM"
+    queue_state_command = ("squeue", "-h", "-j", "{ids}", "-o", "%i %T %r")
+    queue_state_label = "squeue (job state reason)"
 
 
 class PBSExecutor(JobQueueExecutor):
@@ -298,6 +328,6 @@ class PBSExecutor(JobQueueExecutor):
     and ``resource_spec=`` (e.g. ``"select=1:ncpus=4:mem=16GB"``) is passed through.
     """
 
-    _cluster_class = "PBSCluster"
-    _config_name = "pbs"
-    _system = "PBS"
+    cluster_class = "PBSCluster"
+    config_name = "pbs"
+    system = "PBS"

@@ -17,19 +17,22 @@ class LocalExecutor(Executor):
     (breakpoints and tracebacks work as usual).
     """
 
-    in_process = True
-
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
+        """Dask's synchronous scheduler."""
         from dask.local import get_sync
 
         yield Session(n_workers=1, get=get_sync)
 
 
 class ThreadExecutor(Executor):
-    """Runs partitions on ``max_workers`` threads (for operations that release the GIL)."""
+    """Runs partitions on ``max_workers`` threads (for operations that release the GIL).
 
-    in_process = True
+    Parameters
+    ----------
+    max_workers
+        Threads (default: the number of CPUs).
+    """
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and max_workers < 1:
@@ -38,6 +41,7 @@ class ThreadExecutor(Executor):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
+        """Dask's threaded scheduler with ``max_workers`` threads."""
         from dask.threaded import get
 
         yield Session(n_workers=self.max_workers, get=get, num_workers=self.max_workers)

@@ -138,10 +138,17 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+#: Run statuses: the ``status`` column of a run record.
+SUCCESS = "success"
+FAILED = "failed"
 #: Status and error type of a run whose process died, or that overran ``timeout=``.
 WORKER_DIED = "WorkerDied"
 TIMEOUT_STATUS = TIMEOUT
 TIMEOUT_ERROR = "Timeout"
+#: Sweep statuses: the ``status`` of a sweep's record once it ended.
+SWEEP_FINISHED = "finished"
+SWEEP_INCOMPLETE = "incomplete"
+SWEEP_INTERRUPTED = "interrupted"
 
 
 def error_outcome(

@@ -1,11 +1,16 @@
 """What runs inside each Dask partition task: execute runs, journal them, write Parquet.
 
 This module is imported on workers; it must stay light and picklable.
+
+A partition task may be an *attempt* among several: when a worker dies, Dask runs the
+task again elsewhere, and the new attempt reads the journals the earlier ones left.
+Runs they finished are kept (not run again); the run in flight at a death is charged
+with it, and a run in flight at ``max_worker_deaths`` deaths is recorded ``failed``
+with error type ``WorkerDied`` instead of killing a third worker.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -14,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import time_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..capture import Capture
 from ..capture.serializers import install_serializers, user_serializers
@@ -24,16 +29,23 @@ from ..operation import ALLOWED_ARGUMENTS, Operation
 from ..seeds import SeedBundle
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from ..store.layout import Layout
-from ..store.records import WORKER_DIED, error_outcome, now_us
+from ..store.records import FAILED, SUCCESS, WORKER_DIED, error_outcome, now_us
 
-SUMMARY_COLUMNS = ("success", "failed", "skipped")
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .shipping import Payload
+    from .timeout import RunFunction
+
+SKIPPED = "skipped"
+#: Columns of the one-row frame each partition task returns.
+SUMMARY_COLUMNS = (SUCCESS, FAILED, SKIPPED)
 
 
 @dataclass
 class SweepTask:
-    """Everything a partition task needs besides its descriptors and the context."""
+    """Everything a partition task needs besides its descriptors and the payload."""
 
-    operation: Operation
     store_root: str
     sweep: str
     seed_base: int
@@ -42,7 +54,7 @@ class SweepTask:
     flush_every: int = 4
     max_worker_deaths: int = 2
     #: Seconds a run may take; runs then execute in a killable child (see timeout.py).
-    timeout: float | None = None
+    timeout_s: float | None = None
     # In-process executors only: called with each run's status (never pickled to workers).
     on_run: Callable[[str], None] | None = field(default=None, repr=False)
     #: Artifact formats registered on the driver (metalab.register_serializer), for workers.
@@ -68,20 +80,25 @@ def _worker_address() -> str:
     return f"local:{os.getpid()}"
 
 
+# -- one run ----------------------------------------------------------------------------
+
 _CALLERS: dict[tuple[str, ...], Callable[..., Any]] = {}
 
 
 def _caller(wants: tuple[str, ...]) -> Callable[..., Any]:
     """A function ``(func, params, seeds, capture, context)`` passing exactly ``wants``.
 
-    Built once per argument set, so a run pays no per-call keyword assembly. ``wants``
-    only ever holds names from ``ALLOWED_ARGUMENTS`` (checked at decoration time).
+    Built once per argument set, so a run pays no per-call keyword assembly.
     """
     fn = _CALLERS.get(wants)
     if fn is None:
-        if not set(wants) <= set(ALLOWED_ARGUMENTS):  # a real check: eval must see only these
-            raise OperationSignatureError(f"operation arguments {wants} not in {ALLOWED_ARGUMENTS}")
-        args = ", ".join(f"{w}={w}" for w in ALLOWED_ARGUMENTS if w in wants)
+        # Only the fixed argument names may reach eval (an explicit check, not an assert,
+        # so ``python -O`` keeps it); Operation checks them at decoration time as well.
+        if not set(wants) <= set(ALLOWED_ARGUMENTS):
+            raise OperationSignatureError(
+                f"operation arguments {wants} not among {ALLOWED_ARGUMENTS}"
+            )
+        args = ", ".join(f"{w}={w}" for w in wants)
         fn = eval(f"lambda func, params, seeds, capture, context: func({args})")
         _CALLERS[wants] = fn
     return fn
@@ -89,15 +106,15 @@ def _caller(wants: tuple[str, ...]) -> Callable[..., Any]:
 
 def run_one(
     task: SweepTask,
+    operation: Operation,
     run_id: str,
     params: dict[str, Any],
     seeds: SeedBundle,
     context: Any,
 ) -> list[Any]:
     """Execute one run (with retries) and return its outcome line."""
-    op = task.operation
-    call = _caller(op.wants)
-    func = op.func
+    call = _caller(operation.wants)
+    func = operation.func
     tries = 0
     while True:
         cap = Capture(run_id, task.store_root)
@@ -123,7 +140,7 @@ def run_one(
                 extra["retries"] = tries
             return error_outcome(
                 run_id,
-                "failed",
+                FAILED,
                 t0,
                 t1,
                 type(exc).__qualname__,
@@ -133,22 +150,101 @@ def run_one(
                 extra=extra,
             )
         t1 = time_ns() // 1000
-        extra = cap._extra()
+        done = cap._extra()
         if tries:
-            extra = extra or {}
-            extra["retries"] = tries
-        return [run_id, "success", t0, t1, cap.scalars, extra]
+            done = done or {}
+            done["retries"] = tries
+        return [run_id, SUCCESS, t0, t1, cap.scalars, done]
+
+
+def in_this_process(task: SweepTask, operation: Operation, context: Any) -> RunFunction:
+    """``execute(run_id, params, replicate)``: one run in this process (see :func:`run_one`)."""
+    bundles: dict[int, SeedBundle] = {}
+
+    def execute(run_id: str, params: dict[str, Any], replicate: int) -> list[Any]:
+        bundle = bundles.get(replicate)
+        if bundle is None:
+            bundle = bundles[replicate] = SeedBundle(task.seed_base, (replicate,))
+        return run_one(task, operation, run_id, params, bundle, context)
+
+    return execute
+
+
+def worker_died_outcome(run_id: str, deaths: int) -> list[Any]:
+    """The outcome of a run that was in flight each time its worker died, too often."""
+    now = now_us()
+    return error_outcome(
+        run_id,
+        FAILED,
+        now,
+        now,
+        WORKER_DIED,
+        f"worker died while running this run ({deaths} times); it "
+        "probably crashes its process (segfault, os._exit, out of memory)",
+    )
+
+
+# -- one partition ----------------------------------------------------------------------
+
+
+def execute_partition(
+    pdf: pd.DataFrame,
+    task: SweepTask,
+    payload: Payload,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Run every descriptor of one partition; returns a one-row summary frame."""
+    part = int(partition_info["number"]) if partition_info else 0
+    layout = Layout(Path(task.store_root))
+    if task.serializers:
+        install_serializers(task.serializers)
+    finished = _read_done_marker(layout, task.sweep, part)
+    if finished is not None:  # Dask recomputed a partition whose result died with a worker
+        return _summary({k: int(finished.get(k, 0)) for k in SUMMARY_COLUMNS})
+    operation, context = payload.resolve()  # on a cluster: read once per worker process
+    execute = in_this_process(task, operation, context)
+    child = None
+    if task.timeout_s is not None:
+        from .timeout import ChildRunner
+
+        child = ChildRunner(execute, timeout_s=task.timeout_s, max_deaths=task.max_worker_deaths)
+        execute = child.run
+    attempt = _Attempt(layout, task, part, _descriptor_columns(pdf))
+    try:
+        attempt.run_all(execute)
+    finally:
+        if child is not None:
+            child.close()
+        attempt.close()
+    return _summary(attempt.counts)
+
+
+def _descriptor_columns(pdf: pd.DataFrame) -> dict[str, list[Any]]:
+    return {k: pdf[k].tolist() for k in ("run_id", "params", "replicate", "seed", "attempt")}
+
+
+def _summary(counts: dict[str, int]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({k: [counts[k]] for k in SUMMARY_COLUMNS})
+
+
+def summary_meta() -> pd.DataFrame:
+    """The empty summary frame: the ``meta`` of the partition tasks."""
+    import pandas as pd
+
+    return pd.DataFrame({k: pd.Series([], dtype="int64") for k in SUMMARY_COLUMNS})
 
 
 def _previous_attempts(
-    layout: Layout, task: SweepTask, part: int, order: list[str]
+    layout: Layout, sweep: str, part: int, order: list[str]
 ) -> tuple[list[Journal], set[str], dict[str, int]]:
     """Journals of earlier attempts at this partition (Dask retried it after a worker died).
 
     Returns them, the run ids they completed, and how often each run was the one in
     flight when a worker died (the first unfinished run, or an explicit start mark).
     """
-    prev = [Journal(p) for p in list_journals(layout.journal, journal_prefix(task.sweep, part))]
+    prev = [Journal(p) for p in list_journals(layout.journal, journal_prefix(sweep, part))]
     done: set[str] = set()
     for j in prev:
         done.update(o[0] for o in j.outcomes)
@@ -163,165 +259,124 @@ def _previous_attempts(
     return prev, done, deaths
 
 
-def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: Any = None) -> Any:
-    """Run every descriptor of one partition; returns a one-row summary frame."""
-    import pandas as pd
+class _Attempt:
+    """One attempt at one partition: its journal, its outcomes, the earlier attempts."""
 
-    part = int(partition_info["number"]) if partition_info else 0
-    layout = Layout(Path(task.store_root))
-    if task.serializers:
-        install_serializers(task.serializers)
-    finished = _read_done_marker(layout, task, part)
-    if finished is not None:  # Dask recomputed a partition whose result died with a worker
-        return pd.DataFrame({k: [int(finished.get(k, 0))] for k in SUMMARY_COLUMNS})
-    if getattr(context, "metalab_shipped", False):  # cluster: read once per worker process
-        operation, context = context.resolve()
-        task = dataclasses.replace(task, operation=operation)
-    run_ids = pdf["run_id"].tolist()
-    cols = {
-        "run_id": run_ids,
-        "params": pdf["params"].tolist(),
-        "replicate": pdf["replicate"].tolist(),
-        "seed": pdf["seed"].tolist(),
-        "attempt": pdf["attempt"].tolist(),
-    }
+    def __init__(self, layout: Layout, task: SweepTask, part: int, cols: dict[str, list[Any]]):
+        self.layout = layout
+        self.task = task
+        self.part = part
+        self.cols = cols
+        self.prev, self.done_before, self.deaths = _previous_attempts(
+            layout, task.sweep, part, cols["run_id"]
+        )
+        self.worker = _worker_address()
+        self.journal = JournalWriter(
+            layout.journal,
+            sweep=task.sweep,
+            part=part,
+            columns=cols,
+            worker=self.worker,
+            flush_every=1 if self.prev else task.flush_every,
+        )
+        self.outcomes: list[list[Any]] = []
+        self.params: list[dict[str, Any]] = []
+        self.counts = dict.fromkeys(SUMMARY_COLUMNS, 0)
+        self.completed = False
 
-    prev, done_before, deaths = _previous_attempts(layout, task, part, run_ids)
-    retrying = bool(prev)
-    worker = _worker_address()
-    journal = JournalWriter(
-        layout.journal,
-        sweep=task.sweep,
-        part=part,
-        columns=cols,
-        worker=worker,
-        flush_every=1 if retrying else task.flush_every,
-    )
-    outcomes: list[list[Any]] = []
-    params_list: list[dict[str, Any]] = []
-    bundles: dict[int, SeedBundle] = {}
-    on_run = task.on_run
-    counts = {"success": 0, "failed": 0, "skipped": 0}
-    child = None
-    completed = False
-    if task.timeout is not None:
-        from .timeout import ChildRunner
-
-        child = ChildRunner(task, context)
-    try:
+    def run_all(self, execute: RunFunction) -> None:
+        """Execute the partition's runs in order, journaling each outcome."""
+        journal, counts, done_before, deaths = (
+            self.journal,
+            self.counts,
+            self.done_before,
+            self.deaths,
+        )
+        limit = self.task.max_worker_deaths
+        on_run = self.task.on_run
+        retrying = bool(self.prev)
         # One json.loads for the whole partition is ~5x cheaper than one per run.
-        parsed = json.loads("[" + ",".join(cols["params"]) + "]")
-        for run_id, params, rep in zip(run_ids, parsed, cols["replicate"], strict=True):
+        parsed = json.loads("[" + ",".join(self.cols["params"]) + "]")
+        for run_id, params, rep in zip(
+            self.cols["run_id"], parsed, self.cols["replicate"], strict=True
+        ):
             if run_id in done_before:
-                counts["skipped"] += 1
+                counts[SKIPPED] += 1
                 continue
-            if deaths.get(run_id, 0) >= task.max_worker_deaths:
-                now = now_us()
-                out = error_outcome(
-                    run_id,
-                    "failed",
-                    now,
-                    now,
-                    WORKER_DIED,
-                    f"worker died while running this run ({deaths[run_id]} times); it "
-                    "probably crashes its process (segfault, os._exit, out of memory)",
-                )
+            if deaths.get(run_id, 0) >= limit:  # it killed its worker every time it ran
+                out = worker_died_outcome(run_id, deaths[run_id])
             else:
-                if retrying:
+                if retrying:  # a death now is charged to this run, not guessed
                     journal.mark_started(run_id)
-                if child is not None:
-                    out = child.run(run_id, params, rep)
-                else:
-                    bundle = bundles.get(rep)
-                    if bundle is None:
-                        bundle = bundles[rep] = SeedBundle(task.seed_base, (rep,))
-                    out = run_one(task, run_id, params, bundle, context)
+                out = execute(run_id, params, rep)
             journal.append(out)
-            outcomes.append(out)
-            params_list.append(params)
-            counts["success" if out[1] == "success" else "failed"] += 1
+            self.outcomes.append(out)
+            self.params.append(params)
+            counts[SUCCESS if out[1] == SUCCESS else FAILED] += 1
             if on_run is not None:
                 on_run(out[1])
-        completed = True
-    finally:
-        if child is not None:
-            child.close()
-        journal.close()
-        _fold_to_parquet(
-            layout,
-            task,
-            part,
-            prev,
-            outcomes,
-            params_list,
-            cols,
-            in_order=not done_before,
-            worker=worker,
-        )
-        if completed and not worker.startswith("local:"):
-            _write_done_marker(layout, task, part, counts)
-        for j in prev:
+        self.completed = True
+
+    def close(self) -> None:
+        """Fold this and the earlier attempts into Parquet; remove their journals."""
+        self.journal.close()
+        self._fold_to_parquet()
+        if self.completed and not self.worker.startswith("local:"):
+            _write_done_marker(self.layout, self.task.sweep, self.part, self.counts)
+        for j in self.prev:
             try:
                 j.path.unlink()
             except FileNotFoundError:
                 pass
-        journal.discard()
-    return pd.DataFrame({k: [v] for k, v in counts.items()})
+        self.journal.discard()
 
+    def _fold_to_parquet(self) -> None:
+        """Write the partition's records (this attempt's and earlier attempts') as Parquet."""
+        from ..store.reader import concat
+        from ..store.records import build_records, build_steps, info_from_columns
+        from ..store.store import write_partition
 
-def _fold_to_parquet(
-    layout: Layout,
-    task: SweepTask,
-    part: int,
-    prev: list[Journal],
-    outcomes: list[list[Any]],
-    params_list: list[dict[str, Any]],
-    cols: dict[str, list[Any]],
-    *,
-    in_order: bool,
-    worker: str,
-) -> None:
-    """Write the partition's records (this attempt's and earlier attempts') as Parquet."""
-    from ..store.reader import concat
-    from ..store.records import build_records, build_steps, info_from_columns
-    from ..store.store import write_partition
-
-    records, steps = [], []
-    for j in prev:  # runs finished by earlier attempts keep their own host, pid and worker
-        table, st = j.tables()
-        records.append(table)
-        steps.append(st)
-    if outcomes:
-        n = len(outcomes)
-        # Without skipped runs the outcomes are a prefix of the partition's rows.
-        aligned = (
-            {k: cols[k][:n] for k in ("params", "replicate", "seed", "attempt")}
-            if in_order
-            else None
-        )
-        info = {} if in_order else info_from_columns(cols)
-        records.append(
-            build_records(
-                outcomes,
-                info,
-                params=params_list,
-                aligned=aligned,
-                host=HOST,
-                pid=os.getpid(),
-                worker=worker,
-                sweep=task.sweep,
+        sweep, cols, outcomes = self.task.sweep, self.cols, self.outcomes
+        records, steps = [], []
+        for j in self.prev:  # runs finished by earlier attempts keep their host, pid, worker
+            table, st = j.tables()
+            records.append(table)
+            steps.append(st)
+        if outcomes:
+            n = len(outcomes)
+            # Without skipped runs the outcomes are a prefix of the partition's rows.
+            in_order = not self.done_before
+            aligned = (
+                {k: cols[k][:n] for k in ("params", "replicate", "seed", "attempt")}
+                if in_order
+                else None
             )
-        )
-        steps.append(build_steps(outcomes, task.sweep))
-    records = [t for t in records if t is not None]
-    step_tables = [t for t in steps if t is not None]
-    if records:
-        write_partition(
-            layout,
-            f"{task.sweep}-{part:06d}",
-            concat(records),
-            concat(step_tables) if step_tables else None,
-        )
+            info = {} if in_order else info_from_columns(cols)
+            records.append(
+                build_records(
+                    outcomes,
+                    info,
+                    params=self.params,
+                    aligned=aligned,
+                    host=HOST,
+                    pid=os.getpid(),
+                    worker=self.worker,
+                    sweep=sweep,
+                )
+            )
+            steps.append(build_steps(outcomes, sweep))
+        tables = [t for t in records if t is not None]
+        step_tables = [t for t in steps if t is not None]
+        if tables:
+            write_partition(
+                self.layout,
+                f"{sweep}-{self.part:06d}",
+                concat(tables),
+                concat(step_tables) if step_tables else None,
+            )
+
+
+# -- done markers -----------------------------------------------------------------------
 
 
 def done_marker(layout: Layout, sweep: str, part: int) -> Path:
@@ -329,23 +384,17 @@ def done_marker(layout: Layout, sweep: str, part: int) -> Path:
     return layout.journal / f"{sweep}-{part:06d}.done"
 
 
-def _write_done_marker(layout: Layout, task: SweepTask, part: int, counts: dict[str, int]) -> None:
+def _write_done_marker(layout: Layout, sweep: str, part: int, counts: dict[str, int]) -> None:
     # A finished partition whose summary is lost with its worker is recomputed by Dask;
     # the marker makes that recomputation return at once instead of running runs again.
     # The driver deletes the markers of its sweep when the sweep ends.
     from ..store.atomic import atomic_write_text
 
-    atomic_write_text(done_marker(layout, task.sweep, part), json.dumps(counts))
+    atomic_write_text(done_marker(layout, sweep, part), json.dumps(counts))
 
 
-def _read_done_marker(layout: Layout, task: SweepTask, part: int) -> dict[str, int] | None:
+def _read_done_marker(layout: Layout, sweep: str, part: int) -> dict[str, int] | None:
     try:
-        return dict(json.loads(done_marker(layout, task.sweep, part).read_text()))
+        return dict(json.loads(done_marker(layout, sweep, part).read_text()))
     except (FileNotFoundError, ValueError):
         return None
-
-
-def summary_meta() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame({k: pd.Series([], dtype="int64") for k in SUMMARY_COLUMNS})

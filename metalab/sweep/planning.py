@@ -1,4 +1,7 @@
-"""Partitioning policy: how run descriptors are cut into Dask partitions.
+"""Planning a sweep: which runs to execute now, and how they are cut into Dask partitions.
+
+:func:`plan_todo` lists every run of the experiment and keeps those without a usable
+record (resume); :func:`to_dask` cuts them into partitions by the policy below.
 
 Each partition is one Dask task that runs many runs: a task costs ~0.2-10 ms of
 scheduling plus one Parquet file, while a run can cost microseconds.  Fewer, larger
@@ -32,9 +35,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ..store.records import SUCCESS
+
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
+
+    from ..experiment import Experiment
+    from ..store import Store
 
 MAX_PARTITION = 50_000
 #: Runs per partition of the head relative to the plan: ``s = ceil(n / (HEAD_SPAN * W))``.
@@ -101,10 +109,43 @@ def to_dask(
 
     n = len(plan)
     plan = plan.reset_index(drop=True)
+    ddf: dd.DataFrame
     if npartitions is not None:
-        return dd.from_pandas(plan, npartitions=max(1, npartitions), sort=True)
+        ddf = dd.from_pandas(plan, npartitions=max(1, npartitions), sort=True)
+        return ddf
     bounds = partition_bounds(n, n_workers, partition_size)
     ddf = dd.from_pandas(plan, npartitions=1, sort=True)
     if len(bounds) > 2 and n > 0:
-        ddf = ddf.repartition(divisions=[*bounds[:-1], n - 1])
+        ddf = ddf.repartition(divisions=(*bounds[:-1], n - 1))
     return ddf
+
+
+def plan_todo(
+    exp: Experiment, store: Store, *, resume: bool, retry_failed: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """All run descriptors, the ones to execute now (with attempt numbers), and skipped count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    plan = exp.plan()
+    todo = plan
+    store.check_metric_files()  # damaged stepped metrics: their runs run again
+    status = store.status_table()
+    if status.num_rows:
+        # Arrow compute on the id columns: no Python strings for a million runs.
+        if resume:
+            done = status
+            if retry_failed:
+                done = status.filter(pc.equal(status.column("status"), SUCCESS))
+            damaged = store.check_artifacts(done)  # artifact files lost: run again
+            if damaged:
+                lost = pa.array(sorted(damaged), pa.string())
+                done = done.filter(pc.invert(pc.is_in(done.column("run_id"), value_set=lost)))
+            is_done = pc.is_in(pa.array(plan["run_id"]), value_set=done.column("run_id"))
+            todo = plan[~is_done.to_numpy(zero_copy_only=False)]
+        pos = pc.index_in(pa.array(todo["run_id"]), value_set=status.column("run_id"))
+        prev = pc.take(status.column("attempt"), pos).fill_null(0)
+        attempt = pc.add(prev.cast(pa.int32()), 1).to_numpy(zero_copy_only=False)
+        todo = todo.assign(attempt=attempt)
+    skipped = len(plan) - len(todo)
+    return plan, todo.reset_index(drop=True), skipped

@@ -10,27 +10,50 @@ for a lost SLURM job) finds it on disk.
 
 cloudpickle (not pickle) writes the payload, so modules registered with
 ``cloudpickle.register_pickle_by_value`` (scripts, notebooks, test modules: code the
-workers cannot import) travel by value even when nested inside metalab objects.
+workers cannot import) travel by value even when nested inside metalab objects
+(:func:`ship_code_by_value` registers the operation's and the context's modules).
+
+Executors that run partitions in the driver's process get an :class:`Inline` payload
+instead: the operation and context themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import ExecutorError
 
+if TYPE_CHECKING:
+    from ..operation import Operation
+
 _lock = threading.Lock()
-_cache: dict[str, tuple[Any, Any]] = {}  # digest -> (operation, context), this process
+_cache: dict[str, tuple[Operation, Any]] = {}  # digest -> (operation, context), this process
 _CACHE_SIZE = 2
 
 
-class ShippedRef:
-    """What a partition task receives instead of the context: where the payload is."""
+class Inline:
+    """The operation and context themselves, for partitions run in the driver's process."""
 
-    metalab_shipped = True
+    def __init__(self, operation: Operation, context: Any) -> None:
+        self.operation = operation
+        self.context = context
+
+    def __dask_tokenize__(self) -> str:
+        # The graph keys are unique per sweep already (SweepTask); never hash the context.
+        return f"metalab-inline-{id(self)}"
+
+    def resolve(self) -> tuple[Operation, Any]:
+        """``(operation, context)``."""
+        return self.operation, self.context
+
+
+class ShippedRef:
+    """What a cluster's partition task receives: where the operation and context are."""
 
     def __init__(self, path: str, digest: str) -> None:
         self.path = path
@@ -42,7 +65,7 @@ class ShippedRef:
     def __repr__(self) -> str:
         return f"ShippedRef({self.path!r})"
 
-    def resolve(self) -> tuple[Any, Any]:
+    def resolve(self) -> tuple[Operation, Any]:
         """``(operation, context)``, read and unpickled once per process."""
         with _lock:
             value = _cache.get(self.digest)
@@ -54,7 +77,11 @@ class ShippedRef:
             return value
 
 
-def _load(path: str, digest: str) -> tuple[Any, Any]:
+#: What a partition task receives besides its descriptors and its :class:`SweepTask`.
+Payload: TypeAlias = Inline | ShippedRef
+
+
+def _load(path: str, digest: str) -> tuple[Operation, Any]:
     import cloudpickle
 
     try:
@@ -66,10 +93,11 @@ def _load(path: str, digest: str) -> tuple[Any, Any]:
         ) from exc
     if hashlib.sha256(blob).hexdigest() != digest:
         raise ExecutorError(f"{path} changed while the sweep ran; run the sweep again")
-    return cloudpickle.loads(blob)
+    operation, context = cloudpickle.loads(blob)
+    return operation, context
 
 
-def ship(path: Path, operation: Any, context: Any) -> ShippedRef:
+def ship(path: Path, operation: Operation, context: Any) -> ShippedRef:
     """Write ``(operation, context)`` to ``path`` (atomically) and return its reference."""
     import cloudpickle
 
@@ -84,5 +112,35 @@ def ship(path: Path, operation: Any, context: Any) -> ShippedRef:
             "the context (open them inside the operation)"
         ) from exc
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: p.write_bytes(blob))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(blob)
+
+    atomic_write(path, write)
     return ShippedRef(str(path), hashlib.sha256(blob).hexdigest())
+
+
+def ship_code_by_value(operation: Operation, context: Any) -> None:
+    """Make workers that cannot import the operation's module unpickle it by value.
+
+    Modules that are installed (site-packages) or part of metalab travel by reference.
+    """
+    import importlib.util
+
+    import cloudpickle
+
+    for obj in (operation.func, type(context)):
+        modname = getattr(obj, "__module__", None)
+        if not modname or modname in ("__main__", "builtins") or modname.startswith("metalab"):
+            continue
+        mod = sys.modules.get(modname)
+        spec = importlib.util.find_spec(modname) if mod is None else mod.__spec__
+        origin = getattr(spec, "origin", None) or ""
+        installed = any(
+            origin.startswith(p)
+            for p in sys.path
+            if p and ("site-packages" in p or "dist-packages" in p)
+        )
+        if mod is not None and not installed:
+            with contextlib.suppress(ValueError):
+                cloudpickle.register_pickle_by_value(mod)

@@ -1,32 +1,43 @@
-"""``metalab.run``: plan, skip what is done, map partitions on a Dask scheduler, keep records."""
+"""``metalab.run``: a sweep's life as a short list of named steps over one :class:`Sweep`.
+
+1. check the options (:class:`SweepOptions`) and the executor;
+2. open the store (:meth:`Sweep.open`): manifest, journals left by dead sweeps;
+3. plan (:meth:`Sweep.plan`): every run, minus those already done when resuming;
+4. record the sweep (:meth:`Sweep.record`) in ``sweeps/``;
+5. execute (:meth:`Sweep.execute`): ship the operation and context, build the graph of
+   partition tasks, compute it (:mod:`metalab.sweep.compute`);
+6. finish (:meth:`Sweep.finish`), whatever ended the sweep: fold journals into Parquet,
+   compact, record how the sweep ended.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._interrupt import sweep_interrupted
-from ..errors import ExecutorError, ExperimentError
+from ..errors import ExecutorError, ExperimentError, RunInterrupted
 from ..executors.base import Executor, Session
 from ..experiment import Experiment
 from ..provenance import Collector, check_source_changed, environment
 from ..store import Store
+from ..store.records import FAILED, SUCCESS, SWEEP_FINISHED, SWEEP_INCOMPLETE, SWEEP_INTERRUPTED
 from .progress import Counts, JournalPoller, ProgressDisplay
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..results.results import Results
+    from .shipping import Payload
 
 
 _SHOWN_DASHBOARDS: set[str] = set()
@@ -70,6 +81,60 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, old_int)
 
 
+# -- step 1: the options ----------------------------------------------------------------
+
+
+def _seconds(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ExperimentError(
+            f"{name} must be a number of seconds > 0 (or None for no limit), got {value!r}"
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """The checked options of one :func:`run` call (see there)."""
+
+    resume: bool = True
+    progress: bool = False
+    partition_size: int | None = None
+    retries: int = 0
+    retry_failed: bool = True
+    capture_output: bool = False
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        retries = self.retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ExperimentError(f"retries must be an int >= 0, got {retries!r}")
+        _seconds("timeout_s", self.timeout_s)
+        if self.partition_size is not None:
+            from .planning import partition_bounds
+
+            partition_bounds(1, 1, self.partition_size)  # its check, before any work
+
+    @staticmethod
+    def timeout_from(timeout: float | None, timeout_s: float | None) -> float | None:
+        """The run time limit from ``timeout_s=`` or its old name ``timeout=``."""
+        if timeout is not None and timeout_s is not None:
+            raise ExperimentError(
+                f"run() got timeout_s={timeout_s!r} and timeout={timeout!r}: give only "
+                "timeout_s= (seconds one run may take); timeout= is its old name"
+            )
+        if timeout is not None:
+            return _seconds("timeout", timeout)
+        return _seconds("timeout_s", timeout_s)
+
+
+def _check_experiment(experiment: object) -> Experiment:
+    if not isinstance(experiment, Experiment):
+        raise ExperimentError(f"run() takes a metalab.Experiment, got {type(experiment).__name__}")
+    return experiment
+
+
 def _resolve_executor(executor: Executor | None) -> Executor:
     from ..executors import LocalExecutor
 
@@ -83,144 +148,193 @@ def _resolve_executor(executor: Executor | None) -> Executor:
     return executor
 
 
-def plan_todo(
-    exp: Experiment, store: Store, *, resume: bool, retry_failed: bool
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """All run descriptors, the ones to execute now (with attempt numbers), and skipped count."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    plan = exp.plan()
-    todo = plan
-    store.check_metric_files()  # damaged stepped metrics: their runs run again
-    status = store.status_table()
-    if status.num_rows:
-        # Arrow compute on the id columns: no Python strings for a million runs.
-        if resume:
-            done = status
-            if retry_failed:
-                done = status.filter(pc.equal(status.column("status"), "success"))
-            damaged = store.check_artifacts(done)  # artifact files lost: run again
-            if damaged:
-                done = done.filter(
-                    pc.invert(
-                        pc.is_in(
-                            done.column("run_id"), value_set=pa.array(sorted(damaged), pa.string())
-                        )
-                    )
-                )
-            is_done = pc.is_in(pa.array(plan["run_id"]), value_set=done.column("run_id"))
-            todo = plan[~is_done.to_numpy(zero_copy_only=False)]
-        pos = pc.index_in(pa.array(todo["run_id"]), value_set=status.column("run_id"))
-        prev = pc.take(status.column("attempt"), pos).fill_null(0)
-        attempt = pc.add(prev.cast(pa.int32()), 1).to_numpy(zero_copy_only=False)
-        todo = todo.assign(attempt=attempt)
-    skipped = len(plan) - len(todo)
-    return plan, todo.reset_index(drop=True), skipped
+def _show_dashboard(session: Session) -> None:
+    link = session.dashboard_link
+    if link and link not in _SHOWN_DASHBOARDS:  # once per cluster
+        _SHOWN_DASHBOARDS.add(link)
+        print(f"metalab: Dask dashboard at {link}", file=sys.stderr)
 
 
-def _ship_code_by_value(exp: Experiment) -> None:
-    """Make workers that cannot import the operation's module unpickle it by value."""
-    import importlib.util
+# -- steps 2 to 6: the sweep ------------------------------------------------------------
 
-    import cloudpickle
 
-    for obj in (exp.operation.func, type(exp.context)):
-        modname = getattr(obj, "__module__", None)
-        if not modname or modname in ("__main__", "builtins") or modname.startswith("metalab"):
-            continue
-        mod = sys.modules.get(modname)
-        spec = importlib.util.find_spec(modname) if mod is None else mod.__spec__
-        origin = getattr(spec, "origin", None) or ""
-        installed = any(
-            origin.startswith(p)
-            for p in sys.path
-            if p and ("site-packages" in p or "dist-packages" in p)
+@dataclass
+class Sweep:
+    """One call of :func:`run`: what it runs, where, and how far it got."""
+
+    experiment: Experiment
+    executor: Executor
+    store: Store
+    options: SweepOptions
+    provenance: Collector
+    sweep_id: str = field(default_factory=_new_sweep_id)
+    #: Every run of the experiment, and the ones this sweep executes.
+    planned: pd.DataFrame = field(init=False)
+    todo: pd.DataFrame = field(init=False)
+    counts: Counts = field(default_factory=Counts)
+    #: How the sweep ended (recorded by :meth:`finish`).
+    status: str = SWEEP_FINISHED
+    info: dict[str, Any] = field(default_factory=dict)
+    #: The shipped operation and context (cluster sessions), removed by :meth:`finish`.
+    payload_path: Path | None = None
+
+    @classmethod
+    def open(
+        cls,
+        experiment: Experiment,
+        executor: Executor,
+        store: str | os.PathLike[str],
+        options: SweepOptions,
+    ) -> Sweep:
+        """Open (or create) the store and tidy what dead sweeps left in it."""
+        st = Store.open(store, create=True)
+        provenance = Collector(experiment.operation)  # git calls run while the sweep is planned
+        st.ensure_manifest({**experiment.manifest(), "provenance": environment()})
+        st.recover_journals()
+        st.clean_temp_files()
+        return cls(experiment, executor, st, options, provenance)
+
+    def plan(self) -> None:
+        """Every run, and those to execute now (all of them without ``resume``)."""
+        from .planning import plan_todo
+
+        exp, opts = self.experiment, self.options
+        self.planned, self.todo, skipped = plan_todo(
+            exp, self.store, resume=opts.resume, retry_failed=opts.retry_failed
         )
-        if mod is not None and not installed:
-            with contextlib.suppress(ValueError):
-                cloudpickle.register_pickle_by_value(mod)
+        if opts.resume:
+            check_source_changed(self.store, exp.operation, self.planned["run_id"])
+        self.counts = Counts(skipped=skipped)
+
+    def record(self) -> None:
+        """Write the sweep's record (``sweeps/<sweep id>``), completed by :meth:`finish`."""
+        exp = self.experiment
+        self.info = {
+            "sweep": self.sweep_id,
+            "started": time.time(),
+            "experiment": exp.name,
+            "experiment_version": exp.version,
+            "operation": exp.operation.name,
+            "operation_version": exp.operation.version,
+            "source_hash": exp.operation.source_hash,
+            "executor": repr(self.executor),
+            "planned": len(self.planned),
+            "to_run": len(self.todo),
+            "skipped": self.counts.skipped,
+            "provenance": self.provenance.result(),
+        }
+        self.store.write_sweep(self.sweep_id, self.info)
+
+    def execute(self) -> None:
+        """Ship, build the graph of partition tasks and compute it (if any run is to do)."""
+        from .compute import compute
+
+        if not len(self.todo):
+            return
+        try:
+            with self.executor.session() as session:
+                payload, poller = self._ship(session)
+                parts = self._graph(session, payload)
+                display = ProgressDisplay(
+                    len(self.todo),
+                    self.counts,
+                    enabled=self.options.progress,
+                    label=self.experiment.name,
+                    poll=poller.poll if poller else None,
+                )
+                with display:
+                    summaries = compute(
+                        session, parts, poller=poller, resources=self.experiment.operation.resources
+                    )
+                self._tally(session, summaries)
+        except ExecutorError:
+            self.status = SWEEP_INCOMPLETE
+            raise
+
+    def _ship(self, session: Session) -> tuple[Payload, JournalPoller | None]:
+        """The operation and context as the partition tasks get them, and a journal poller."""
+        from .shipping import Inline, ship, ship_code_by_value
+
+        op, context = self.experiment.operation, self.experiment.context
+        if not session.distributed:
+            return Inline(op, context), None
+        ship_code_by_value(op, context)
+        # Once into the shared store, read once per worker process (not per task, not
+        # through the scheduler, and still there for replacements).
+        self.payload_path = self.store.layout.sweeps / f"{self.sweep_id}.payload"
+        ref = ship(self.payload_path, op, context)
+        _show_dashboard(session)
+        return ref, JournalPoller(self.store.layout.journal, self.sweep_id)
+
+    def _graph(self, session: Session, payload: Payload) -> list[Any]:
+        """One delayed partition task per partition of the runs to do."""
+        from .partition import SweepTask, execute_partition, summary_meta
+        from .planning import to_dask
+
+        opts = self.options
+        task = SweepTask(
+            store_root=str(self.store.root),
+            sweep=self.sweep_id,
+            seed_base=self.experiment.seeds.base,
+            retries=opts.retries,
+            capture_output=opts.capture_output,
+            timeout_s=opts.timeout_s,
+            on_run=None if session.distributed else self.counts.add,
+        )
+        ddf = to_dask(self.todo, n_workers=session.n_workers, partition_size=opts.partition_size)
+        out = ddf.map_partitions(
+            execute_partition,
+            task,
+            payload,
+            meta=summary_meta(),
+            enforce_metadata=False,
+            align_dataframes=False,
+        )
+        return list(out.to_delayed())
+
+    def _tally(self, session: Session, summaries: list[Any]) -> None:
+        """Count the runs (cluster: from the summaries); fail if a partition could not run."""
+        errors = [r for r in summaries if isinstance(r, BaseException)]
+        if session.distributed:
+            ok = [r for r in summaries if not isinstance(r, BaseException)]
+            self.counts.success = sum(int(r[SUCCESS].sum()) for r in ok)
+            self.counts.failed = sum(int(r[FAILED].sum()) for r in ok)
+        if errors:
+            raise ExecutorError(
+                f"{len(errors)} of {len(summaries)} partitions could not run "
+                f"(first error: {type(errors[0]).__name__}: {errors[0]}); completed runs "
+                f"are kept, run again with resume=True to finish the sweep"
+            ) from errors[0]
+
+    def interrupted(self) -> RunInterrupted:
+        """The error that tells how to resume this sweep after Ctrl-C or SIGTERM."""
+        self.status = SWEEP_INTERRUPTED
+        root = str(self.store.root)
+        return sweep_interrupted(self.experiment.name, root, self.counts.done)
+
+    def finish(self) -> None:
+        """Whatever ended the sweep: fold its journals, compact, record how it ended."""
+        st = self.store
+        if self.payload_path is not None:
+            with contextlib.suppress(OSError):
+                self.payload_path.unlink()
+        st.recover_journals(sweep=self.sweep_id, dead_only=True)
+        st.remove_done_markers(self.sweep_id)
+        with contextlib.suppress(OSError):
+            st.compact()
+        c = self.counts
+        self.info.update(ended=time.time(), status=self.status, success=c.success, failed=c.failed)
+        with contextlib.suppress(OSError):
+            st.write_sweep(self.sweep_id, self.info)
+
+    def results(self) -> Results:
+        """The :class:`~metalab.Results` of every planned run."""
+        from ..results.results import Results
+
+        return Results([self.store], run_ids=self.planned["run_id"])
 
 
-def _compute(
-    session: Session,
-    parts: list[Any],
-    display: ProgressDisplay,
-    poller: JournalPoller | None,
-    resources: dict[str, float] | None = None,
-) -> list[Any]:
-    """Compute every partition; returns their summaries (or exceptions).
-
-    On a cluster, ``resources`` (the operation's) restrict the tasks to workers that
-    offer them, and a watchdog raises :class:`ExecutorError` when no usable worker is
-    connected for ``session.worker_timeout_s``.
-    """
-    import dask
-
-    if not session.distributed:
-        kwargs: dict[str, Any] = {"scheduler": session.get}
-        if session.num_workers:
-            kwargs["num_workers"] = session.num_workers
-        return list(dask.compute(*parts, **kwargs))
-
-    from distributed import as_completed
-
-    client = session.client
-    with warnings.catch_warnings():
-        # The context travels in the store payload, so graphs stay small; keep quiet anyway.
-        warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
-        futures = client.compute(parts, resources=resources or None)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(futures)
-    resubmitted: set[int] = set()
-    watchdog = None
-    if session.worker_timeout_s is not None:
-        from .watchdog import WorkerWatchdog
-
-        watchdog = WorkerWatchdog(
-            client,
-            session.worker_timeout_s,
-            resources=resources,
-            diagnose=session.diagnose,
-            on_fail=lambda: client.cancel(list(futures)),
-        ).start()
-    try:
-        ac = as_completed(futures, loop=client.loop)
-        for fut in ac:
-            if watchdog is not None and watchdog.error is not None:
-                raise watchdog.error  # no usable worker: the futures were cancelled
-            i = index[fut.key]
-            res = None
-            if fut.status == "finished":
-                try:
-                    res = fut.result()
-                except Exception:  # its worker died before the result was fetched
-                    res = None
-            if res is not None:
-                results[i] = res
-                if poller is not None:
-                    poller.final[i] = (int(res["success"].sum()), int(res["failed"].sum()))
-            else:
-                try:
-                    exc = fut.exception()
-                except Exception as e:  # cancelled: its inputs were lost with a worker
-                    exc = e
-                if i not in resubmitted:
-                    # e.g. KilledWorker: a new task picks up where the journals stop.
-                    resubmitted.add(i)
-                    new = client.compute(parts[i], retries=0, resources=resources or None)
-                    index[new.key] = i
-                    ac.add(new)
-                    futures.append(new)
-                else:
-                    results[i] = exc
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        if watchdog is not None:
-            watchdog.stop()
-    return results
+# -- the front door ---------------------------------------------------------------------
 
 
 def run(
@@ -234,15 +348,23 @@ def run(
     retries: int = 0,
     retry_failed: bool = True,
     capture_output: bool = False,
+    timeout_s: float | None = None,
     timeout: float | None = None,
 ) -> Results:
     """Run every (params, replicate) of ``experiment`` and return its :class:`Results`.
 
+    Each run's record (status, metrics, artifacts, timing, error) is written to the store
+    as the run ends.  A failing operation does not stop the sweep: its run is recorded
+    with status ``"failed"``.
+
     Parameters
     ----------
+    experiment
+        What to run: an operation, a context, parameters and seeds.
     executor
         Where partitions run: in-process by default; ``ProcessExecutor(max_workers=N)``,
-        ``ThreadExecutor``, ``DaskExecutor(client | cluster | address)``, ...
+        ``ThreadExecutor``, ``DaskExecutor(client | cluster | address)``,
+        ``SlurmExecutor(...)``, ``PBSExecutor(...)``.
     store
         Store folder; default ``./runs/<experiment name>``.
     resume
@@ -257,146 +379,58 @@ def run(
         With ``resume=True``, also re-run runs whose latest record failed (default).
     capture_output
         Keep each run's stdout, stderr and logging records in its log.
-    timeout
+    timeout_s
         Seconds one run may take. Each run then executes in a child process that is
         killed when it overruns; the run is recorded with status ``"timeout"`` (error
         type ``Timeout``) and the sweep goes on. Works on every executor. ``None``
         (default) runs operations directly in the worker, with no time limit.
+    timeout
+        The old name of ``timeout_s`` (still accepted; give one of the two).
+
+    Returns
+    -------
+    Results
+        The records of every run of ``experiment`` in the store (also those skipped
+        because they were done already).
+
+    Raises
+    ------
+    ExperimentError
+        ``experiment`` is not an :class:`~metalab.Experiment`, or an option is invalid.
+    ExecutorError
+        The executor could not run every partition (no usable worker, start-up failure);
+        completed runs are kept, ``resume=True`` finishes the sweep.
+    RunInterrupted
+        Ctrl-C or SIGTERM stopped the sweep; completed runs are kept, ``resume=True``
+        continues it.
 
     Examples
     --------
     >>> result = metalab.run(exp)  # doctest: +SKIP
+    >>> on_4 = metalab.ProcessExecutor(max_workers=4)  # doctest: +SKIP
+    >>> result = metalab.run(exp, executor=on_4, timeout_s=60)  # doctest: +SKIP
     >>> print(result.table())  # doctest: +SKIP
     """
-    from ..results.results import Results
-    from .partition import SweepTask, execute_partition, summary_meta
-    from .planning import to_dask
-
-    if not isinstance(experiment, Experiment):
-        raise ExperimentError(f"run() takes a metalab.Experiment, got {type(experiment).__name__}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ExperimentError(f"retries must be an int >= 0, got {retries!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-    ):
-        raise ExperimentError(
-            f"timeout must be a number of seconds > 0 (or None for no limit), got {timeout!r}"
-        )
-    exe = _resolve_executor(executor)
+    exp = _check_experiment(experiment)
+    options = SweepOptions(
+        resume=resume,
+        progress=progress,
+        partition_size=partition_size,
+        retries=retries,
+        retry_failed=retry_failed,
+        capture_output=capture_output,
+        timeout_s=SweepOptions.timeout_from(timeout, timeout_s),
+    )
     # The raw value goes to Store.open, which refuses "" (Path("") would be the cwd).
-    path = store if store is not None else Path("runs") / experiment.name
-    st = Store.open(path, create=True)
-    prov = Collector(experiment.operation)  # git calls run while the sweep is planned
-    st.ensure_manifest({**experiment.manifest(), "provenance": environment()})
-    st.recover_journals()
-    st.clean_temp_files()
-
-    plan, todo, skipped = plan_todo(experiment, st, resume=resume, retry_failed=retry_failed)
-    if resume:
-        check_source_changed(st, experiment.operation, plan["run_id"])
-    sweep = _new_sweep_id()
-    sweep_info: dict[str, Any] = {
-        "sweep": sweep,
-        "started": time.time(),
-        "experiment": experiment.name,
-        "experiment_version": experiment.version,
-        "operation": experiment.operation.name,
-        "operation_version": experiment.operation.version,
-        "source_hash": experiment.operation.source_hash,
-        "executor": repr(exe),
-        "planned": len(plan),
-        "to_run": len(todo),
-        "skipped": skipped,
-        "provenance": prov.result(),
-    }
-    st.write_sweep(sweep, sweep_info)
-    counts = Counts(skipped=skipped)
-    status = "finished"
-    payload: Path | None = None
-    signals = contextlib.ExitStack()
-    signals.enter_context(_sigterm_as_interrupt())  # also covers the clean-up below
-    try:
-        if len(todo):
-            with exe.session() as session:
-                task = SweepTask(
-                    operation=experiment.operation,
-                    store_root=str(st.root),
-                    sweep=sweep,
-                    seed_base=experiment.seeds.base,
-                    retries=retries,
-                    capture_output=capture_output,
-                    timeout=None if timeout is None else float(timeout),
-                    on_run=None if session.distributed else counts.add,
-                )
-                context: Any = experiment.context
-                poller = None
-                resources: dict[str, float] = {}
-                if session.distributed:
-                    from .shipping import ship
-
-                    _ship_code_by_value(experiment)
-                    # Once into the shared store, read once per worker process (not per
-                    # task, not through the scheduler, and still there for replacements).
-                    payload = st.layout.sweeps / f"{sweep}.payload"
-                    context = ship(payload, experiment.operation, context)
-                    task = dataclasses.replace(task, operation=None)
-                    resources = dict(experiment.operation.resources)
-                    poller = JournalPoller(st.layout.journal, sweep)
-                    link = session.dashboard_link
-                    if link and link not in _SHOWN_DASHBOARDS:  # once per cluster
-                        _SHOWN_DASHBOARDS.add(link)
-                        print(f"metalab: Dask dashboard at {link}", file=sys.stderr)
-                ddf = to_dask(todo, n_workers=session.n_workers, partition_size=partition_size)
-                out = ddf.map_partitions(
-                    execute_partition,
-                    task,
-                    context,
-                    meta=summary_meta(),
-                    enforce_metadata=False,
-                    align_dataframes=False,
-                )
-                parts = out.to_delayed()
-                display = ProgressDisplay(
-                    len(todo),
-                    counts,
-                    enabled=progress,
-                    label=experiment.name,
-                    poll=poller.poll if poller else None,
-                )
-                with display:
-                    results = _compute(session, parts, display, poller, resources)
-                errors = [r for r in results if isinstance(r, BaseException)]
-                if session.distributed:
-                    ok = [r for r in results if not isinstance(r, BaseException)]
-                    counts.success = sum(int(r["success"].sum()) for r in ok)
-                    counts.failed = sum(int(r["failed"].sum()) for r in ok)
-                if errors:
-                    status = "incomplete"
-                    raise ExecutorError(
-                        f"{len(errors)} of {len(parts)} partitions could not run "
-                        f"(first error: {type(errors[0]).__name__}: {errors[0]}); completed runs "
-                        f"are kept, run again with resume=True to finish the sweep"
-                    ) from errors[0]
-    except ExecutorError:
-        status = "incomplete"
-        raise
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise sweep_interrupted(experiment.name, str(st.root), counts.done) from None
-    finally:
+    path = store if store is not None else Path("runs") / exp.name
+    sweep = Sweep.open(exp, _resolve_executor(executor), path, options)
+    sweep.plan()
+    sweep.record()
+    with _sigterm_as_interrupt():  # also covers the clean-up
         try:
-            if payload is not None:
-                with contextlib.suppress(OSError):
-                    payload.unlink()
-            st.recover_journals(sweep=sweep, dead_only=True)
-            st.remove_done_markers(sweep)
-            with contextlib.suppress(OSError):
-                st.compact()
-            sweep_info.update(
-                ended=time.time(), status=status, success=counts.success, failed=counts.failed
-            )
-            with contextlib.suppress(OSError):
-                st.write_sweep(sweep, sweep_info)
+            sweep.execute()
+        except KeyboardInterrupt:
+            raise sweep.interrupted() from None
         finally:
-            signals.close()
-    return Results([st], run_ids=plan["run_id"])
+            sweep.finish()
+    return sweep.results()

@@ -1,16 +1,17 @@
 """Runs with a time limit: each run executes in a forked child process that can be killed.
 
-Used by :mod:`metalab.sweep.partition` only when ``run(..., timeout=seconds)`` is given; the
+Used by :mod:`metalab.sweep.partition` only when ``run(..., timeout_s=seconds)`` is given; the
 default path runs operations in the worker itself and never forks.
 
 One child per partition runs that partition's runs one by one (a fork costs ~1-5 ms,
 paid once per partition and again after each overrun). The parent sends
-``(run_id, params, replicate)`` over a socket and waits up to ``timeout`` seconds for
-the outcome line ``[run_id, status, t0, t1, metrics, extra]``. Artifacts are written by
+``(run_id, params, replicate)`` over a socket and waits up to ``timeout_s`` seconds for
+the outcome line ``[run_id, status, t0, t1, metrics, extra]``, which the child gets by
+calling the in-process run function it inherited. Artifacts are written by
 the child straight into the store, as in the no-timeout path. On overrun the child is
 killed (SIGKILL), the run is recorded with status ``"timeout"``, and a fresh child takes
 the next run. A child that dies in a run (segfault, ``os._exit``) is restarted and the
-run tried again; after ``max_worker_deaths`` deaths it is recorded ``failed`` with error
+run tried again; after ``max_deaths`` deaths it is recorded ``failed`` with error
 type ``WorkerDied``.
 
 ``os.fork`` is used directly (not ``multiprocessing.Process``) because Dask worker
@@ -23,21 +24,25 @@ import os
 import signal
 import socket
 import warnings
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..seeds import SeedBundle
-from ..store.records import TIMEOUT_ERROR, TIMEOUT_STATUS, WORKER_DIED, error_outcome, now_us
+from ..store.records import (
+    FAILED,
+    TIMEOUT_ERROR,
+    TIMEOUT_STATUS,
+    WORKER_DIED,
+    error_outcome,
+    now_us,
+)
 
-if TYPE_CHECKING:
-    from .partition import SweepTask
+#: ``execute(run_id, params, replicate) -> outcome line``: runs one run in this process.
+RunFunction = Callable[[str, dict[str, Any], int], list[Any]]
 
 
-def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
+def _child_main(conn: Connection, execute: RunFunction) -> None:
     """The child's loop: receive a run, execute it, send its outcome back."""
-    from .partition import run_one
-
-    bundles: dict[int, SeedBundle] = {}
     while True:
         try:
             msg = conn.recv()
@@ -46,10 +51,7 @@ def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
         if msg is None:
             return
         run_id, params, rep = msg
-        bundle = bundles.get(rep)
-        if bundle is None:
-            bundle = bundles[rep] = SeedBundle(task.seed_base, (rep,))
-        out = run_one(task, run_id, params, bundle, context)
+        out = execute(run_id, params, rep)
         try:
             conn.send(out)
         except Exception as exc:  # an unpicklable metric or extra
@@ -57,7 +59,7 @@ def _child_main(conn: Connection, task: SweepTask, context: Any) -> None:
             conn.send(
                 error_outcome(
                     run_id,
-                    "failed",
+                    FAILED,
                     t,
                     t,
                     type(exc).__qualname__,
@@ -84,24 +86,25 @@ class ChildRunner:
 
     Parameters
     ----------
-    task
-        The sweep task (operation, store, retries, ``timeout`` in seconds).
-    context
-        The frozen context; the child inherits it through ``fork``.
+    execute
+        Runs one run in-process (with retries) and returns its outcome line; the
+        child inherits it, with the operation and context, through ``fork``.
+    timeout_s
+        Seconds one run may take before its child is killed.
+    max_deaths
+        Deaths of the child in one run after which the run is recorded ``failed``
+        (error type ``WorkerDied``) instead of tried again.
     """
 
-    def __init__(self, task: SweepTask, context: Any) -> None:
-        if task.timeout is None:
-            raise ValueError("ChildRunner needs task.timeout")
-        self.task = task
-        self.context = context
-        self.timeout = float(task.timeout)
+    def __init__(self, execute: RunFunction, *, timeout_s: float, max_deaths: int) -> None:
+        self.execute = execute
+        self.timeout_s = float(timeout_s)
+        self.max_deaths = max_deaths
         self.pid: int | None = None
         self.conn: Connection | None = None
-        self.forks = 0
 
     # child process management ------------------------------------------------
-    def _start(self) -> None:
+    def _start(self) -> Connection:
         parent_sock, child_sock = socket.socketpair()
         with warnings.catch_warnings():
             # Python >= 3.12 warns about fork() in a multi-threaded process.
@@ -114,7 +117,7 @@ class ChildRunner:
                 # A terminal Ctrl-C reaches the whole process group: the parent decides.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _child_main(Connection(child_sock.detach()), self.task, self.context)
+                _child_main(Connection(child_sock.detach()), self.execute)
             except BaseException:
                 code = 1
             finally:
@@ -122,21 +125,20 @@ class ChildRunner:
         child_sock.close()
         self.pid = pid
         self.conn = Connection(parent_sock.detach())
-        self.forks += 1
+        return self.conn
 
-    def _reap(self, kill: bool) -> str:
-        """Stop the child (SIGKILL when ``kill``) and return how it ended."""
+    def _reap(self) -> str:
+        """Kill the child (SIGKILL) and return how it ended."""
         pid, self.pid = self.pid, None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
         if pid is None:
             return "not started"
-        if kill:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
@@ -146,48 +148,46 @@ class ChildRunner:
     def close(self) -> None:
         """Stop the child (it holds no state worth keeping)."""
         if self.pid is not None:
-            self._reap(kill=True)
-
-    def __enter__(self) -> ChildRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self._reap()
 
     # running -----------------------------------------------------------------
+    def _attempt(self, run_id: str, params: dict[str, Any], replicate: int) -> list[Any] | bool:
+        """Send one run to the child: its outcome, or whether the child ended without one
+        (``True``: it died, ``False``: it overran the time limit)."""
+        conn = self.conn if self.conn is not None else self._start()
+        try:
+            conn.send((run_id, params, replicate))
+            if conn.poll(self.timeout_s):
+                return list(conn.recv())
+        except (EOFError, OSError):
+            return True
+        return False
+
     def run(self, run_id: str, params: dict[str, Any], replicate: int) -> list[Any]:
         """Execute one run in the child; its outcome line (status may be ``"timeout"``)."""
         deaths = 0
         while True:
-            if self.pid is None:
-                self._start()
-            assert self.conn is not None
             t0 = now_us()
-            try:
-                self.conn.send((run_id, params, replicate))
-                ready = self.conn.poll(self.timeout)
-                if ready:
-                    return list(self.conn.recv())
-            except (EOFError, OSError):
-                ready = True  # the child died: fall through to the death handling
+            got = self._attempt(run_id, params, replicate)
+            if isinstance(got, list):
+                return got
             t1 = now_us()
-            if not ready:
-                self._reap(kill=True)
+            how = self._reap()
+            if not got:
                 return error_outcome(
                     run_id,
                     TIMEOUT_STATUS,
                     t0,
                     t1,
                     TIMEOUT_ERROR,
-                    f"the run did not finish within timeout={self.timeout:g} s; its process "
+                    f"the run did not finish within timeout={self.timeout_s:g} s; its process "
                     "was killed and the sweep went on. Raise timeout= or make the run faster",
                 )
-            how = self._reap(kill=True)
             deaths += 1
-            if deaths >= self.task.max_worker_deaths:
+            if deaths >= self.max_deaths:
                 return error_outcome(
                     run_id,
-                    "failed",
+                    FAILED,
                     t0,
                     t1,
                     WORKER_DIED,

@@ -18,6 +18,8 @@ def _has(worker: Mapping[str, Any], resources: Mapping[str, float]) -> bool:
 class WorkerWatchdog:
     """Cancels a sweep when no usable worker has been connected for ``timeout_s``.
 
+    The time counts from the first answer of the scheduler that lists no usable worker.
+
     A worker is usable when it offers the operation's resources.  This bounds sweeps
     whose workers never arrive (jobs stuck in the queue, a worker command that fails),
     or all died and are not replaced.
@@ -58,18 +60,23 @@ class WorkerWatchdog:
             return dict(self.client.scheduler_info()["workers"])
 
     def _loop(self) -> None:
-        last_ok = time.monotonic()
+        missing_since: float | None = None
         seen_any = False
         while not self._stop.wait(self.interval_s):
             try:
                 workers = self._workers()
             except Exception:
                 continue  # the client reconnects, or the sweep ends
+            # Timed at the answer: on a loaded machine the question may wait for long, and
+            # that wait says nothing about the workers (counting it gave false alarms).
+            now = time.monotonic()
             seen_any = seen_any or bool(workers)
             if any(_has(w, self.resources) for w in workers.values()):
-                last_ok = time.monotonic()
+                missing_since = None
                 continue
-            if time.monotonic() - last_ok < self.timeout_s:
+            if missing_since is None:
+                missing_since = now
+            if now - missing_since < self.timeout_s:
                 continue
             self.error = ExecutorError(self._message(workers, seen_any))
             if self.on_fail is not None:
