@@ -138,16 +138,16 @@ def run_one(
 
 def _previous_attempts(
     layout: Layout, task: SweepTask, part: int, order: list[str]
-) -> tuple[list[Journal], set[str], dict[str, int]]:
+) -> tuple[list[Journal], dict[str, str], dict[str, int]]:
     """Journals of earlier attempts at this partition (Dask retried it after a worker died).
 
-    Returns them, the run ids they completed, and how often each run was the one in
-    flight when a worker died (the first unfinished run, or an explicit start mark).
+    Returns them, the status of each run they completed, and how often each run was the
+    one in flight when a worker died (the first unfinished run, or an explicit start mark).
     """
     prev = [Journal(p) for p in list_journals(layout.journal, journal_prefix(task.sweep, part))]
-    done: set[str] = set()
+    done: dict[str, str] = {}
     for j in prev:
-        done.update(o[0] for o in j.outcomes)
+        done.update((o[0], o[1]) for o in j.outcomes)
     deaths: dict[str, int] = {}
     for j in prev:
         finished = {o[0] for o in j.outcomes}
@@ -209,7 +209,9 @@ def execute_partition(pdf: Any, task: SweepTask, context: Any, partition_info: A
         parsed = json.loads("[" + ",".join(cols["params"]) + "]")
         for run_id, params, rep in zip(run_ids, parsed, cols["replicate"], strict=True):
             if run_id in done_before:
-                counts["skipped"] += 1
+                # Finished by an earlier attempt: still this partition's run, so it counts
+                # in the summary (the sweep's success/failed counts come from summaries).
+                counts["success" if done_before[run_id] == "success" else "failed"] += 1
                 continue
             if deaths.get(run_id, 0) >= task.max_worker_deaths:
                 now = now_us()
