@@ -236,23 +236,46 @@ def test_truncated_and_missing_files_are_errors(tmp_path):
         run.artifact("meta")
 
 
+def _tampered(run: Run, path: str, sha256: str) -> Run:
+    """The run read back after someone added a later record whose "meta" entry is ``path``.
+
+    Written with pyarrow into ``records/`` as any tool could: readers keep the latest
+    record of a run id, so this one is the run's current record.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    store = Path("runs") / "arrays"
+    (source,) = (store / "records").glob("*.parquet")
+    table = pq.read_table(source)
+    row = table.filter(pc.equal(table.column("run_id"), run.run_id))
+    meta = dict(run.artifacts[1], path=path, sha256=sha256)
+    row = row.set_column(
+        row.schema.get_field_index("artifacts"),
+        "artifacts",
+        pa.array([json.dumps([meta])], row.schema.field("artifacts").type),
+    )
+    later = pc.add(row.column("ended_at").cast(pa.int64()), 1_000_000)
+    row = row.set_column(
+        row.schema.get_field_index("ended_at"),
+        "ended_at",
+        later.cast(row.schema.field("ended_at").type),
+    )
+    pq.write_table(row, store / "records" / "tampered.parquet")
+    return metalab.load_results(store).filter(x=2)[0]
+
+
 def test_a_record_pointing_outside_the_store_is_refused(tmp_path):
     run = _arrays_run(tmp_path)
     secret = tmp_path / "secret.json"
     secret.write_text('{"x": 2}')
-    row = run.record
-    entry = dict(
-        run.artifacts[1],
-        path="../../secret.json",
-        sha256=hashlib.sha256(secret.read_bytes()).hexdigest(),
-    )
-    row["artifacts"] = json.dumps([entry])
-    bad = Run(row, run._store)
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    bad = _tampered(run, "../../secret.json", digest)
     with pytest.raises(StoreError, match="outside the store"):
         bad.artifact("meta")
-    row["artifacts"] = json.dumps([dict(entry, path=str(secret))])
+    (Path("runs") / "arrays" / "records" / "tampered.parquet").unlink()
     with pytest.raises(StoreError, match="outside the store"):
-        Run(row, run._store).artifact_path("meta")
+        _tampered(run, str(secret), digest).artifact_path("meta")
 
 
 # --- pickles ------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_direct_capture_refuses_unsafe_names_and_writes_nothing(tmp_path, name):
         with pytest.raises(ValueError, match="unsafe"):
             call()
     assert _files(tmp_path) == outside_before
-    assert cap.scalars == {} and cap.manifest == [] and cap._steps is None
+    assert cap.scalars == {} and cap.manifest == []  # steps: see the rejected-calls test
 
 
 @pytest.mark.parametrize("name", SAFE)
@@ -173,26 +173,47 @@ def test_metric_refuses_other_types_with_a_type_error(value):
         cap.metric("m", value)
     with pytest.raises(TypeError):
         cap.metric("m", value, step=0)
-    assert cap.scalars == {} and cap._steps is None
+    assert cap.scalars == {}
 
 
-@pytest.mark.parametrize("step", [1.0, "1", True, np.float64(1.0), None])
+@pytest.mark.parametrize("step", [1.0, "1", True, np.float64(1.0)])
 def test_metric_step_must_be_an_int(step):
     cap = Capture("r1", None)
-    if step is None:
-        cap.metric("m", 1.0, step=None)  # None means a plain scalar
-        assert cap._steps is None
-        return
     with pytest.raises(TypeError, match="step must be an int"):
         cap.metric("m", 1.0, step=step)
 
 
-def test_stepped_metric_scalar_is_the_last_value_recorded():
-    cap = Capture("r1", None)
+@metalab.operation(name="rejects", version="1")
+def rejects(params, capture):
+    """Makes calls that must be refused, then records one plain and one stepped metric."""
+    bad_calls = [
+        lambda: capture.metric("m", "text"),
+        lambda: capture.metric("m", object(), step=0),
+        lambda: capture.metric("m", 1.0, step=1.0),
+        lambda: capture.metric("a/b", 1.0, step=0),
+        lambda: capture.metrics({"..": 1.0}, step=0),
+        lambda: capture.log("x", level="loud"),
+    ]
+    for call in bad_calls:
+        try:
+            call()
+        except (TypeError, ValueError):
+            continue
+        raise AssertionError("a bad capture call was accepted")
+    capture.metric("plain", 1.0, step=None)  # None means a plain scalar
     for step, v in enumerate([0.9, 0.5, 0.7]):
-        cap.metric("loss", v, step=np.int64(step))
-    assert cap.scalars["loss"] == 0.7
-    assert [s[:3] for s in cap._steps] == [["loss", 0, 0.9], ["loss", 1, 0.5], ["loss", 2, 0.7]]
+        capture.metric("loss", v, step=np.int64(step))
+
+
+def test_refused_calls_record_nothing_and_the_last_step_is_the_scalar():
+    (run,) = metalab.run(metalab.Experiment("rejects", rejects))
+    assert run.status == "success", run.error
+    assert run.metrics == {"plain": 1.0, "loss": 0.7}  # a stepped metric's last value
+    assert run.metric_series("plain").empty
+    assert list(run.metric_series("loss").items()) == [(0, 0.9), (1, 0.5), (2, 0.7)]
+    assert run.logs == ""
+    with pytest.raises(metalab.ResultsError, match="no metric 'm'"):
+        run.metric_series("m")
 
 
 def test_metrics_needs_a_mapping():
@@ -250,19 +271,23 @@ def test_figure_checks_its_arguments(tmp_path):
 
 
 # --- logs ---------------------------------------------------------------------------------------
-def test_log_levels():
-    cap = Capture("r1", None)
+@metalab.operation(name="levels", version="1")
+def levels(params, capture):
     for level in ("debug", "info", "WARNING", "error", "critical"):
-        cap.log(f"m-{level}", level=level)
-    assert [(lv, m) for _t, lv, m in cap._logs] == [
-        ("debug", "m-debug"),
-        ("info", "m-info"),
-        ("warning", "m-WARNING"),
-        ("error", "m-error"),
-        ("critical", "m-critical"),
+        capture.log(f"m-{level}", level=level)
+
+
+def test_log_levels():
+    (run,) = metalab.run(metalab.Experiment("levels", levels))
+    assert [line.split()[1:] for line in run.logs.splitlines()] == [
+        ["DEBUG", "m-debug"],
+        ["INFO", "m-info"],
+        ["WARNING", "m-WARNING"],
+        ["ERROR", "m-error"],
+        ["CRITICAL", "m-critical"],
     ]
     with pytest.raises(CaptureError, match="log level must be one of"):
-        cap.log("x", level="loud")
+        Capture("r1", None).log("x", level="loud")
 
 
 @metalab.operation(name="talker", version="1")

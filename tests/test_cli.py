@@ -348,11 +348,15 @@ def test_docs_describe_what_the_parser_offers():
 
 
 SLOW_EXPERIMENT = """
-import time
+import os, time
 import metalab
 
 @metalab.operation(name="slow", version="1")
 def slow(params, capture):
+    gate = os.environ.get("METALAB_TEST_GATE")
+    if gate and params["i"] == 10:  # tell the test, then wait for its Ctrl-C (bounded)
+        open(gate, "w").close()
+        time.sleep(120)
     time.sleep(0.05)
     capture.metric("x", params["i"])
 
@@ -366,26 +370,26 @@ def test_run_interrupted_prints_the_cli_command_that_resumes(tmp_path):
 
     path = tmp_path / "slow_exp.py"
     path.write_text(SLOW_EXPERIMENT)
+    gate = tmp_path / "at-run-10"
     proc = subprocess.Popen(
         [sys.executable, "-m", "metalab", "run", f"{path}:exp", "--quiet"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "METALAB_TEST_GATE": str(gate)},
     )
-    journal = tmp_path / "runs" / "slow_cli" / "journal"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(journal.glob("*.jsonl")):
-        time.sleep(0.05)
-    time.sleep(0.5)  # some runs finish
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 240  # a bound for a broken sweep, not a timing threshold
+    while not gate.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # runs 0-9 finished, run 10 is in flight
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.count("Resume with:") == 1, err
     assert f"Resume with: metalab run {path}:exp" in err
     assert "Traceback" not in err
-    done = metalab_results_count(tmp_path / "runs" / "slow_cli")
-    assert 0 < done < 400
+    assert metalab_results_count(tmp_path / "runs" / "slow_cli") == 10  # nothing finished is lost
     again = metalab("run", f"{path}:exp", "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert metalab_results_count(tmp_path / "runs" / "slow_cli") == 400

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -168,89 +167,122 @@ def test_filters_are_pushed_down_to_the_parquet_reader(monkeypatch):
 
 
 # ---------------------------------------------------------------------------- live view
+# The 21st and the 41st run wait at a gate the test opens, so the test sees the sweep in progress at
+# two known points however fast or slow the machine is.  Every run takes 40 ms, longer
+# than the journal's 20 ms flush threshold, so all runs before a gate are on disk.
 LIVE_SCRIPT = """
-import sys, time
+import os, sys, time
 import metalab
+
+GATES = sys.argv[2]
+STARTED = [0]  # runs started so far (in-process: one at a time, in Dask's order)
 
 @metalab.operation(name="slow")
 def slow(params, capture):
+    i = params["i"]
+    n = STARTED[0]
+    STARTED[0] += 1
+    if n in (20, 40):
+        open(os.path.join(GATES, f"at-{n}"), "w").close()
+        end = time.monotonic() + 240  # bounded: a dead test never leaves this hanging
+        while not os.path.exists(os.path.join(GATES, f"go-{n}")) and time.monotonic() < end:
+            time.sleep(0.01)
     time.sleep(0.04)
-    capture.metric("value", params["i"] * 1.5)
-    capture.metric("twice", params["i"] * 2)
+    capture.metric("value", i * 1.5)
+    capture.metric("twice", i * 2)
 
 exp = metalab.Experiment(name="slow", version="1", context={}, operation=slow,
                          params=metalab.grid(i=list(range(60))),
                          seeds=metalab.seeds(base=0, replicates=1))
 metalab.run(exp, store=sys.argv[1], partition_size=7)
 """
+#: Bound on waiting for the sweep subprocess (a broken sweep fails, it does not hang).
+LIVE_WAIT_S = 240.0
 
 
 def _start_sweep(tmp_path: Path) -> subprocess.Popen[bytes]:
     script = tmp_path / "live_sweep.py"
     script.write_text(textwrap.dedent(LIVE_SCRIPT))
     return subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "runs" / "slow")],
+        [sys.executable, str(script), str(tmp_path / "runs" / "slow"), str(tmp_path)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
 
-def _wait_for_store(proc: subprocess.Popen[bytes], path: Path) -> None:
-    while not (path / "records").exists() or not list((path / "sweeps").glob("*.json")):
+def _wait_for_gate(proc: subprocess.Popen[bytes], gate: Path) -> None:
+    deadline = time.monotonic() + LIVE_WAIT_S
+    while not gate.exists():
         assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"the sweep never reached {gate.name}"
         time.sleep(0.02)
+
+
+def _sweep_started(path: Path) -> bool:
+    try:
+        return bool(metalab.load_results(path).provenance)
+    except metalab.StoreError:  # not created yet
+        return False
+
+
+def _checked_view(path: Path) -> int:
+    """Read the store as a user would; every run shown is complete. Returns how many."""
+    res = metalab.load_results(path)
+    df = res.to_pandas()
+    counts = res.counts()
+    if len(df):
+        assert df["run_id"].is_unique
+        assert (df["status"] == "success").all()
+        assert df["i"].notna().all() and df["value"].notna().all()
+        assert (df["value"] == df["i"] * 1.5).all()
+        assert (df["twice"] == df["i"] * 2).all()
+        assert df["ended_at"].notna().all()
+    assert counts["success"] + counts["pending"] == 60
+    return len(df)
 
 
 def test_live_view_shows_completed_runs_never_half_written(tmp_path):
     proc = _start_sweep(tmp_path)
     path = tmp_path / "runs" / "slow"
+    seen: list[int] = []
+    gates = [20, 40]
+    deadline = time.monotonic() + LIVE_WAIT_S
     try:
-        _wait_for_store(proc, path)
-        seen: list[int] = []
-        while True:
+        while True:  # read as often as possible while the sweep writes
             done = proc.poll() is not None
-            res = metalab.load_results(path)
-            df = res.to_pandas()
-            counts = res.counts()
-            if len(df):
-                assert df["run_id"].is_unique
-                assert (df["status"] == "success").all()
-                assert df["i"].notna().all() and df["value"].notna().all()
-                assert (df["value"] == df["i"] * 1.5).all()
-                assert (df["twice"] == df["i"] * 2).all()
-                assert df["ended_at"].notna().all()
-            assert counts["success"] + counts["pending"] == 60
-            seen.append(len(df))
+            at_gate = bool(gates) and (tmp_path / f"at-{gates[0]}").exists()
+            if _sweep_started(path):
+                seen.append(_checked_view(path))
+            if at_gate:  # the sweep waits: exactly the runs finished before the gate show
+                assert seen[-1] == gates[0], seen
+                (tmp_path / f"go-{gates.pop(0)}").touch()
             if done:
                 break
+            assert time.monotonic() < deadline, "the sweep did not finish"
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
     assert proc.returncode == 0
+    assert not gates
     assert seen == sorted(seen), "the number of runs seen went down"
     assert seen[-1] == 60
-    assert len({n for n in seen if 0 < n < 60}) >= 2  # saw the sweep in progress
 
 
 def test_killed_sweep_leaves_pending_runs(tmp_path):
     proc = _start_sweep(tmp_path)
     path = tmp_path / "runs" / "slow"
     try:
-        _wait_for_store(proc, path)
-        while len(metalab.load_results(path)) < 10:
-            assert proc.poll() is None
-            time.sleep(0.05)
+        _wait_for_gate(proc, tmp_path / "at-20")  # 20 runs done, the 21st in flight
     finally:
         proc.kill()
         proc.communicate()
     res = metalab.load_results(path)
-    n = len(res)
-    assert 10 <= n < 60
-    assert res.counts() == {"success": n, "failed": 0, "pending": 60 - n}
-    assert f"{60 - n} pending" in repr(res)
-    sweep = json.loads(next((path / "sweeps").glob("*.json")).read_text())
+    assert len(res) == 20
+    assert res.counts() == {"success": 20, "failed": 0, "pending": 40}
+    assert "40 pending" in repr(res)
+    (sweep,) = res.provenance
     assert sweep["to_run"] == 60
     assert os.listdir(path / "journal")  # the killed partition's journal is still read
 

@@ -238,16 +238,16 @@ def summary_meta() -> pd.DataFrame:
 
 def _previous_attempts(
     layout: Layout, sweep: str, part: int, order: list[str]
-) -> tuple[list[Journal], set[str], dict[str, int]]:
+) -> tuple[list[Journal], dict[str, str], dict[str, int]]:
     """Journals of earlier attempts at this partition (Dask retried it after a worker died).
 
-    Returns them, the run ids they completed, and how often each run was the one in
-    flight when a worker died (the first unfinished run, or an explicit start mark).
+    Returns them, the status of each run they completed, and how often each run was the
+    one in flight when a worker died (the first unfinished run, or an explicit start mark).
     """
     prev = [Journal(p) for p in list_journals(layout.journal, journal_prefix(sweep, part))]
-    done: set[str] = set()
+    done: dict[str, str] = {}
     for j in prev:
-        done.update(o[0] for o in j.outcomes)
+        done.update((o[0], o[1]) for o in j.outcomes)
     deaths: dict[str, int] = {}
     for j in prev:
         finished = {o[0] for o in j.outcomes}
@@ -301,7 +301,9 @@ class _Attempt:
             self.cols["run_id"], parsed, self.cols["replicate"], strict=True
         ):
             if run_id in done_before:
-                counts[SKIPPED] += 1
+                # Finished by an earlier attempt: still this partition's run, so it counts
+                # in the summary (the sweep's success/failed counts come from summaries).
+                counts[SUCCESS if done_before[run_id] == SUCCESS else FAILED] += 1
                 continue
             if deaths.get(run_id, 0) >= limit:  # it killed its worker every time it ran
                 out = worker_died_outcome(run_id, deaths[run_id])

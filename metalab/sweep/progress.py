@@ -39,7 +39,11 @@ class JournalPoller:
     """Counts finished runs of one sweep by tailing its journal files (cluster executors).
 
     Workers write their journals straight into the store, so the driver sees each run
-    as it ends, whatever machine ran it.
+    as it ends, whatever machine ran it.  A partition's count is the sum over its
+    journals (a retried partition has one per attempt) until the driver records the
+    partition's summary in ``final``, which then replaces it: its journals are deleted
+    once its records are in Parquet, and lines written after the last poll were never
+    read.
     """
 
     def __init__(self, journal_dir: Path, sweep: str) -> None:
@@ -48,6 +52,8 @@ class JournalPoller:
         self.prefix = f"{sweep}-"
         self._files: dict[str, tuple[int, int, int, int]] = {}  # name -> offset, part, ok, bad
         self.final: dict[int, tuple[int, int]] = {}  # part -> (success, failed) when done
+        # The progress thread polls while the driver may poll once more at the end.
+        self._lock = threading.Lock()
 
     def _tail(self, path: Path) -> None:
         offset, part, ok, bad = self._files.get(
@@ -57,29 +63,30 @@ class JournalPoller:
             with open(path, "rb") as f:
                 f.seek(offset)
                 data = f.read()
-        except FileNotFoundError:
+        except FileNotFoundError:  # folded into Parquet meanwhile: keep what was counted
             return
         end = data.rfind(b"\n")
-        if end < 0:
+        if end < 0:  # nothing complete yet; a torn last line is read again next time
             return
         for line in data[: end + 1].split(b"\n")[:-1]:
             if line.startswith((b"{", _START)):  # the header, a run-start mark
                 continue
-            if b"\tsuccess\t" in line[:80]:
+            if b"\tsuccess\t" in line[:80]:  # run id (32) + status: never in the metrics
                 ok += 1
             else:
                 bad += 1
         self._files[path.name] = (offset + end + 1, part, ok, bad)
 
     def poll(self) -> tuple[int, int]:
-        for path in list_journals(self.dir, self.prefix):
-            self._tail(path)
-        live: dict[int, tuple[int, int]] = {}
-        for _off, part, ok, bad in self._files.values():
-            a, b = live.get(part, (0, 0))
-            live[part] = (a + ok, b + bad)
-        for part, counts in self.final.items():
-            live[part] = counts
+        """(success, failed) runs of the sweep so far."""
+        with self._lock:
+            for path in list_journals(self.dir, self.prefix):
+                self._tail(path)
+            live: dict[int, tuple[int, int]] = {}
+            for _off, part, ok, bad in self._files.values():
+                a, b = live.get(part, (0, 0))
+                live[part] = (a + ok, b + bad)
+            live.update(dict(self.final))  # a copy: the driver thread adds to ``final``
         return sum(v[0] for v in live.values()), sum(v[1] for v in live.values())
 
 
