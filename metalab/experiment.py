@@ -195,6 +195,6 @@ class Experiment:
 
     def descriptors(self, npartitions: int | None = None) -> dd.DataFrame:
         """The lazy Dask dataframe of run descriptors that :func:`metalab.run` maps over."""
-        from .sweep.planning import to_dask
+        from .descriptors import to_dask
 
         return to_dask(self.plan(), n_workers=1, partition_size=None, npartitions=npartitions)

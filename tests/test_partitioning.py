@@ -1,4 +1,4 @@
-"""Partition policy (metalab.sweep.planning): properties of partition_bounds."""
+"""Partition policy (metalab.descriptors): properties of partition_bounds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import metalab
-from metalab.sweep.planning import MAX_PARTITION, partition_bounds, to_dask
+from metalab.descriptors import MAX_PARTITION, partition_bounds, to_dask
 
 SIZES = [1, 2, 3, 5, 7, 10, 31, 64, 99, 100, 101, 1000, 1023, 4096, 10_000, 123_457, 1_000_000]
 WORKERS = [1, 2, 3, 4, 7, 16, 100]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 import uuid
@@ -61,15 +60,10 @@ def _step_value(name: str, step: Any) -> int:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content (an artifact's checksum), read 1 MiB at a time."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of a file's content (an artifact's checksum); see ``store.checksum``."""
+    from ..store.checksum import sha256_file as digest  # the store owns checksums
 
-
-_sha256_file = sha256_file  # the old name, still imported by metalab.results.results
+    return digest(path)
 
 
 class Capture:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 from pathlib import Path
@@ -259,14 +258,6 @@ class Run:
                 parts.append(f"<tr><td colspan='2'><b>{title}</b></td></tr>" + _html_rows(items))
         parts.append("</table>")
         return "".join(parts)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _html_rows(items: dict[str, Any]) -> str:

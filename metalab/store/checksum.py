@@ -18,6 +18,7 @@ Files written before checksums existed have none and are read unverified.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -199,3 +200,12 @@ def parquet_footer_damage(path: Path) -> str | None:
     if at < 0 or _footer_crc(footer, at) != footer[at : at + 8]:
         return "footer checksum mismatch"
     return None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content (an artifact's checksum), read 1 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -263,7 +263,7 @@ def drop_repeated_rows(table: pa.Table) -> pa.Table:
 
 def compact(store: Store, at_files: int) -> int:
     """Merge small Parquet files into few large ones, keeping every attempt (see Store)."""
-    from .store import COMPACT_MAX_ROWS, new_file_name, write_parquet
+    from .files import COMPACT_MAX_ROWS, new_file_name, write_parquet
 
     layout = store.layout
     removed = 0
@@ -295,7 +295,7 @@ def compact(store: Store, at_files: int) -> int:
 
 def _small_files(folder: Path, at_files: int) -> list[Path]:
     """The files of a folder worth merging (none when it has fewer than ``at_files``)."""
-    from .store import COMPACT_MAX_ROWS
+    from .files import COMPACT_MAX_ROWS
 
     files = plain_files(folder, ".parquet")
     if len(files) < at_files:

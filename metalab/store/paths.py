@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import StoreError
+from ..errors import DamagedFileWarning, StoreError
 from .atomic import TMP_PREFIX
 
 if TYPE_CHECKING:
@@ -326,8 +326,6 @@ def quarantine(
     it and its errno, and nothing moves. Where the move itself is not allowed (a
     read-only store), the file is skipped with the same warning.
     """
-    from .reader import DamagedFileWarning
-
     parts = relative_parts(layout, path)
     try:
         with open_dir(layout.root, parts[:-1]) as fd:

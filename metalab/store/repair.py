@@ -112,7 +112,7 @@ def _check_manifest(layout: Layout, sweeps: list[dict[str, Any]], report: Repair
 
 def _check_artifacts(store: Store) -> int:
     """Verify the sha256 of every artifact of the current records; quarantine mismatches."""
-    from ..capture import _sha256_file
+    from .checksum import sha256_file
 
     table = store.records(columns=["run_id", "artifacts"])
     if "artifacts" not in table.column_names:
@@ -128,7 +128,7 @@ def _check_artifacts(store: Store) -> int:
             checked += 1
             if os.path.isdir(path):
                 quarantine(store.layout, path, FOLDER)
-            elif path.is_file() and _sha256_file(path) != entry.get("sha256"):
+            elif path.is_file() and sha256_file(path) != entry.get("sha256"):
                 quarantine(store.layout, path, f"sha256 differs from the record of run {run_id}")
     return checked
 
@@ -182,8 +182,8 @@ def _write_failed(store: Store, lost: Any) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from .files import write_partition
     from .records import METRIC_PREFIX, now_us
-    from .store import write_partition
 
     n = lost.num_rows
     now = pa.array([now_us()] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC"))

@@ -14,8 +14,23 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import StoreError
-from .atomic import TMP_PREFIX, atomic_write, atomic_write_text, tmp_path_for
+from .atomic import TMP_PREFIX, atomic_write_text, tmp_path_for
 from .checksum import parquet_footer_damage, seal_json
+from .files import (
+    COMPACT_MAX_ROWS as COMPACT_MAX_ROWS,
+)
+from .files import (
+    ROW_GROUP_SIZE as ROW_GROUP_SIZE,
+)
+from .files import (
+    new_file_name as new_file_name,
+)
+from .files import (
+    write_parquet as write_parquet,
+)
+from .files import (
+    write_partition,
+)
 from .journal import list_journals
 from .layout import SCHEMA_VERSION, Layout
 from .paths import (
@@ -33,36 +48,14 @@ from .reader import (
     read_records,
     retire_journal,
 )
-from .records import write_table_file
 from .urls import check_store_path
 from .verify import read_manifest_file, read_sweep_files, totals_for_sweep_file
 
-ROW_GROUP_SIZE = 16 * 1024  # small enough for filters to skip most of a file
 COMPACT_AT_FILES = 16
 #: A store on a disk with less free space than this fails at start (errno ENOSPC).
 MIN_FREE_BYTES = 1 << 20
-COMPACT_MAX_ROWS = 1_000_000
 #: Temp files and done markers older than this are left by killed writers: cleaned.
 TEMP_MAX_AGE_S = 3600.0
-
-
-def write_parquet(path: Path, table: pa.Table) -> None:
-    """Atomically write one Parquet file, with checksums (see ``records.write_table_file``)."""
-    atomic_write(path, lambda p: write_table_file(table, p, row_group_size=ROW_GROUP_SIZE))
-
-
-def new_file_name(tag: str) -> str:
-    """A fresh Parquet file name; ``tag`` (a sweep id...) must keep it a plain name."""
-    return check_name(f"{tag}-{uuid.uuid4().hex[:12]}.parquet", "file name", "the store")
-
-
-def write_partition(layout: Layout, tag: str, records: pa.Table, steps: pa.Table | None) -> None:
-    """Write one partition's records (and stepped metrics) as Parquet files."""
-    name = new_file_name(tag)
-    if steps is not None and steps.num_rows:
-        write_parquet(layout.metrics / name, steps)
-    if records.num_rows:
-        write_parquet(layout.records / name, records)
 
 
 class Store:

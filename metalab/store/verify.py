@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from .atomic import TMP_PREFIX
-from .checksum import FOLDER, parquet_footer_damage, read_sealed_json
+from .checksum import FOLDER, parquet_footer_damage, read_sealed_json, sha256_file
 from .layout import Layout
 from .ledger import TOTAL_KEYS, file_totals, shortfall
 from .paths import quarantine
@@ -158,7 +158,6 @@ def verify_artifact(
     (a folder, or other bytes); a damaged file is first moved to ``quarantine/``, so
     that ``resume=True`` runs its run again.  ``what`` names it ("artifact 'x' of run ...").
     """
-    from ..capture import _sha256_file
     from ..errors import ArtifactIntegrityError
 
     redo = "run the experiment again with resume=True: it redoes the runs whose artifacts "
@@ -173,7 +172,7 @@ def verify_artifact(
         reason = FOLDER
     else:
         try:
-            digest = _sha256_file(path)
+            digest = sha256_file(path)
         except OSError as exc:
             raise unreadable(path, exc) from exc
         if digest == sha256:

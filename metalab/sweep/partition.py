@@ -334,9 +334,9 @@ class _Attempt:
 
     def _fold_to_parquet(self) -> None:
         """Write the partition's records (this attempt's and earlier attempts') as Parquet."""
+        from ..store.files import write_partition
         from ..store.reader import concat
         from ..store.records import build_records, build_steps, info_from_columns
-        from ..store.store import write_partition
 
         sweep, cols, outcomes = self.task.sweep, self.cols, self.outcomes
         records, steps = [], []

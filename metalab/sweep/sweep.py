@@ -112,7 +112,7 @@ class SweepOptions:
             raise ExperimentError(f"retries must be an int >= 0, got {retries!r}")
         _seconds("timeout_s", self.timeout_s)
         if self.partition_size is not None:
-            from .planning import partition_bounds
+            from ..descriptors import partition_bounds
 
             partition_bounds(1, 1, self.partition_size)  # its check, before any work
 
@@ -268,8 +268,8 @@ class Sweep:
 
     def _graph(self, session: Session, payload: Payload) -> list[Any]:
         """One delayed partition task per partition of the runs to do."""
+        from ..descriptors import to_dask
         from .partition import SweepTask, execute_partition, summary_meta
-        from .planning import to_dask
 
         opts = self.options
         task = SweepTask(

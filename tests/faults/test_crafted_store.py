@@ -35,8 +35,8 @@ import metalab
 from metalab import cli
 from metalab.errors import ResultsError, StoreError
 from metalab.store import DamagedFileWarning
+from metalab.store.files import write_parquet
 from metalab.store.journal import HOST
-from metalab.store.store import write_parquet
 
 N_RUNS = 4
 
