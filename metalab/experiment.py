@@ -131,6 +131,7 @@ class Experiment:
 
     @property
     def run_id_prefix(self) -> str:
+        """The hashed text every run id of this experiment starts from (see ``_hashing``)."""
         return run_id_prefix(
             context_fp=self.context.fingerprint,
             experiment=self.name,

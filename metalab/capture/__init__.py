@@ -254,14 +254,6 @@ class Capture:
             self._logs = []
         self._logs.append([time.time(), lv, str(message)])
 
-    # internal ----------------------------------------------------------------
-    # The old names of record_return() and run_extra(), still called by metalab.sweep.
-    def _absorb_return(self, value: Any) -> None:
-        record_return(self, value)
-
-    def _extra(self) -> dict[str, Any] | None:
-        return run_extra(self)
-
 
 # For the code that runs operations (metalab.sweep), not for operations: functions rather
 # than methods keep them out of the ``capture`` object that users see.

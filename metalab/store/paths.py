@@ -202,6 +202,7 @@ def _at(fd: int | None, folder: Path, name: str) -> tuple[str | Path, dict[str, 
 
 
 def lstat_in(fd: int | None, folder: Path, name: str) -> os.stat_result:
+    """``lstat`` of ``name`` in the folder open as ``fd`` (never follows a link)."""
     path, kw = _at(fd, folder, name)
     return os.stat(path, follow_symlinks=False, **kw)
 

@@ -218,13 +218,7 @@ def build_records(
     n = len(outcomes)
     run_ids = [o[0] for o in outcomes]
     if aligned is None:
-        infos = [info[r] for r in run_ids]
-        aligned = {
-            "params": [i[0] for i in infos],
-            "replicate": [i[1] for i in infos],
-            "seed": [i[2] for i in infos],
-            "attempt": [i[3] for i in infos],
-        }
+        aligned = _aligned_info(run_ids, info)
     params_json = aligned["params"]
     if params is None:
         params = [json.loads(p) for p in params_json]
@@ -267,6 +261,13 @@ def build_records(
     n_steps = sum(len(e["steps"]) for e in extras if e and e.get("steps"))
     table = table.replace_schema_metadata({"metalab.schema_version": str(SCHEMA_VERSION)})
     return with_ledger(table, {sweep: [n, n_steps]} if n else {})
+
+
+def _aligned_info(run_ids: Sequence[str], info: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Descriptor columns in the order of ``run_ids``, from ``info[run_id]`` rows."""
+    infos = [info[r] for r in run_ids]
+    keys = ("params", "replicate", "seed", "attempt")
+    return {k: [i[pos] for i in infos] for pos, k in enumerate(keys)}
 
 
 _NESTED = (dict, list)

@@ -21,7 +21,7 @@ from pathlib import Path
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
-from ..capture import Capture
+from ..capture import Capture, record_return, run_extra
 from ..capture.serializers import install_serializers, user_serializers
 from ..context import check_context
 from ..errors import OperationSignatureError
@@ -129,13 +129,13 @@ def run_one(
             else:
                 ret = call(func, params, seeds, cap, context)
             if ret is not None:
-                cap._absorb_return(ret)
+                record_return(cap, ret)
         except Exception as exc:
             t1 = time_ns() // 1000
             if tries < task.retries:
                 tries += 1
                 continue
-            extra = cap._extra() or {}
+            extra = run_extra(cap) or {}
             if tries:
                 extra["retries"] = tries
             return error_outcome(
@@ -150,7 +150,7 @@ def run_one(
                 extra=extra,
             )
         t1 = time_ns() // 1000
-        done = cap._extra()
+        done = run_extra(cap)
         if tries:
             done = done or {}
             done["retries"] = tries

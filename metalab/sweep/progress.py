@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.journal import START_MARK, journal_part, list_journals
+from ..store.records import SUCCESS
 
 _START = START_MARK.encode()
 
@@ -25,13 +26,15 @@ class Counts:
         self.skipped = skipped
 
     def add(self, status: str) -> None:
-        if status == "success":
+        """Count one finished run by its status."""
+        if status == SUCCESS:
             self.success += 1
         else:
             self.failed += 1
 
     @property
     def done(self) -> int:
+        """Runs finished so far (successful or not)."""
         return self.success + self.failed
 
 
@@ -148,6 +151,7 @@ class ProgressDisplay:
         return self
 
     def refresh(self) -> None:
+        """Redraw the bar with the latest counts (polled from journals on a cluster)."""
         if self.poll is not None:
             ok, bad = self.poll()
             self.counts.success, self.counts.failed = ok, bad

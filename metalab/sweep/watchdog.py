@@ -46,10 +46,12 @@ class WorkerWatchdog:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="metalab-watchdog")
 
     def start(self) -> WorkerWatchdog:
+        """Start watching in a daemon thread; returns self."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop watching and wait briefly for the thread to end."""
         self._stop.set()
         self._thread.join(timeout=5)
 
