@@ -171,7 +171,7 @@ class Store:
             if j is None or (dead_only and j.writer_alive() is not False):
                 continue
             table, steps = j.tables()
-            if table is not None:
+            if table is not None and j.header is not None:
                 write_partition(self.layout, f"recovered-{j.header['sweep']}", table, steps)
                 folded += table.num_rows
             retire_journal(self.layout, j)  # deleted, or quarantined if lines were damaged
