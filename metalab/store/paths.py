@@ -51,7 +51,8 @@ _USE_FDS = (
 )
 _FIX = (
     "The store was edited by hand, or copied from somewhere that cannot be trusted. "
-    "Replace the entry by a real file or folder, or remove it"
+    "Replace the entry by a real file or folder, or remove it (`metalab repair STORE` moves "
+    "damaged entries aside), then run again with resume=True to redo the runs it held"
 )
 
 

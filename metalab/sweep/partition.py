@@ -130,7 +130,9 @@ def run_one(
                 ret = call(func, params, seeds, cap, context)
             if ret is not None:
                 record_return(cap, ret)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # only the user's Ctrl-C stops a sweep
+        except BaseException as exc:  # sys.exit(), CancelledError...: this run's failure
             t1 = time_ns() // 1000
             if tries < task.retries:
                 tries += 1
