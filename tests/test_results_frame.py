@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import metalab
-import metalab.store.store as store_module
+import metalab.store.files as store_files
 
 
 # ------------------------------------------------------------------------ mixed schemas
@@ -124,7 +124,7 @@ def _bytes_read(fn) -> tuple[int, object]:
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
 def test_filters_are_pushed_down_to_the_parquet_reader(monkeypatch):
-    monkeypatch.setattr(store_module, "ROW_GROUP_SIZE", 1000)
+    monkeypatch.setattr(store_files, "ROW_GROUP_SIZE", 1000)
     exp = metalab.Experiment(
         name="wide_sweep",
         version="1",
