@@ -138,9 +138,6 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-#: Run statuses: the ``status`` column of a run record.
-SUCCESS = "success"
-FAILED = "failed"
 #: Status and error type of a run whose process died, or that overran ``timeout=``.
 WORKER_DIED = "WorkerDied"
 TIMEOUT_STATUS = TIMEOUT
