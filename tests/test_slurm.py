@@ -193,12 +193,15 @@ def test_workers_that_cannot_start_fail_fast_with_the_cause(tmp_path):
     assert sweeps[-1]["status"] == "incomplete"
 
 
+@pytest.mark.timeout(900)
 def test_worker_lifetime_retires_jobs_without_losing_runs(tmp_path):
-    # 120 runs of 0.1 s on one 1-core job take >= 12 s; the worker retires after ~6 s and
-    # adaptive scaling submits a replacement job that finishes the sweep.
-    n = 120
+    # 240 runs of 0.1 s on one 1-core job take >= 24 s; the worker retires after ~15 s and
+    # adaptive scaling submits a replacement job that finishes the sweep.  The lifetime is
+    # long enough that a worker started on a heavily loaded machine (imports alone took
+    # > 6 s at a load of 15) still finishes partitions before it retires.
+    n = 240
     exp = _exp(tmp_path, n, sleep=0.1)
-    ex = _executor(jobs=1, worker_lifetime="6s", lifetime_stagger="1s")
+    ex = _executor(jobs=1, worker_lifetime="15s", lifetime_stagger="1s")
     res = metalab.run(exp, executor=ex, store=tmp_path / "s", partition_size=10)
     df = res.to_pandas()
     assert len(df) == n and (df["status"] == "success").all()
