@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._interrupt import sweep_interrupted
+from .._interrupt import StopFlag, sweep_interrupted
 from ..errors import ExecutorError, ExperimentError, RunInterrupted
 from ..executors.base import Executor, Session
 from ..experiment import Experiment
@@ -177,6 +177,8 @@ class Sweep:
     info: dict[str, Any] = field(default_factory=dict)
     #: The shipped operation and context (cluster sessions), removed by :meth:`finish`.
     payload_path: Path | None = None
+    #: Stops the partition tasks still running when the sweep ends early.
+    stop: StopFlag = field(default_factory=StopFlag)
 
     @classmethod
     def open(
@@ -242,10 +244,17 @@ class Sweep:
                     label=self.experiment.name,
                     poll=poller.poll if poller else None,
                 )
-                with display:
-                    summaries = compute(
-                        session, parts, poller=poller, resources=self.experiment.operation.resources
-                    )
+                try:
+                    with display:
+                        summaries = compute(
+                            session,
+                            parts,
+                            poller=poller,
+                            resources=self.experiment.operation.resources,
+                        )
+                except BaseException:
+                    self.stop.set()  # before the session closes: tasks in flight stop too
+                    raise
                 self._tally(session, summaries)
         except ExecutorError:
             self.status = SWEEP_INCOMPLETE
@@ -272,6 +281,8 @@ class Sweep:
         from .partition import SweepTask, execute_partition, summary_meta
 
         opts = self.options
+        if session.distributed:  # workers in other processes look for a marker file
+            self.stop = StopFlag(str(self.store.layout.journal / f".tmp-stop-{self.sweep_id}"))
         task = SweepTask(
             store_root=str(self.store.root),
             sweep=self.sweep_id,
@@ -280,6 +291,7 @@ class Sweep:
             capture_output=opts.capture_output,
             timeout_s=opts.timeout_s,
             on_run=None if session.distributed else self.counts.add,
+            stop=self.stop,
         )
         ddf = to_dask(self.todo, n_workers=session.n_workers, partition_size=opts.partition_size)
         out = ddf.map_partitions(
