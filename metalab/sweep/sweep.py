@@ -30,6 +30,7 @@ from ..executors.base import Executor, Session
 from ..experiment import Experiment
 from ..provenance import Collector, check_source_changed, environment
 from ..store import Store
+from ..store.atomic import is_disk_full
 from ..store.records import FAILED, SUCCESS, SWEEP_FINISHED, SWEEP_INCOMPLETE, SWEEP_INTERRUPTED
 from .progress import Counts, JournalPoller, ProgressDisplay
 
@@ -330,7 +331,11 @@ class Sweep:
         if self.payload_path is not None:
             with contextlib.suppress(OSError):
                 self.payload_path.unlink()
-        st.recover_journals(sweep=self.sweep_id, dead_only=True)
+        try:
+            st.recover_journals(sweep=self.sweep_id, dead_only=True)
+        except OSError as exc:  # the journals stay, and the next run() folds them
+            if not is_disk_full(exc):
+                raise
         st.remove_done_markers(self.sweep_id)
         with contextlib.suppress(OSError):
             st.compact()
