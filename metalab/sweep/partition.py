@@ -215,7 +215,12 @@ def execute_partition(
     if task.timeout_s is not None:
         from .timeout import ChildRunner
 
-        child = ChildRunner(execute, timeout_s=task.timeout_s, max_deaths=task.max_worker_deaths)
+        child = ChildRunner(
+            execute,
+            timeout_s=task.timeout_s,
+            max_deaths=task.max_worker_deaths,
+            artifacts=str(layout.artifacts),
+        )
         execute = child.run
     # A full disk (the journal, an artifact, the Parquet file) ends the task with one
     # StoreError naming the file; what reached the disk before is kept.

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..store.atomic import disk_full_error, is_disk_full
 from ..store.records import (
     FAILED,
     TIMEOUT_ERROR,
@@ -51,6 +52,8 @@ from ..store.records import (
 #: ``execute(run_id, params, replicate) -> outcome line``: runs one run in this process.
 RunFunction = Callable[[str, dict[str, Any], int], list[Any]]
 
+#: The key of the child's answer when a run's write failed on a full disk.
+_DISK_FULL = "disk_full"
 #: Seconds between two checks that the child still lives while a run is in it.
 _LIVENESS_S = 0.05
 _PR_SET_PDEATHSIG = 1
@@ -85,7 +88,14 @@ def _child_main(conn: Connection, execute: RunFunction) -> None:
         if msg is None:
             return
         run_id, params, rep = msg
-        out = execute(run_id, params, rep)
+        try:
+            out = execute(run_id, params, rep)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # The parent raises it: a full disk stops the sweep, it is not a crash.
+            conn.send({_DISK_FULL: [exc.errno, os.fspath(exc.filename or "")]})
+            return
         try:
             conn.send(out)
         except Exception as exc:  # an unpicklable metric or extra
@@ -129,10 +139,15 @@ class ChildRunner:
     max_deaths
         Deaths of the child in one run after which the run is recorded ``failed``
         (error type ``WorkerDied``) instead of tried again.
+    artifacts
+        The store's ``artifacts`` folder, named when a run's write fails on a full disk.
     """
 
-    def __init__(self, execute: RunFunction, *, timeout_s: float, max_deaths: int) -> None:
+    def __init__(
+        self, execute: RunFunction, *, timeout_s: float, max_deaths: int, artifacts: str = ""
+    ) -> None:
         self.execute = execute
+        self.artifacts = artifacts
         self.timeout_s = float(timeout_s)
         self.max_deaths = max_deaths
         self.pid: int | None = None
@@ -222,7 +237,9 @@ class ChildRunner:
             if left <= 0:
                 return None
 
-    def _attempt(self, run_id: str, params: dict[str, Any], replicate: int) -> list[Any] | bool:
+    def _attempt(
+        self, run_id: str, params: dict[str, Any], replicate: int
+    ) -> list[Any] | dict[str, Any] | bool:
         """Send one run to the child: its outcome, or whether the child ended without one
         (``True``: it died, ``False``: it overran the time limit)."""
         conn = self.conn if self.conn is not None else self._start()
@@ -230,7 +247,8 @@ class ChildRunner:
             conn.send((run_id, params, replicate))
             got = self._wait(conn)
             if got:
-                return list(conn.recv())
+                answer = conn.recv()
+                return answer if isinstance(answer, dict) else list(answer)
         except (EOFError, OSError):
             return True
         return got is False
@@ -241,6 +259,12 @@ class ChildRunner:
         while True:
             t0 = now_us()
             got = self._attempt(run_id, params, replicate)
+            if isinstance(got, dict):  # the run's write failed on a full disk
+                code, path = got[_DISK_FULL]
+                self._reap()
+                # A write without a file name in the error: the run's artifact folder.
+                path = path or os.path.join(self.artifacts, run_id)
+                raise disk_full_error(OSError(code, os.strerror(code)), path)
             if isinstance(got, list):
                 return got
             t1 = now_us()

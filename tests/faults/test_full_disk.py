@@ -70,6 +70,10 @@ def _executed(log: Path) -> list[int]:
     [
         pytest.param(lambda: None, 1, id="default"),
         pytest.param(lambda: metalab.ThreadExecutor(2), 2, id="threads"),
+        pytest.param("timeout", 1, id="default-with-timeout"),
+        pytest.param(
+            lambda: metalab.ProcessExecutor(2), 2, id="processes", marks=pytest.mark.cluster
+        ),
     ],
 )
 def test_full_disk_is_named_and_resume_finishes(
@@ -78,8 +82,11 @@ def test_full_disk_is_named_and_resume_finishes(
     mnt = mount_point(f"size={size}")
     store, log = mnt / "s", tmp_path / "exec.log"
     exp = _exp(log)
+    opts = {"partition_size": 100}
+    if make_executor == "timeout":  # runs in a child process that writes the artifacts
+        make_executor, opts["timeout"] = (lambda: None), 600
     with pytest.raises(StoreError) as info:
-        metalab.run(exp, store=store, executor=make_executor(), partition_size=100)
+        metalab.run(exp, store=store, executor=make_executor(), **opts)
     err = info.value
     assert err.errno == errno.ENOSPC, err
     assert err.path is not None and err.path.startswith(str(store)), err.path
@@ -89,7 +96,7 @@ def test_full_disk_is_named_and_resume_finishes(
     print(f"{size}: stopped after {len(before)} executions: {err}")
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)  # free space
-    res = metalab.run(exp, store=store, executor=make_executor(), partition_size=100)
+    res = metalab.run(exp, store=store, executor=make_executor(), **opts)
     after = _executed(log)[len(before) :]
     assert sorted(r.params["x"] for r in res) == list(range(N))  # one record per run
     assert {r.status for r in res} == {"success"}
