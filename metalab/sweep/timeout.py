@@ -152,8 +152,6 @@ class ChildRunner:
         self.max_deaths = max_deaths
         self.pid: int | None = None
         self.conn: Connection | None = None
-        #: The child's wait status once it was reaped (it died by itself).
-        self.status: int | None = None
 
     # child process management ------------------------------------------------
     def _start(self) -> Connection:
@@ -180,7 +178,7 @@ class ChildRunner:
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)
         child_sock.close()
-        self.pid, self.status = pid, None
+        self.pid = pid
         self.conn = Connection(parent_sock.detach())
         return self.conn
 
@@ -192,29 +190,24 @@ class ChildRunner:
             self.conn = None
         if pid is None:
             return "was not started"
-        _kill_group(pid)  # also when the child died: what it started may live on
-        status = self.status
-        if status is None:
-            try:
-                _, status = os.waitpid(pid, 0)
-            except ChildProcessError:
-                return "ended (how is unknown)"
+        # Also when the child died: what it started may live on. The child is reaped
+        # only now, so its pid (and its group's id) cannot have been reused meanwhile.
+        _kill_group(pid)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return "ended (how is unknown)"
         return _describe_exit(status)
 
     def _exited(self) -> bool:
-        """Whether the child has ended (it is then reaped and its status kept)."""
+        """Whether the child has ended (it is left unreaped, for :meth:`_reap`)."""
         if self.pid is None:
             return True
-        if self.status is not None:
-            return True
         try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            ended = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return True
-        if pid == 0:
-            return False
-        self.status = status
-        return True
+        return ended is not None
 
     def close(self) -> None:
         """Stop the child (it holds no state worth keeping) and what it started."""
