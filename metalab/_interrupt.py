@@ -8,17 +8,24 @@ traceback, the command that resumes the sweep.  Python only exits 130 for an unc
 the main thread, at the moment it is raised) a ``sys.excepthook`` that prints the
 paragraph and exits 130 for ``RunInterrupted`` and hands every other exception to the
 hook that was there before.
+
+A stopped sweep also stops its partition tasks before their next run (:class:`StopFlag`):
+threads and worker processes do not run the rest of their partitions after Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
+import time
 from types import TracebackType
+from typing import Any
 
 from .errors import RunInterrupted
 
-__all__ = ["EXIT_INTERRUPTED", "sweep_interrupted"]
+__all__ = ["EXIT_INTERRUPTED", "StopFlag", "sweep_interrupted"]
 
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -69,3 +76,57 @@ def sweep_interrupted(experiment: str, store: str, done: int) -> RunInterrupted:
     ):
         sys.excepthook = _ExitHook(sys.excepthook)
     return exc
+
+
+class StopFlag:
+    """Tells a sweep's partition tasks to stop before their next run.
+
+    Tasks in the driver's process (threads) see :meth:`set` at once. Tasks in other
+    processes (Dask workers) see a marker file, ``path``, which the driver creates; they
+    look for it at most every :attr:`CHECK_S` seconds, so a run pays no system call. The
+    marker is named like a temp file (``.tmp-*``): readers ignore it and the store's
+    clean-up removes it after an hour.
+
+    Parameters
+    ----------
+    path
+        The marker file, for tasks that run in other processes; ``None`` in-process.
+    """
+
+    #: Seconds between two looks for the marker file in a worker process.
+    CHECK_S = 0.05
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._event = threading.Event()
+        self._next_check = 0.0
+
+    def set(self) -> None:
+        """Stop every task of the sweep before its next run (best effort for the file)."""
+        self._event.set()
+        if self.path is not None:
+            with contextlib.suppress(OSError):  # a full or read-only disk: threads still stop
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644))
+
+    def is_set(self) -> bool:
+        """Whether the sweep was stopped (cheap: called before every run)."""
+        if self._event.is_set():
+            return True
+        if self.path is None:
+            return False
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.CHECK_S
+        if os.path.exists(self.path):
+            self._event.set()
+            return True
+        return False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._event = threading.Event()
+        self._next_check = 0.0

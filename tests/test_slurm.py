@@ -7,6 +7,7 @@ working folder with a fresh sys.path): they reach the workers by value.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import subprocess
@@ -218,3 +219,52 @@ def test_worker_lifetime_retires_jobs_without_losing_runs(tmp_path):
             jobs.add(job)
     assert all(ends[i] == 1 for i in range(n))  # no finished run ran twice
     assert len(jobs) >= 2  # the first job really retired mid-sweep
+
+
+@metalab.operation(name="slurm_base_exc", version="1")
+def slurm_base_exc(params, context):
+    i = params["i"]
+    _log(context.log, f"{i} {os.environ.get('SLURM_JOB_ID', 'none')}")
+    if i == 1:
+        sys.exit(3)
+    if i == 2:
+        sys.exit(0)
+    if i == 3:
+        raise asyncio.CancelledError("cancelled inside the operation")
+    if i == 4:
+        raise GeneratorExit("generator exit")
+    return {"y": float(i)}
+
+
+def test_base_exceptions_are_each_runs_failure_on_slurm(tmp_path):
+    # sys.exit(), CancelledError... in an operation on a SLURM worker: recorded as that
+    # run's failure, the sweep goes on, and nothing is executed twice.
+    log = tmp_path / "side.log"
+    exp = metalab.Experiment(
+        name="slurm_base",
+        version="1",
+        context=SideChannel(log=str(log), victim=-1, victim_file="", sleep=0.0),
+        operation=slurm_base_exc,
+        params=metalab.grid(i=list(range(7))),
+    )
+    ex = _executor()
+    res = metalab.run(exp, executor=ex, store=tmp_path / "s", partition_size=3)
+    runs = {r.params["i"]: r for r in res}
+    assert sorted(runs) == list(range(7))
+    assert {i: r.status for i, r in runs.items()} == {
+        0: "success",
+        1: "failed",
+        2: "failed",
+        3: "failed",
+        4: "failed",
+        5: "success",
+        6: "success",
+    }
+    assert runs[1].error["type"] == "SystemExit" and runs[1].error["message"] == "3"
+    assert runs[2].error["type"] == "SystemExit" and runs[2].error["message"] == "0"
+    assert runs[3].error["type"] == "CancelledError"
+    assert runs[4].error["type"] == "GeneratorExit"
+    lines = log.read_text().split("\n")[:-1]
+    assert sorted(int(line.split()[0]) for line in lines) == list(range(7))  # once each
+    assert all(line.split()[1] != "none" for line in lines)  # executed in SLURM jobs
+    assert _gone(ex.cluster_kwargs["job_name"])

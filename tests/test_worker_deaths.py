@@ -69,4 +69,4 @@ def test_a_run_that_kills_its_timeout_child_twice_is_failed_without_a_third_try(
     log = tmp_path / "exec.log"
     res = metalab.run(_killer_exp(log, victim=1, n=4), store=tmp_path / "s", timeout_s=60)
     _check(res, log, victim=1, n=4)
-    assert "exit code 3" in res.failed[0].error["message"]
+    assert "exited with code 3" in res.failed[0].error["message"]

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..store.atomic import is_disk_full
 from ..store.records import FAILED, SUCCESS
 
 if TYPE_CHECKING:
@@ -129,6 +130,10 @@ class _ClusterCompute:
         """Keep a finished task's summary; submit a lost one once more."""
         i = self.index[fut.key]
         res = _result(fut)
+        if res is None and fut.status == "error":
+            exc = _exception(fut)
+            if is_disk_full(exc):  # every task would fail the same way: stop the sweep
+                raise exc
         if res is not None:
             self.results[i] = res
             if self.poller is not None:

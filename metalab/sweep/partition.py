@@ -21,12 +21,14 @@ from pathlib import Path
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
+from .._interrupt import StopFlag
 from ..capture import Capture, record_return, run_extra
 from ..capture.serializers import install_serializers, user_serializers
 from ..context import check_context
 from ..errors import OperationSignatureError
 from ..operation import ALLOWED_ARGUMENTS, Operation
 from ..seeds import SeedBundle
+from ..store.atomic import is_disk_full, naming_full_disk
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from ..store.layout import Layout
 from ..store.records import FAILED, SUCCESS, WORKER_DIED, error_outcome, now_us
@@ -57,6 +59,8 @@ class SweepTask:
     timeout_s: float | None = None
     # In-process executors only: called with each run's status (never pickled to workers).
     on_run: Callable[[str], None] | None = field(default=None, repr=False)
+    #: Set by the driver when the sweep stops (Ctrl-C, an error): no further run starts.
+    stop: StopFlag | None = field(default=None, repr=False)
     #: Artifact formats registered on the driver (metalab.register_serializer), for workers.
     serializers: tuple[Any, ...] = field(default_factory=user_serializers, repr=False)
 
@@ -133,6 +137,8 @@ def run_one(
         except KeyboardInterrupt:
             raise  # only the user's Ctrl-C stops a sweep
         except BaseException as exc:  # sys.exit(), CancelledError...: this run's failure
+            if is_disk_full(exc):
+                raise  # every later write would fail too: stop the sweep (a StoreError)
             t1 = time_ns() // 1000
             if tries < task.retries:
                 tries += 1
@@ -209,16 +215,38 @@ def execute_partition(
     if task.timeout_s is not None:
         from .timeout import ChildRunner
 
-        child = ChildRunner(execute, timeout_s=task.timeout_s, max_deaths=task.max_worker_deaths)
+        child = ChildRunner(
+            execute,
+            timeout_s=task.timeout_s,
+            max_deaths=task.max_worker_deaths,
+            artifacts=str(layout.artifacts),
+        )
         execute = child.run
-    attempt = _Attempt(layout, task, part, _descriptor_columns(pdf))
-    try:
-        attempt.run_all(execute)
-    finally:
-        if child is not None:
-            child.close()
-        attempt.close()
+    # A full disk (the journal, an artifact, the Parquet file) ends the task with one
+    # StoreError naming the file; what reached the disk before is kept.
+    with naming_full_disk(layout.journal):
+        attempt = _Attempt(layout, task, part, _descriptor_columns(pdf))
+    with naming_full_disk(attempt.journal.path):
+        failed: BaseException | None = None
+        try:
+            attempt.run_all(execute)
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            if child is not None:
+                child.close()
+            _close(attempt, failed)
     return _summary(attempt.counts)
+
+
+def _close(attempt: _Attempt, failed: BaseException | None) -> None:
+    """Close the attempt; after a full disk, the first failed write is the one reported."""
+    try:
+        attempt.close()
+    except OSError as exc:
+        if failed is None or not (is_disk_full(exc) and is_disk_full(failed)):
+            raise
 
 
 def _descriptor_columns(pdf: pd.DataFrame) -> dict[str, list[Any]]:
@@ -295,13 +323,15 @@ class _Attempt:
             self.deaths,
         )
         limit = self.task.max_worker_deaths
-        on_run = self.task.on_run
+        on_run, stop = self.task.on_run, self.task.stop
         retrying = bool(self.prev)
         # One json.loads for the whole partition is ~5x cheaper than one per run.
         parsed = json.loads("[" + ",".join(self.cols["params"]) + "]")
         for run_id, params, rep in zip(
             self.cols["run_id"], parsed, self.cols["replicate"], strict=True
         ):
+            if stop is not None and stop.is_set():
+                return  # the sweep stopped: what finished is kept, the rest is not started
             if run_id in done_before:
                 # Finished by an earlier attempt: still this partition's run, so it counts
                 # in the summary (the sweep's success/failed counts come from summaries).

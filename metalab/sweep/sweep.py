@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._interrupt import sweep_interrupted
+from .._interrupt import StopFlag, sweep_interrupted
 from ..errors import ExecutorError, ExperimentError, RunInterrupted
 from ..executors.base import Executor, Session
 from ..experiment import Experiment
 from ..provenance import Collector, check_source_changed, environment
 from ..store import Store
+from ..store.atomic import is_disk_full
 from ..store.records import FAILED, SUCCESS, SWEEP_FINISHED, SWEEP_INCOMPLETE, SWEEP_INTERRUPTED
 from .progress import Counts, JournalPoller, ProgressDisplay
 
@@ -177,6 +178,8 @@ class Sweep:
     info: dict[str, Any] = field(default_factory=dict)
     #: The shipped operation and context (cluster sessions), removed by :meth:`finish`.
     payload_path: Path | None = None
+    #: Stops the partition tasks still running when the sweep ends early.
+    stop: StopFlag = field(default_factory=StopFlag)
 
     @classmethod
     def open(
@@ -242,10 +245,17 @@ class Sweep:
                     label=self.experiment.name,
                     poll=poller.poll if poller else None,
                 )
-                with display:
-                    summaries = compute(
-                        session, parts, poller=poller, resources=self.experiment.operation.resources
-                    )
+                try:
+                    with display:
+                        summaries = compute(
+                            session,
+                            parts,
+                            poller=poller,
+                            resources=self.experiment.operation.resources,
+                        )
+                except BaseException:
+                    self.stop.set()  # before the session closes: tasks in flight stop too
+                    raise
                 self._tally(session, summaries)
         except ExecutorError:
             self.status = SWEEP_INCOMPLETE
@@ -272,6 +282,8 @@ class Sweep:
         from .partition import SweepTask, execute_partition, summary_meta
 
         opts = self.options
+        if session.distributed:  # workers in other processes look for a marker file
+            self.stop = StopFlag(str(self.store.layout.journal / f".tmp-stop-{self.sweep_id}"))
         task = SweepTask(
             store_root=str(self.store.root),
             sweep=self.sweep_id,
@@ -280,6 +292,7 @@ class Sweep:
             capture_output=opts.capture_output,
             timeout_s=opts.timeout_s,
             on_run=None if session.distributed else self.counts.add,
+            stop=self.stop,
         )
         ddf = to_dask(self.todo, n_workers=session.n_workers, partition_size=opts.partition_size)
         out = ddf.map_partitions(
@@ -318,7 +331,11 @@ class Sweep:
         if self.payload_path is not None:
             with contextlib.suppress(OSError):
                 self.payload_path.unlink()
-        st.recover_journals(sweep=self.sweep_id, dead_only=True)
+        try:
+            st.recover_journals(sweep=self.sweep_id, dead_only=True)
+        except OSError as exc:  # the journals stay, and the next run() folds them
+            if not is_disk_full(exc):
+                raise
         st.remove_done_markers(self.sweep_id)
         with contextlib.suppress(OSError):
             st.compact()

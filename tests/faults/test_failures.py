@@ -148,7 +148,7 @@ def test_timeout_survives_an_operation_that_kills_its_process(tmp_path):
     assert _counts(res) == {"success": 3, "failed": 2}
     errs = {r.params["x"]: r.error for r in res.failed}
     assert {e["type"] for e in errs.values()} == {"WorkerDied"}
-    assert "exit code 7" in errs[2]["message"]
+    assert "exited with code 7" in errs[2]["message"]
     assert "SIGKILL" in errs[3]["message"]
 
 

@@ -91,3 +91,39 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     assert rc == 0, err
     assert sorted(r["x"] for r in records(store)) == list(range(5))
     assert executions(log) == [0, 0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "executor,in_flight",
+    [
+        pytest.param("local", 1, id="default"),
+        pytest.param("thread", 2, id="threads"),
+        pytest.param("process", 2, id="processes", marks=pytest.mark.cluster),
+    ],
+)
+def test_ctrl_c_stops_dispatching_at_once(tmp_path, executor, in_flight):
+    # Big partitions of short runs: before the fix, each partition in flight ran to its
+    # end after Ctrl-C (960 more runs over 14.6 s on threads).
+    store, log = tmp_path / "store", tmp_path / "exec.log"
+    n = 3000
+    args = ("--stop", str(n), "--executor", executor)
+    proc = start_driver(store, log, *args, "--sleep", "0.02", "--partition-size", "1000")
+    wait_for_executions(log, 40, proc)
+    before = len(executions(log))
+    os.kill(proc.pid, signal.SIGINT)
+    rc, _out, err = finish(proc)
+    assert rc == 130, err
+    late = len(executions(log)) - before
+    # The runs in flight may finish, plus those that started while the signal travelled.
+    print(f"{executor}: {late} runs executed after Ctrl-C")
+    assert late <= 2 * in_flight + 3, f"{late} runs executed after Ctrl-C"
+
+    kept = {r["x"] for r in records(store)}
+    assert len(set(executions(log)) - kept) <= in_flight * MAX_LOST_PER_PROCESS
+    seen = len(executions(log))
+    rc, _out, err = run_driver(store, log, *args, "--partition-size", "1000")
+    assert rc == 0, err
+    resumed = executions(log)[seen:]
+    assert sorted(r["x"] for r in records(store)) == list(range(n))  # one record per run
+    assert sorted(resumed) == sorted(set(range(n)) - kept)  # each missing run, once
