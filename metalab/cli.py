@@ -82,10 +82,32 @@ def find_stores(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
-def _results(store: Store) -> Results:
+def _results(store: Store, definitions: str = "current") -> Results:
+    """``load_results`` of a store; runs of other definitions left out are a one-line note."""
+    import warnings
+
+    from .errors import OtherDefinitionsWarning
     from .results import load_results
 
-    return load_results(store.root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OtherDefinitionsWarning)
+        results = load_results(store.root, definitions=definitions)
+    for w in caught:
+        msg = w.message
+        if isinstance(msg, OtherDefinitionsWarning):
+            s = "s" if msg.definitions != 1 else ""
+            print(
+                safe_text(
+                    f"metalab: note: {store.root}: showing the current definition "
+                    f"({msg.current}); {msg.hidden} run{'s' if msg.hidden != 1 else ''} of "
+                    f"{msg.definitions} other definition{s} left out (add --definitions all "
+                    "to see every run, grouped by definition)"
+                ),
+                file=sys.stderr,
+            )
+        else:  # anything else (a damaged file...) is reported as usual
+            warnings.warn_explicit(msg, w.category, w.filename, w.lineno)
+    return results
 
 
 def recorded_counts(results: Results) -> dict[str, int]:
@@ -155,44 +177,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Manifest entries ``metalab show`` prints, in order (then params and seeds as JSON).
-_MANIFEST_KEYS = (
-    "experiment experiment_version operation operation_version description runs "
-    "context_fingerprint created"
-).split()
-
-
-def _show_manifest(store: Store) -> None:
-    import json
-
-    manifest = store.read_manifest()
-    _out(f"{'store':<20} {store.root}")
-    for key in _MANIFEST_KEYS:
-        if key in manifest and manifest[key] != "":
-            value = _fmt_time(manifest[key]) if key == "created" else manifest[key]
-            _out(f"{key:<20} {value}")
-    for key in ("params", "seeds"):
-        if key in manifest:
-            _out(f"{key:<20} {json.dumps(manifest[key], sort_keys=True)}")
-
-
-def _show_sweeps(store: Store) -> None:
-    from .store.records import FAILED, SUCCESS
-
-    sweeps = store.read_sweeps()
-    if not sweeps:
-        return
-    _out(f"\nsweeps ({len(sweeps)})")
-    for s in sweeps:
-        _out(
-            f"  {s.get('sweep', '?')}  {_fmt_time(s.get('started'))}  "
-            f"{s.get('status', 'running'):<11} planned {s.get('planned', '?')}, "
-            f"ran {s.get('to_run', '?')}, skipped {s.get('skipped', '?')}, "
-            f"{s.get(SUCCESS, '?')} success, {s.get(FAILED, '?')} failed  "
-            f"[{s.get('executor', '')}]"
-        )
-
-
 def _show_failures(failed: Results, max_failures: int) -> None:
     import itertools
 
@@ -214,13 +198,23 @@ def _show_failures(failed: Results, max_failures: int) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """`metalab show`: a store's manifest, sweeps, counts and failures."""
+    """`metalab show`: a store's experiment, definitions, sweeps, counts and failures."""
+    from .cli_show import manifest_lines, sweep_lines
+
     store = _open_store(args.store)
-    _show_manifest(store)
-    _show_sweeps(store)
-    results = _results(store)
+    manifest = store.read_manifest()
+    for line in manifest_lines(store, manifest):
+        _out(line)
+    every = _results(store, "all")
+    for line in sweep_lines(store, every):
+        _out(line)
+    results = every if args.definitions == "all" else _results(store)
     counts = recorded_counts(results)
-    _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
+    which = "every definition" if args.definitions == "all" else "the current definition"
+    _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)}) of {which}")
+    pending = results.pending
+    if pending:
+        _out(f"{'pending':<20} {pending} planned by the latest sweep, not recorded")
     if _not_succeeded(counts):
         _show_failures(results.failed, args.max_failures)
     return 0
@@ -228,7 +222,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     """`metalab table`: the runs of a store as a table (or CSV)."""
-    results = _results(_open_store(args.store))
+    results = _results(_open_store(args.store), args.definitions)
     if args.group_by:
         params = results.param_names()
         bad = [g for g in args.group_by if g not in params]
@@ -298,7 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     store = _open_store(args.store)
     try:
-        out = write_report(store.root, args.output)
+        out = write_report(store.root, args.output, definitions=args.definitions)
     except ImportError as exc:  # matplotlib missing: name the extra to install
         raise CLIError(str(exc)) from None
     _out(f"wrote {out}")
@@ -313,6 +307,16 @@ def cmd_repair(args: argparse.Namespace) -> int:
     for line in repair(Store.open(args.store)).lines():
         _out(line)
     return 0
+
+
+def _add_definitions(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--definitions",
+        choices=["current", "all"],
+        default="current",
+        help="runs of the store's current definition (the latest sweep's experiment and "
+        "operation versions and context; default), or of all, grouped by definition",
+    )
 
 
 def _add_repair(sub: Any) -> None:
@@ -370,6 +374,7 @@ def _add_inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "status and each failed run with its error line.",
     )
     p.add_argument("store", metavar="STORE", help="store folder, e.g. runs/pi_mc")
+    _add_definitions(p)
     p.add_argument(
         "--max-failures",
         type=int,
@@ -396,6 +401,7 @@ def _add_inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument(
         "--csv", metavar="FILE", default=None, help="write the table to FILE instead of printing it"
     )
+    _add_definitions(p)
     p.add_argument(
         "--max-rows", type=int, default=60, metavar="N", help="print at most N rows (default 60)"
     )
@@ -455,6 +461,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="FILE",
         help="output file (default: report.html)",
     )
+    _add_definitions(p)
     p.set_defaults(func=cmd_report)
 
 

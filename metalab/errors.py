@@ -28,7 +28,8 @@ keeps working; the builtin is shown in brackets::
 
     MetalabWarning (UserWarning)
     ├── SourceChangedWarning                 an operation changed but its version did not
-    └── DamagedFileWarning                   a store file was unreadable and quarantined
+    ├── DamagedFileWarning                   a store file was unreadable and quarantined
+    └── OtherDefinitionsWarning              load_results left out runs of older definitions
 
 ``RunInterrupted`` is deliberately *not* a ``MetalabError`` (nor an ``Exception``): a
 user's ``except Exception:`` must never swallow Ctrl-C.  Catch it by name, or as
@@ -59,6 +60,7 @@ __all__ = [
     "MetalabError",
     "MetalabWarning",
     "OperationSignatureError",
+    "OtherDefinitionsWarning",
     "ParamError",
     "ParamSpaceError",
     "ResultsError",
@@ -281,3 +283,20 @@ class SourceChangedWarning(MetalabWarning):
 
 class DamagedFileWarning(MetalabWarning):
     """A store file could not be read and was moved to the quarantine folder."""
+
+
+class OtherDefinitionsWarning(MetalabWarning):
+    """``load_results(path)`` shows the store's current definition and left out runs of others.
+
+    A store holds runs of several definitions when the experiment's or the operation's
+    ``version=``, or the context, changed between sweeps.  ``load_results(path,
+    definitions="all")`` returns them all, with the columns ``experiment_version``,
+    ``operation_version`` and ``context_fingerprint``.
+
+    Attributes: ``hidden`` (runs left out), ``definitions`` (how many other definitions)
+    and ``current`` (the current definition, described).
+    """
+
+    hidden: int = 0
+    definitions: int = 0
+    current: str = ""

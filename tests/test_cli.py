@@ -124,8 +124,8 @@ def test_run_prints_table_and_resumes(tmp_path, exp_file):
     proc = metalab("run", "exps.py", "--quiet", cwd=tmp_path)  # one experiment: name optional
     assert proc.returncode == 1 and proc.stdout == ""
     show = metalab("show", "runs/cli_demo", cwd=tmp_path).stdout
-    assert "planned 12, ran 12, skipped 0" in show
-    assert "planned 12, ran 4, skipped 8" in show
+    assert "planned 12, to run 12, skipped 0" in show
+    assert "planned 12, to run 4, skipped 8" in show
 
 
 def test_run_from_module_with_options(tmp_path):
@@ -149,7 +149,7 @@ def test_run_from_module_with_options(tmp_path):
         "run", "mypkg.sweeps:exp", "--store", "out/s1", "--no-resume", "-q", cwd=tmp_path
     )
     assert proc.returncode == 0
-    assert "planned 8, ran 8, skipped 0" in metalab("show", "out/s1", cwd=tmp_path).stdout
+    assert "planned 8, to run 8, skipped 0" in metalab("show", "out/s1", cwd=tmp_path).stdout
 
 
 @pytest.mark.cluster

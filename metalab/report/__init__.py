@@ -28,13 +28,17 @@ def _store(store: str | os.PathLike[str] | Store) -> Store:
     return store if isinstance(store, Store) else Store.open(store)
 
 
-def build_report(store: str | os.PathLike[str] | Store) -> str:
+def build_report(store: str | os.PathLike[str] | Store, *, definitions: str = "current") -> str:
     """The report of a store as one HTML document (a string).
 
     Parameters
     ----------
     store
         A store folder (``runs/<experiment>``) or an open :class:`metalab.store.Store`.
+    definitions
+        ``"current"`` (default): the runs of the store's current definition (its latest
+        sweep's), with a note on how many runs of other definitions are left out;
+        ``"all"``: every run, grouped by definition (see ``metalab.load_results``).
 
     Raises
     ------
@@ -52,16 +56,19 @@ def build_report(store: str | os.PathLike[str] | Store) -> str:
     from ._data import load
     from ._html import render
 
-    return render(load(_store(store)))
+    return render(load(_store(store), definitions=definitions))
 
 
 def write_report(
-    store: str | os.PathLike[str] | Store, path: str | os.PathLike[str] = "report.html"
+    store: str | os.PathLike[str] | Store,
+    path: str | os.PathLike[str] = "report.html",
+    *,
+    definitions: str = "current",
 ) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8) and return the path."""
     from ..store.atomic import atomic_write_text
 
-    html = build_report(store)
+    html = build_report(store, definitions=definitions)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, html)

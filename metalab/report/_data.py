@@ -13,6 +13,7 @@ from ..store.records import RUN_ID, STATUS, SUCCESS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..results import Results
     from ..store import Store
 
 
@@ -29,6 +30,10 @@ class ReportData:
     metrics: list[str]  # numeric scalar metric columns
     steps: pd.DataFrame  # Results.series(): run_id, params, replicate, name, step, value
     counts: dict[str, int] = field(default_factory=dict)
+    #: Runs planned by the latest sweep and not recorded (running or interrupted).
+    pending: int = 0
+    #: Why runs of the store are not shown (other definitions), or "".
+    note: str = ""
 
     @property
     def title(self) -> str:
@@ -62,14 +67,39 @@ def fmt_value(v: Any) -> str:
     return str(v)
 
 
-def load(store: Store) -> ReportData:
+def _load_results(store: Store, definitions: str) -> tuple[Results, str]:
+    """``load_results`` of the store, and the note of runs of other definitions left out."""
+    import warnings
+
+    from ..errors import OtherDefinitionsWarning
+    from ..results import load_results
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OtherDefinitionsWarning)
+        results = load_results(store.root, definitions=definitions)
+    note = ""
+    for w in caught:
+        msg = w.message
+        if isinstance(msg, OtherDefinitionsWarning):
+            note = (
+                f"This report shows the current definition ({msg.current}); {msg.hidden} "
+                f"run{'s' if msg.hidden != 1 else ''} of {msg.definitions} other "
+                f"definition{'s' if msg.definitions != 1 else ''} are left out. See every "
+                "run, grouped by definition, with: metalab report --definitions all"
+            )
+        else:  # a damaged file...: reported as usual
+            warnings.warn_explicit(msg, w.category, w.filename, w.lineno)
+    return results, note
+
+
+def load(store: Store, *, definitions: str = "current") -> ReportData:
     """Read a store through ``Results``: manifest, sweeps, current records, stepped metrics."""
     import pandas as pd
 
-    from ..results import load_results
+    from ..results.definitions import varying
     from ..results.naming import PENDING
 
-    results = load_results(store.root)
+    results, note = _load_results(store, definitions)
     runs = results.to_pandas(full=True)
     params = [c for c in results.param_names() if c in runs.columns]
     metrics = [
@@ -81,6 +111,8 @@ def load(store: Store) -> ReportData:
         if runs[p].dtype == object:
             runs[p] = runs[p].map(hashable)
     swept = [p for p in params if runs[p].nunique(dropna=False) > 1]
+    # Runs of several definitions (definitions="all") are grouped apart, never pooled.
+    swept = [*varying(runs, swept), *swept]
     steps = results.series()
     for p in swept:
         if p in steps.columns and steps[p].dtype == object:
@@ -95,6 +127,8 @@ def load(store: Store) -> ReportData:
         metrics=metrics,
         steps=steps,
         counts={k: v for k, v in results.counts().items() if v and k != PENDING},
+        pending=results.pending,
+        note=note,
     )
 
 

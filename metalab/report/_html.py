@@ -108,10 +108,17 @@ def render_counts(data: ReportData) -> str:
         f'<div class="badge {escape(k)}"><b>{n}</b>{escape(k)}</div>'
         for k, n in data.counts.items()
     ]
-    planned = data.manifest.get("runs")
-    note = ""
-    if _num(planned) and planned != total:
-        note = f'<p class="muted">The experiment plans {planned} runs; the store has {total}.</p>'
+    notes = []
+    if data.pending:  # counts are the records the store holds; the plan is said as a plan
+        states = {s.get("state") for s in data.sweeps[-1:]}
+        why = "its driver is gone" if "interrupted" in states else "it may still be running"
+        notes.append(
+            f"The latest sweep planned {data.pending} more runs that the store does not "
+            f"hold ({why}; run the experiment again with resume=True to finish them)."
+        )
+    if data.note:
+        notes.append(data.note)
+    note = "".join(f'<p class="muted">{escape(n)}</p>' for n in notes)
     return f'<div class="badges">{"".join(badges)}</div>{note}'
 
 
@@ -245,7 +252,7 @@ def render_provenance(data: ReportData) -> str:
                     s.get("sweep"),
                     _time(s.get("started")),
                     _time(s.get("ended")),
-                    s.get("status", "running"),
+                    s.get("state", s.get("status", "running")),
                     s.get("executor"),
                     s.get("planned"),
                     s.get("to_run"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._text import plot_text
 from ..results.analysis import group_stats, interval
-from ..store.records import STATUS, STEP, STEP_NAME, STEP_VALUE, SUCCESS
+from ..store.records import DEFINITION_COLUMNS, STATUS, STEP, STEP_NAME, STEP_VALUE, SUCCESS
 from ._data import config_label, fmt_value
 
 if TYPE_CHECKING:
@@ -196,6 +196,8 @@ def _metric_plots(data: ReportData) -> list[tuple[str, str]]:
         sub = ok[ok[metric].notna()].copy()
         sub[metric] = sub[metric].astype("float64")
         for param in data.swept:
+            if param in DEFINITION_COLUMNS:  # lines per definition, never an axis
+                continue
             if len(out) >= MAX_FIGURES:
                 return out
             fig = metric_vs_param(data, metric, param, sub)

@@ -154,7 +154,9 @@ def _read_part(
     import numpy as np
 
     push, exact = filter_exprs(how.clauses, how.schema, how.conflicts)
-    need = list(dict.fromkeys([*how.columns, RUN_ID, ENDED_AT, ATTEMPT]))
+    # The exact filter may name columns the frame does not show (sweep, host...).
+    filtered = [t.column for c in how.clauses for t in c if t.column in how.schema.names]
+    need = list(dict.fromkeys([*how.columns, RUN_ID, ENDED_AT, ATTEMPT, *filtered]))
     t = _part_table(part, journals, how.schema, need, push)
     lose = losers.get(part)
     if lose is not None:

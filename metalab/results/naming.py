@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from ..store.records import (
     ARTIFACTS,
     ATTEMPT,
+    DEFINITION_COLUMNS,
     DURATION_S,
     ENDED_AT,
     ERROR_MESSAGE,
@@ -55,12 +56,16 @@ PENDING = "pending"
 FRONT = [RUN_ID]
 MIDDLE = [REPLICATE, SEED, STATUS]
 BACK = [DURATION_S, STARTED_AT, ENDED_AT, ATTEMPT, RETRIES, ERROR_TYPE, ERROR_MESSAGE]
+BACK += DEFINITION_COLUMNS
 #: Bookkeeping columns left out of tables unless ``full=True``.
 HIDDEN = frozenset({PARAMS, TRACEBACK, ARTIFACTS, LOGS, HOST, PID, WORKER, SWEEP})
 #: Columns every loaded table keeps, whatever is selected (counts, order, dedupe).
 INTERNAL = [RUN_ID, STATUS, REPLICATE, STARTED_AT, ENDED_AT, ATTEMPT, SWEEP]
 #: Columns the printed ``Results.table()`` leaves out (unless they were selected).
-TABLE_DROPPED = frozenset({SEED, STARTED_AT, ENDED_AT, ATTEMPT, RETRIES, ERROR_TYPE, ERROR_MESSAGE})
+#: (The definition columns are printed only when they differ between the runs shown.)
+TABLE_DROPPED = frozenset(
+    {SEED, STARTED_AT, ENDED_AT, ATTEMPT, RETRIES, ERROR_TYPE, ERROR_MESSAGE, *DEFINITION_COLUMNS}
+)
 
 
 def user_names(raw: Sequence[str]) -> dict[str, str]:

@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 from ..errors import ResultsError
 from ..store import Store
 from ..store.records import (
+    CONTEXT_FINGERPRINT,
+    DEFINITION_COLUMNS,
     FAILED,
     METRIC_PREFIX,
     PARAM_PREFIX,
@@ -197,12 +199,19 @@ class Results:
             return "(no runs)"
         selected = self._sel.columns is not None
         cols = [c for c in self._sel.output_columns(table) if selected or c not in TABLE_DROPPED]
+        if not selected:  # runs of several definitions: show what tells them apart
+            cols += [
+                c
+                for c in DEFINITION_COLUMNS
+                if c in table.column_names and len(pc.unique(table.column(c))) > 1
+            ]
         half = max_rows // 2
         if n > max_rows:
             table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
         df = _to_pandas(self._sel, table, cols)
-        if RUN_ID in df.columns:
-            df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
+        for short in (RUN_ID, CONTEXT_FINGERPRINT):
+            if short in df.columns:
+                df[short] = df[short].str.slice(0, 8)
         text: str = df.to_string(index=False, float_format=lambda x: f"{x:.6g}")
         if n > max_rows:
             lines = text.splitlines()
@@ -353,6 +362,7 @@ class Results:
             One row per group: the group columns, then ``<metric>_<stat>`` columns.
         """
         from .analysis import check_stats, summarize
+        from .definitions import varying
 
         stats = check_stats(stats)
         whole = _wrap(self._sel.whole())
@@ -366,8 +376,12 @@ class Results:
                 raise ResultsError(f"metrics: no metric {m!r}; {suggest(m, whole.metric_names())}")
         succ = whole.successful._sel
         raw = list(dict.fromkeys(lookup[c] for c in [*keys, *metrics]))
-        frame = _to_pandas(succ, succ.arrow(), raw)
-        return summarize(frame, keys=keys, metrics=metrics, stats=stats)
+        defs = [c for c in DEFINITION_COLUMNS if c in lookup and lookup[c] not in raw]
+        frame = _to_pandas(succ, succ.arrow(), [*raw, *(lookup[c] for c in defs)])
+        # Runs of different definitions are never pooled: group by what tells them apart.
+        apart = varying(frame, keys)
+        frame = frame.drop(columns=[c for c in defs if c not in apart])
+        return summarize(frame, keys=[*apart, *keys], metrics=metrics, stats=stats)
 
     def display(
         self,
@@ -400,7 +414,12 @@ class Results:
             if c.startswith(PARAM_PREFIX) and table.column(c).null_count < table.num_rows
         ]
         label = [EXPERIMENT] if EXPERIMENT in table.column_names else []
-        runs = sel.runs_by_store([*label, *params, REPLICATE])
+        defs = [
+            c
+            for c in DEFINITION_COLUMNS
+            if c in table.column_names and len(pc.unique(table.column(c))) > 1
+        ]
+        runs = sel.runs_by_store([*label, *params, *defs, REPLICATE])
         return series_table(runs, names=sel.names, metric=metric)
 
     def plot(
@@ -429,6 +448,11 @@ class Results:
         keys = [hue, x] if hue is not None else [x]
         stats = ("mean", "count", band) if band is not None else ("mean", "count")
         summary = self.summary(keys, metrics=[y], stats=stats)
+        apart = [c for c in summary.attrs["metalab"]["group_by"] if c not in keys]
+        if apart:  # one line per hue value would pool runs of several definitions
+            from .definitions import mixed_error
+
+            raise mixed_error("plot", apart, summary)
         return plot_metric(
             summary,
             x=x,
@@ -457,10 +481,12 @@ class Results:
 
         Returns the matplotlib Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
         """
+        from .definitions import refuse_mixed
         from .plotting import check_band, no_stepped_metric, plot_steps
 
         check_band(band)
         succ = self.successful
+        refuse_mixed(self._sel.whole().arrow(), "plot_series", [hue] if hue else [])
         series = succ.series(metric)
         if series.empty:
             raise no_stepped_metric(metric, sorted(set(succ.series()[STEP_NAME].tolist())))
@@ -526,6 +552,8 @@ class Results:
 
 def load_results(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    definitions: str = "current",
 ) -> Results:
     """Open the results of one store, or of several stores side by side.
 
@@ -534,15 +562,31 @@ def load_results(
     experiment compare side by side.  Rows are ordered by start time within each store.
     While a sweep is running, the runs it has completed so far are included.
 
+    A store holds runs of several *definitions* when the experiment's or operation's
+    ``version=`` or the context changed between sweeps.  ``definitions="current"``
+    (default) shows the runs of each store's current definition (that of its latest
+    sweep) and warns once (:class:`~metalab.OtherDefinitionsWarning`) how many runs of
+    other definitions it left out; ``definitions="all"`` returns every run, told apart by
+    the columns ``experiment_version``, ``operation_version`` and ``context_fingerprint``
+    (statistics then group by the ones that differ).
+
     Examples
     --------
     >>> result = metalab.load_results("./runs/pi_mc")  # doctest: +SKIP
+    >>> every = metalab.load_results("./runs/pi_mc", definitions="all")  # doctest: +SKIP
     >>> both = metalab.load_results(["./runs/v1", "./runs/v2"])  # doctest: +SKIP
     >>> both.summary(group_by=["experiment", "lr"])  # doctest: +SKIP
     """
+    from .definitions import check_definitions, keep_current
+
+    check_definitions(definitions)
     if isinstance(path, (str, os.PathLike)):
-        return Results([Store.open(path)])
-    stores = [Store.open(p) for p in path]
+        stores, labelled = [Store.open(path)], False
+    else:
+        stores, labelled = [Store.open(p) for p in path], True
     if not stores:
         raise ResultsError("load_results() needs a store path or a non-empty list of them")
-    return Results(stores, label_experiments=True)
+    results = Results(stores, label_experiments=labelled)
+    if definitions == "current":
+        keep_current(results._sel, path)
+    return results

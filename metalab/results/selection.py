@@ -43,6 +43,7 @@ class Selection:
         columns: Sequence[str] | None = None,
         base: Selection | None = None,
         labels: dict[int, str] | None = None,
+        fixed: Sequence[Clause] = (),
     ) -> None:
         self.stores = list(stores)
         self.run_ids = run_ids
@@ -50,6 +51,8 @@ class Selection:
         self.labelled = labelled
         self.queries = list(queries)
         self.columns = list(columns) if columns is not None else None
+        #: Clauses every derived selection keeps (the current definition's scope).
+        self.fixed = list(fixed)
         self._base = base
         self._snap: Scan | None = None
         self._core: pa.Table | None = None
@@ -148,7 +151,7 @@ class Selection:
 
     def clauses(self) -> list[Clause]:
         """Every filter as clauses on raw columns (raises on unknown names or statuses)."""
-        clauses: list[Clause] = []
+        clauses: list[Clause] = list(self.fixed)
         for key, value in self.equals.items():
             if key == EXPERIMENT and self.labelled:
                 continue
@@ -255,6 +258,7 @@ class Selection:
             labelled=self.labelled,
             base=self if self.loaded else self._base,
             labels=self._labels,
+            fixed=self.fixed,
             **kw,
         )
         if out._base is None and self._snap is not None:
@@ -271,6 +275,7 @@ class Selection:
             queries=self.queries,
             columns=self.columns,
             labels=self._labels,
+            fixed=self.fixed,
         )
 
     def whole(self) -> Selection:

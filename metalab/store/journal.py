@@ -109,6 +109,7 @@ class JournalWriter:
         columns: dict[str, list[Any]],
         worker: str,
         flush_every: int = 4,
+        definition: dict[str, str] | None = None,
     ) -> None:
         self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
         self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
@@ -121,6 +122,8 @@ class JournalWriter:
             "worker": worker,
             "cols": columns,
         }
+        if definition:  # the runs' definition columns (see records.DEFINITION_COLUMNS)
+            header["definition"] = definition
         self._f.write(seal_line(_dumps(header)) + "\n")
         self._f.flush()
         self._pending = 0
@@ -229,8 +232,15 @@ class Journal:
         done = [o for o in self.outcomes if o[0] in info]
         if h is None or not done:
             return None, None
+        definition = h.get("definition")
         records = build_records(
-            done, info, host=h["host"], pid=h["pid"], worker=h.get("worker", ""), sweep=h["sweep"]
+            done,
+            info,
+            host=h["host"],
+            pid=h["pid"],
+            worker=h.get("worker", ""),
+            sweep=h["sweep"],
+            definition=definition if isinstance(definition, dict) else None,
         )
         return records, build_steps(done, h["sweep"])
 

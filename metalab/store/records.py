@@ -47,6 +47,13 @@ HOST = "host"
 PID = "pid"
 WORKER = "worker"
 SWEEP = "sweep"
+# The run's definition (identical for every run of one sweep; part of its run id).
+EXPERIMENT_VERSION = "experiment_version"
+OPERATION_VERSION = "operation_version"
+CONTEXT_FINGERPRINT = "context_fingerprint"
+#: What defines a run besides its params and seed: records of different definitions
+#: are different experiments and are never aggregated together.
+DEFINITION_COLUMNS = (EXPERIMENT_VERSION, OPERATION_VERSION, CONTEXT_FINGERPRINT)
 # Columns of the stepped-metrics table (STEP_SCHEMA) besides run_id and sweep.
 STEP_NAME = "name"
 STEP = "step"
@@ -60,7 +67,7 @@ TIMEOUT = "timeout"
 STATUSES = (SUCCESS, FAILED, TIMEOUT)
 
 # Low-cardinality columns get Parquet dictionary encoding (the others write faster without).
-DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type"]
+DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type", *DEFINITION_COLUMNS]
 
 BASE_COLUMNS = [
     "run_id",
@@ -82,6 +89,7 @@ BASE_COLUMNS = [
     "pid",
     "worker",
     "sweep",
+    *DEFINITION_COLUMNS,
 ]
 
 STEP_SCHEMA = pa.schema(
@@ -205,12 +213,15 @@ def build_records(
     worker: str,
     sweep: str,
     aligned: dict[str, list[Any]] | None = None,
+    definition: dict[str, Any] | None = None,
 ) -> pa.Table:
     """One table of run records from outcomes plus descriptor info.
 
     ``info`` maps run_id -> [params_json, replicate, seed, attempt]; alternatively
     ``aligned`` gives those as columns ("params", "replicate", "seed", "attempt") in
     the order of ``outcomes`` (the fast path of a partition that ran every run).
+    ``definition`` gives the :data:`DEFINITION_COLUMNS` values of every run (null when
+    unknown: a journal written before records carried them).
     """
     n = len(outcomes)
     run_ids = [o[0] for o in outcomes]
@@ -249,6 +260,9 @@ def build_records(
         "worker": pa.array([worker] * n, type=pa.string()),
         "sweep": pa.array([sweep] * n, type=pa.string()),
     }
+    for key in DEFINITION_COLUMNS:
+        value = (definition or {}).get(key)
+        cols[key] = pa.array([None if value is None else str(value)] * n, type=pa.string())
     for k, values in flat_columns(params).items():
         cols[PARAM_PREFIX + k] = to_array(values)
     metrics = [o[4] for o in outcomes]

@@ -162,6 +162,15 @@ class Store:
             )
         return existing
 
+    def note_definition(
+        self, manifest: dict[str, Any], *, sweep: str, started: float, planned: int
+    ) -> dict[str, Any]:
+        """Make the manifest describe ``manifest`` (the experiment of ``sweep``) and count
+        the sweep in its history of definitions (see :mod:`metalab.store.manifest`)."""
+        from .manifest import note_definition
+
+        return note_definition(self.layout, manifest, sweep=sweep, started=started, planned=planned)
+
     def write_sweep(self, sweep: str, info: dict[str, Any]) -> None:
         """Write (or replace) ``sweeps/<sweep>.json`` atomically, sealed with a checksum."""
         check_name(sweep, "sweep id", self.layout.sweeps)

@@ -60,7 +60,13 @@ def read_manifest_file(layout: Layout) -> dict[str, Any]:
 
 
 def read_sweep_files(layout: Layout) -> list[dict[str, Any]]:
-    """Every verified sweep file, oldest first; damaged ones are quarantined with a warning."""
+    """Every verified sweep file, oldest first; damaged ones are quarantined with a warning.
+
+    Each gains ``state``: ``running``, ``interrupted`` (its driver is gone without
+    ending it) or the recorded end ``status`` (see :mod:`metalab.store.sweep_files`).
+    """
+    from .sweep_files import sweep_state
+
     try:
         names = sorted(os.listdir(layout.sweeps))
     except FileNotFoundError:
@@ -85,6 +91,11 @@ def read_sweep_files(layout: Layout) -> list[dict[str, Any]]:
                 "records of its runs are not affected",
             )
             continue
+        try:
+            mtime: float | None = os.stat(path, follow_symlinks=False).st_mtime
+        except OSError:
+            mtime = None
+        obj["state"] = sweep_state(obj, mtime)
         out.append(obj)
     out.sort(key=_started)
     return out

@@ -57,6 +57,9 @@ class SweepTask:
     max_worker_deaths: int = 2
     #: Seconds a run may take; runs then execute in a killable child (see timeout.py).
     timeout_s: float | None = None
+    #: The runs' definition columns (experiment and operation versions, context
+    #: fingerprint), written into every record.
+    definition: dict[str, str] = field(default_factory=dict)
     # In-process executors only: called with each run's status (never pickled to workers).
     on_run: Callable[[str], None] | None = field(default=None, repr=False)
     #: Set by the driver when the sweep stops (Ctrl-C, an error): no further run starts.
@@ -308,6 +311,7 @@ class _Attempt:
             columns=cols,
             worker=self.worker,
             flush_every=1 if self.prev else task.flush_every,
+            definition=task.definition,
         )
         self.outcomes: list[list[Any]] = []
         self.params: list[dict[str, Any]] = []
@@ -396,6 +400,7 @@ class _Attempt:
                     pid=os.getpid(),
                     worker=self.worker,
                     sweep=sweep,
+                    definition=self.task.definition,
                 )
             )
             steps.append(build_steps(outcomes, sweep))

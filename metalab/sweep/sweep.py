@@ -31,13 +31,24 @@ from ..experiment import Experiment
 from ..provenance import Collector, check_source_changed, environment
 from ..store import Store
 from ..store.atomic import is_disk_full
-from ..store.records import FAILED, SUCCESS, SWEEP_FINISHED, SWEEP_INCOMPLETE, SWEEP_INTERRUPTED
+from ..store.journal import HOST
+from ..store.records import (
+    CONTEXT_FINGERPRINT,
+    EXPERIMENT_VERSION,
+    FAILED,
+    OPERATION_VERSION,
+    SUCCESS,
+    SWEEP_FINISHED,
+    SWEEP_INCOMPLETE,
+    SWEEP_INTERRUPTED,
+)
 from .progress import Counts, JournalPoller, ProgressDisplay
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..results.results import Results
+    from ..store.sweep_files import Heartbeat
     from .shipping import Payload
 
 
@@ -180,6 +191,8 @@ class Sweep:
     payload_path: Path | None = None
     #: Stops the partition tasks still running when the sweep ends early.
     stop: StopFlag = field(default_factory=StopFlag)
+    #: Touches the sweep file while the sweep runs (see ``store/sweep_files.py``).
+    heartbeat: Heartbeat | None = None
 
     @classmethod
     def open(
@@ -209,16 +222,30 @@ class Sweep:
             check_source_changed(self.store, exp.operation, self.planned["run_id"])
         self.counts = Counts(skipped=skipped)
 
+    @property
+    def definition(self) -> dict[str, str]:
+        """The definition columns every record of this sweep carries."""
+        exp = self.experiment
+        return {
+            EXPERIMENT_VERSION: exp.version,
+            OPERATION_VERSION: exp.operation.version,
+            CONTEXT_FINGERPRINT: exp.context.fingerprint,
+        }
+
     def record(self) -> None:
-        """Write the sweep's record (``sweeps/<sweep id>``), completed by :meth:`finish`."""
+        """Write the sweep's record (``sweeps/<sweep id>``), completed by :meth:`finish`;
+        note its definition in the manifest's history; start its heartbeat."""
+        from ..store.sweep_files import Heartbeat
+
         exp = self.experiment
         self.info = {
             "sweep": self.sweep_id,
             "started": time.time(),
             "experiment": exp.name,
-            "experiment_version": exp.version,
+            **self.definition,
             "operation": exp.operation.name,
-            "operation_version": exp.operation.version,
+            "host": HOST,
+            "pid": os.getpid(),
             "source_hash": exp.operation.source_hash,
             "executor": repr(self.executor),
             "planned": len(self.planned),
@@ -227,6 +254,14 @@ class Sweep:
             "provenance": self.provenance.result(),
         }
         self.store.write_sweep(self.sweep_id, self.info)
+        self.store.note_definition(
+            exp.manifest(),
+            sweep=self.sweep_id,
+            started=self.info["started"],
+            planned=len(self.planned),
+        )
+        path = self.store.layout.sweeps / f"{self.sweep_id}.json"
+        self.heartbeat = Heartbeat(path).start()
 
     def execute(self) -> None:
         """Ship, build the graph of partition tasks and compute it (if any run is to do)."""
@@ -291,6 +326,7 @@ class Sweep:
             retries=opts.retries,
             capture_output=opts.capture_output,
             timeout_s=opts.timeout_s,
+            definition=self.definition,
             on_run=None if session.distributed else self.counts.add,
             stop=self.stop,
         )
@@ -328,6 +364,8 @@ class Sweep:
     def finish(self) -> None:
         """Whatever ended the sweep: fold its journals, compact, record how it ended."""
         st = self.store
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.payload_path is not None:
             with contextlib.suppress(OSError):
                 self.payload_path.unlink()
