@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Results", "ResultsError", "Run", "load_results"]
 
+#: The record's status column, never a user's param or metric named ``status``.
+_STATUS = f"record.{STATUS}"
 #: The statistics ``summary`` and ``display`` compute by default.
 DEFAULT_STATS = ("mean", "std", "count")
 
@@ -138,6 +140,7 @@ class Results:
                     f"query({expr!r}): no variable named {name!r} where query() was called"
                 )
         check_query_names(expr, local, self._sel.names)
+        self._sel.check_query(expr)
         env = {"locals": local, "globals": {}}
         return _wrap(self._sel.derive(queries=[*self._sel.queries, (expr, env)]))
 
@@ -160,12 +163,12 @@ class Results:
     @property
     def successful(self) -> Results:
         """Runs whose status is ``"success"``."""
-        return self.filter(status=SUCCESS)
+        return self.filter(**{_STATUS: SUCCESS})
 
     @property
     def failed(self) -> Results:
         """Runs that did not succeed (status ``"failed"`` or ``"timeout"``)."""
-        return self.filter(status=[FAILED, TIMEOUT])
+        return self.filter(**{_STATUS: [FAILED, TIMEOUT]})
 
     # tables -----------------------------------------------------------------------
     def to_pandas(self, *, full: bool = False) -> pd.DataFrame:
@@ -177,33 +180,55 @@ class Results:
         return _to_pandas(self._sel, table, self._sel.output_columns(table, full=full))
 
     @overload
-    def table(self, *, as_dataframe: Literal[False] = ..., max_rows: int = ...) -> str: ...
+    def table(
+        self, *, as_dataframe: Literal[False] = ..., max_rows: int = ..., reduce: str = ...
+    ) -> str: ...
     @overload
-    def table(self, *, as_dataframe: Literal[True], max_rows: int = ...) -> pd.DataFrame: ...
+    def table(
+        self, *, as_dataframe: Literal[True], max_rows: int = ..., reduce: str = ...
+    ) -> pd.DataFrame: ...
     @overload
-    def table(self, *, as_dataframe: bool, max_rows: int = ...) -> str | pd.DataFrame: ...
-    def table(self, *, as_dataframe: bool = False, max_rows: int = 60) -> str | pd.DataFrame:
+    def table(
+        self, *, as_dataframe: bool, max_rows: int = ..., reduce: str = ...
+    ) -> str | pd.DataFrame: ...
+    def table(
+        self, *, as_dataframe: bool = False, max_rows: int = 60, reduce: str = "last"
+    ) -> str | pd.DataFrame:
         """The runs as printable text, or as a pandas DataFrame with ``as_dataframe=True``.
 
-        The text shows the first and last ``max_rows // 2`` runs of a longer table, run
-        ids shortened to 8 characters, without seeds, times and error columns (unless
-        selected).  The DataFrame is :meth:`to_pandas`.
+        A stepped metric shows as one number per run, named for how it was reduced
+        (``reduce=``: ``last``, ``min``, ``max`` or ``mean`` over its steps), e.g.
+        ``loss[last]``.  The text shows the first and last ``max_rows // 2`` runs of a
+        longer table, run ids shortened to 8 characters, without seeds, times and error
+        columns (unless selected), and missing values as ``-``.  The DataFrame has the
+        columns of :meth:`to_pandas`, stepped metrics reduced and renamed.
         """
-        if as_dataframe:
-            return self.to_pandas()
+        from .._text import frame_text
+        from .metric_frame import check_reduce
+
+        check_reduce(reduce)
         table = self._sel.arrow()
         n = table.num_rows
-        if n == 0:
+        if as_dataframe:
+            df = self.to_pandas()
+        elif n == 0:
             return "(no runs)"
-        selected = self._sel.columns is not None
-        cols = [c for c in self._sel.output_columns(table) if selected or c not in TABLE_DROPPED]
-        half = max_rows // 2
-        if n > max_rows:
-            table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
-        df = _to_pandas(self._sel, table, cols)
+        else:
+            selected = self._sel.columns is not None
+            cols = self._sel.output_columns(table)
+            cols = [c for c in cols if selected or c not in TABLE_DROPPED]
+            half = max_rows // 2
+            if n > max_rows:
+                table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
+            df = _to_pandas(self._sel, table, cols)
+        metrics = [self._sel.names[c] for c in table.column_names if c.startswith(METRIC_PREFIX)]
+        wanted = [(m, reduce) for m in metrics if m in df.columns]
+        df, _ = self._sel.with_reductions(df, wanted, table.column(RUN_ID))
+        if as_dataframe:
+            return df
         if RUN_ID in df.columns:
             df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
-        text: str = df.to_string(index=False, float_format=lambda x: f"{x:.6g}")
+        text = frame_text(df)
         if n > max_rows:
             lines = text.splitlines()
             lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
@@ -258,16 +283,25 @@ class Results:
             ddf = ddf[keep]
         return ddf
 
-    def metric_frame(self, name: str | None = None) -> dd.DataFrame:
+    def metric_frame(self, name: str | None = None, *, params: bool = False) -> dd.DataFrame:
         """Stepped metrics of the selected runs as a lazy Dask frame (long form).
 
         Columns ``run_id, name, step, value, time`` (``experiment`` first for several
         stores); one partition per metrics file, only the steps of each run's current
-        record.  ``name=`` keeps one metric (filtered while reading).
+        record.  ``name=`` keeps one metric (filtered while reading).  ``params=True``
+        adds each run's params and ``replicate`` after ``run_id`` (table names; a param
+        named ``name``, ``step``, ``value`` or ``time`` keeps its ``params.`` prefix), so
+        per-parameter, per-step analysis needs no join.
         """
-        from .metric_frame import metric_frame
+        from .metric_frame import COLUMNS, metric_frame
 
-        return metric_frame(self._sel.runs_by_store([]), name=name)
+        extra: dict[str, str] = {}
+        if params:
+            lookup = self._sel.lookup()
+            for p in [*self._sel.whole().present(PARAM_PREFIX), REPLICATE]:
+                raw = lookup[p]
+                extra[raw] = raw if p in (*COLUMNS, EXPERIMENT) else p
+        return metric_frame(self._sel.runs_by_store(list(extra)), name=name, extra=extra)
 
     @property
     def provenance(self) -> list[dict[str, Any]]:
@@ -324,6 +358,7 @@ class Results:
         keys = [group_by] if isinstance(group_by, str) else list(group_by)
         lookup = self._sel.lookup()
         for g in keys:
+            self._sel.check_unambiguous(g, f"group_by={g!r}")
             if g not in lookup:
                 raise ResultsError(f"group_by: no column {g!r}; {suggest(g, self.param_names())}")
         return keys
@@ -334,6 +369,7 @@ class Results:
         *,
         metrics: Sequence[str] | str | None = None,
         stats: Sequence[str] | str = DEFAULT_STATS,
+        reduce: str = "last",
     ) -> pd.DataFrame:
         """Per-group statistics of each metric across replicates (successful runs only).
 
@@ -342,32 +378,40 @@ class Results:
         group_by
             Table columns to group by; default: every param.
         metrics
-            Metrics to summarise; default: every scalar metric.
+            Metrics to summarise; default: every scalar metric.  ``"loss[min]"`` picks
+            the reduction of one stepped metric.
         stats
             Any of ``mean, std, count, min, max, median, sem, ci95`` (``ci95`` is the
             half-width of the 95% confidence interval of the mean, Student t).
+        reduce
+            How a stepped metric becomes one number per run: ``last`` (the value the
+            run recorded last), ``min``, ``max`` or ``mean`` over its steps.  Its
+            columns say which: ``loss[last]_mean``.
 
         Returns
         -------
         pandas.DataFrame
             One row per group: the group columns, then ``<metric>_<stat>`` columns.
+            ``attrs["metalab"]["left_out"]`` counts the runs left out by status.
         """
         from .analysis import check_stats, summarize
+        from .metric_frame import check_reduce
 
         stats = check_stats(stats)
+        check_reduce(reduce)
         whole = _wrap(self._sel.whole())
         keys = whole._group_keys(group_by)
-        if metrics is None:
-            metrics = [m for m in self.metric_names() if m not in keys]
-        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        lookup = whole._sel.lookup()
-        for m in metrics:
-            if m not in lookup:
-                raise ResultsError(f"metrics: no metric {m!r}; {suggest(m, whole.metric_names())}")
+        wanted = whole._sel.wanted_metrics(metrics, whole.metric_names(), keys, reduce)
         succ = whole.successful._sel
-        raw = list(dict.fromkeys(lookup[c] for c in [*keys, *metrics]))
-        frame = _to_pandas(succ, succ.arrow(), raw)
-        return summarize(frame, keys=keys, metrics=metrics, stats=stats)
+        lookup = whole._sel.lookup()
+        raw = list(dict.fromkeys(lookup[c] for c in [*keys, *(m for m, _ in wanted)]))
+        table = succ.arrow()
+        frame = _to_pandas(succ, table, raw)
+        frame, names = succ.with_reductions(frame, wanted, table.column(RUN_ID))
+        out = summarize(frame, keys=keys, metrics=names, stats=stats)
+        left = {k: v for k, v in whole.counts().items() if k not in (SUCCESS, PENDING) and v}
+        out.attrs["metalab"]["left_out"] = left
+        return out
 
     def display(
         self,
@@ -375,14 +419,16 @@ class Results:
         *,
         metrics: Sequence[str] | str | None = None,
         stats: Sequence[str] | str = DEFAULT_STATS,
+        reduce: str = "last",
     ) -> None:
         """Print :meth:`summary` as a readable table: one row per group, cells ``mean ± std (n)``.
 
-        A table too wide for the terminal is split into one table per metric.
+        A table too wide for the terminal is split into one table per metric; a line
+        under it counts the failed runs left out.
         """
         from .analysis import check_stats, print_summary
 
-        summary = self.summary(group_by, metrics=metrics, stats=stats)
+        summary = self.summary(group_by, metrics=metrics, stats=stats, reduce=reduce)
         print_summary(summary, stats=check_stats(stats), title=self._sel.title())
 
     def series(self, metric: str | None = None) -> pd.DataFrame:
@@ -406,33 +452,43 @@ class Results:
     def plot(
         self,
         x: str,
-        y: str,
+        y: str | Sequence[str],
         *,
         hue: str | None = None,
+        label: str | Sequence[str] | None = None,
         logx: bool = False,
         logy: bool = False,
         band: str | None = "ci95",
         errorbars: bool = False,
+        reduce: str = "last",
         ax: Axes | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> Axes:
         """Plot the mean of ``y`` against ``x`` across replicates, one line per ``hue``.
 
-        The band (or error bars with ``errorbars=True``) is the 95% confidence interval
-        of the mean (``band="ci95"``), ± one standard deviation (``"std"``) or ± the
-        standard error (``"sem"``); ``band=None`` draws the means only.  Returns the
-        matplotlib Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
+        ``y`` is a metric or a list of metrics drawn on the same axes; ``label`` names
+        the lines in the legend (one name per metric; default: the metric names when
+        there are several), which lists every labelled line of ``ax``.  The band (or
+        error bars with ``errorbars=True``) is the 95% confidence interval of the mean
+        (``band="ci95"``), ± one standard deviation (``"std"``) or ± the standard error
+        (``"sem"``); ``band=None`` draws the means only.  A stepped metric is reduced
+        per run by ``reduce`` (see :meth:`summary`).  Returns the matplotlib Axes;
+        ``path=`` also saves the figure.  Needs ``metalab[plot]``.
         """
-        from .plotting import check_band, plot_metric
+        from .plotting import check_band, plot_labels, plot_metric
 
         check_band(band)
+        ys = [y] if isinstance(y, str) else list(y)
+        self._sel.check_plot_names(x=x, hue=hue, y=ys)
+        names = plot_labels(ys, label)
         keys = [hue, x] if hue is not None else [x]
         stats = ("mean", "count", band) if band is not None else ("mean", "count")
-        summary = self.summary(keys, metrics=[y], stats=stats)
+        summary = self.summary(keys, metrics=ys, stats=stats, reduce=reduce)
         return plot_metric(
             summary,
             x=x,
-            y=y,
+            y=summary.attrs["metalab"]["metrics"],
+            labels=names,
             hue=hue,
             logx=logx,
             logy=logy,

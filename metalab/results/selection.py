@@ -9,6 +9,7 @@ in memory instead.  Column names are raw record names (``params.lr``) everywhere
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ResultsError
-from ..store.records import RUN_ID, STATUS, STATUSES, SWEEP
+from ..store.records import METRIC_PREFIX, PARAM_PREFIX, RUN_ID, STATUS, STATUSES, SWEEP
 from .naming import EXPERIMENT, HIDDEN, INTERNAL, ordered, suggest, user_names, visible
-from .query import Clause, Query, Term, apply_queries, filter_exprs, query_clauses, query_names
+from .query import (
+    Clause,
+    Query,
+    apply_queries,
+    equals_clause,
+    filter_exprs,
+    query_clauses,
+    query_names,
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..store import Store
     from .scan import Scan
 
@@ -55,6 +66,7 @@ class Selection:
         self._core: pa.Table | None = None
         self._full: pa.Table | None = None
         self._status: pa.Table | None = None
+        self._stepped: dict[str, str] | None = None
         self._labels: dict[int, str] = labels if labels is not None else {}
         if labelled and labels is None:
             self._label_stores()
@@ -119,15 +131,88 @@ class Selection:
         return snap.names
 
     def lookup(self) -> dict[str, str]:
-        """Every accepted spelling of a column (table name, raw name) -> raw name."""
+        """Every accepted spelling of a column (table name, raw name) -> raw name.
+
+        A record column is also ``record.<name>`` (``record.seed``), a spelling no param
+        or metric can take from it.
+        """
         names = self.names
         out = {user: raw for raw, user in names.items()}  # table names first
         for raw in names:
             out.setdefault(raw, raw)
+            if not raw.startswith((PARAM_PREFIX, METRIC_PREFIX)) and raw != EXPERIMENT:
+                out.setdefault(f"record.{raw}", raw)
         return out
+
+    def check_unambiguous(self, key: str, what: str) -> None:
+        """Raise when ``key`` names a record column and a param or metric kept its prefix.
+
+        A param called ``seed`` is shown as ``params.seed`` (``seed`` is the run's seed):
+        ``filter(seed=1)`` would silently test the record's seed, so it says which to use.
+        """
+        names = self.names
+        if key not in names or names[key] != key:
+            return
+        mine = [c for c in (f"{PARAM_PREFIX}{key}", f"{METRIC_PREFIX}{key}") if c in names]
+        if mine:
+            kind = "param" if mine[0].startswith(PARAM_PREFIX) else "metric"
+            raise ResultsError(
+                f"{what}: {key!r} is ambiguous: your {kind} {key!r} is named {mine[0]!r} in "
+                f"tables, because {key!r} is the record's own column; write {mine[0]!r} for "
+                f"your {kind} or 'record.{key}' for the record's"
+                + (f", e.g. filter(**{{{mine[0]!r}: ...}})" if what.startswith("filter") else ""),
+                name=key,
+                choices=[mine[0], f"record.{key}"],
+            )
+
+    def check_query(self, expr: str) -> None:
+        """:meth:`check_unambiguous` for every name a pandas query refers to."""
+        code = re.sub(r"'[^']*'|\"[^\"]*\"", "''", expr)  # names, not string literals
+        for m in re.finditer(r"`([^`]*)`|([A-Za-z_][A-Za-z_0-9]*)", code):
+            self.check_unambiguous(m.group(1) or m.group(2), f"query({expr!r})")
+
+    def wanted_metrics(
+        self,
+        metrics: Sequence[str] | str | None,
+        default: Sequence[str],
+        keys: Sequence[str],
+        reduce: str,
+    ) -> list[tuple[str, str]]:
+        """(table name, reduction) of each metric asked for (None: ``default`` but ``keys``).
+
+        ``"loss[min]"`` asks for one metric's reduction; others get ``reduce``.
+        """
+        from .metric_frame import split_reduce
+
+        if metrics is None:
+            metrics = [m for m in default if m not in keys]
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        lookup = self.lookup()
+        out = []
+        for m in metrics:
+            name, how = (m, None) if m in lookup else split_reduce(m)
+            if name not in lookup:
+                raise ResultsError(
+                    f"metrics: no metric {m!r}; {suggest(m, default)}", name=m, choices=default
+                )
+            out.append((name, how or reduce))
+        return out
+
+    def check_plot_names(self, *, x: str, hue: str | None, y: Sequence[str]) -> None:
+        """Raise an error that blames the argument (``x``, ``hue`` or ``y``) naming no column."""
+        from .metric_frame import split_reduce
+
+        lookup = self.lookup()
+        for arg, name in [("x", x), ("hue", hue), *(("y", m) for m in y)]:
+            if name is None:
+                continue
+            if arg == "y" and name not in lookup:
+                name = split_reduce(name)[0]
+            self.raw(name, f"plot({arg}={name!r})")
 
     def raw(self, key: str, what: str) -> str:
         """The raw column of a name given by the user, or an error that suggests one."""
+        self.check_unambiguous(key, what)
         raw = self.lookup().get(key)
         if raw is None:
             raise ResultsError(
@@ -161,12 +246,7 @@ class Selection:
                         f"filter(status=...): unknown status {bad[0]!r}; runs are "
                         f"{' or '.join(repr(s) for s in STATUSES)}"
                     )
-            if isinstance(value, _MANY):
-                clauses.append((Term(col, "in", list(value)),))
-            elif value is None:
-                clauses.append((Term(col, "null", True),))
-            else:
-                clauses.append((Term(col, "==", value),))
+            clauses.append(equals_clause(col, value))
         lookup = self.lookup()
         for q, env in self.queries:
             clauses += query_clauses(q, lookup, env)
@@ -314,6 +394,39 @@ class Selection:
             done = pc.sum(pc.equal(mine.column(SWEEP), last.get("sweep", ""))).as_py()
             total += max(0, int(last.get("to_run", 0)) - int(done or 0))
         return total
+
+    def stepped(self) -> dict[str, str]:
+        """Table name -> step name of each metric some selected run recorded with steps."""
+        if self._stepped is None:
+            from .metric_frame import stepped_names
+
+            names = self.names
+            found = stepped_names(self.runs_by_store([]))
+            raw = {f"{METRIC_PREFIX}{n}": n for n in found}
+            self._stepped = {names[c]: n for c, n in raw.items() if c in names}
+        return self._stepped
+
+    def with_reductions(
+        self, frame: pd.DataFrame, wanted: Sequence[tuple[str, str]], run_ids: pa.ChunkedArray
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """``frame`` with each stepped metric of ``wanted`` (table name, how) reduced.
+
+        See :func:`metalab.results.analysis.with_reductions`; ``run_ids`` are the
+        frame's rows.
+        """
+        from .analysis import with_reductions
+        from .metric_frame import reduced_steps
+
+        if not wanted:
+            return frame, []
+        stepped = self.stepped()
+        if not any(m in stepped for m, _how in wanted):
+            return frame, [m for m, _how in wanted]
+
+        def reduced(names: list[str], how: str) -> pd.DataFrame:
+            return reduced_steps(self.runs_by_store([]), names, how)
+
+        return with_reductions(frame, wanted, stepped, reduced, run_ids.to_pylist())
 
     def runs_by_store(self, columns: Sequence[str]) -> list[tuple[Store, str | None, pa.Table]]:
         """(store, label, its selected records with ``columns``) for each store read."""
