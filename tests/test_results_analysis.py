@@ -248,3 +248,13 @@ def test_frame_text_is_the_one_table_format():
     )
     lines = frame_text(df).splitlines()
     assert lines[2].split() == [MISSING, "x", MISSING, MISSING]
+
+
+def test_the_report_names_and_reduces_stepped_metrics(study, tmp_path):
+    from metalab.report import build_report
+
+    page = build_report("runs/curve_like")
+    assert "fold_cv_score[last]" in page and "fold_cv_score[max]" not in page
+    page = build_report("runs/curve_like", reduce="max")
+    assert "fold_cv_score[max]" in page and "fold_cv_score[last]" not in page
+    assert re.search(r"fold_cv_score\[max\][^<]*against gamma", page)

@@ -28,13 +28,16 @@ def _store(store: str | os.PathLike[str] | Store) -> Store:
     return store if isinstance(store, Store) else Store.open(store)
 
 
-def build_report(store: str | os.PathLike[str] | Store) -> str:
+def build_report(store: str | os.PathLike[str] | Store, *, reduce: str = "last") -> str:
     """The report of a store as one HTML document (a string).
 
     Parameters
     ----------
     store
         A store folder (``runs/<experiment>``) or an open :class:`metalab.store.Store`.
+    reduce
+        How a stepped metric becomes one number per run in the summary and plots:
+        ``last``, ``min``, ``max`` or ``mean`` (shown as ``loss[last]``).
 
     Raises
     ------
@@ -52,16 +55,19 @@ def build_report(store: str | os.PathLike[str] | Store) -> str:
     from ._data import load
     from ._html import render
 
-    return render(load(_store(store)))
+    return render(load(_store(store), reduce=reduce))
 
 
 def write_report(
-    store: str | os.PathLike[str] | Store, path: str | os.PathLike[str] = "report.html"
+    store: str | os.PathLike[str] | Store,
+    path: str | os.PathLike[str] = "report.html",
+    *,
+    reduce: str = "last",
 ) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8) and return the path."""
     from ..store.atomic import atomic_write_text
 
-    html = build_report(store)
+    html = build_report(store, reduce=reduce)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, html)

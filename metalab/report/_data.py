@@ -62,8 +62,11 @@ def fmt_value(v: Any) -> str:
     return str(v)
 
 
-def load(store: Store) -> ReportData:
-    """Read a store through ``Results``: manifest, sweeps, current records, stepped metrics."""
+def load(store: Store, reduce: str = "last") -> ReportData:
+    """Read a store through ``Results``: manifest, sweeps, current records, stepped metrics.
+
+    A stepped metric's column is its ``reduce`` value per run, named ``loss[last]``.
+    """
     import pandas as pd
 
     from ..results import load_results
@@ -77,6 +80,7 @@ def load(store: Store) -> ReportData:
         for m in results.metric_names()
         if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m])
     ]
+    runs, metrics = _reduced(results, runs, metrics, reduce)
     for p in params:
         if runs[p].dtype == object:
             runs[p] = runs[p].map(hashable)
@@ -96,6 +100,23 @@ def load(store: Store) -> ReportData:
         steps=steps,
         counts={k: v for k, v in results.counts().items() if v and k != PENDING},
     )
+
+
+def _reduced(
+    results: Any, runs: pd.DataFrame, metrics: list[str], reduce: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with each stepped metric as ``name[reduce]`` (``Results.table`` decides)."""
+    table = results.table(as_dataframe=True, reduce=reduce)
+    suffix = f"[{reduce}]"
+    named = {c[: -len(suffix)]: c for c in table.columns if c.endswith(suffix)}
+    named = {m: c for m, c in named.items() if m in runs.columns and c not in runs.columns}
+    if not named:
+        return runs, metrics
+    by_id = table.set_index(RUN_ID)
+    for m, c in named.items():
+        runs.insert(runs.columns.get_loc(m), c, runs[RUN_ID].map(by_id[c]).to_numpy())
+    runs = runs.drop(columns=list(named))
+    return runs, [named.get(m, m) for m in metrics]
 
 
 def summary(data: ReportData) -> pd.DataFrame:
