@@ -33,7 +33,7 @@ from ..store.records import (
     SUCCESS,
     TIMEOUT,
 )
-from .naming import EXPERIMENT, HIDDEN, PENDING, TABLE_DROPPED, ordered, suggest
+from .naming import EXPERIMENT, HIDDEN, PENDING, ordered, suggest
 from .query import check_query_names
 from .run import Run
 from .selection import Selection
@@ -203,37 +203,7 @@ class Results:
         columns (unless selected), and missing values as ``-``.  The DataFrame has the
         columns of :meth:`to_pandas`, stepped metrics reduced and renamed.
         """
-        from .._text import frame_text
-        from .metric_frame import check_reduce
-
-        check_reduce(reduce)
-        table = self._sel.arrow()
-        n = table.num_rows
-        if as_dataframe:
-            df = self.to_pandas()
-        elif n == 0:
-            return "(no runs)"
-        else:
-            selected = self._sel.columns is not None
-            cols = self._sel.output_columns(table)
-            cols = [c for c in cols if selected or c not in TABLE_DROPPED]
-            half = max_rows // 2
-            if n > max_rows:
-                table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
-            df = _to_pandas(self._sel, table, cols)
-        metrics = [self._sel.names[c] for c in table.column_names if c.startswith(METRIC_PREFIX)]
-        wanted = [(m, reduce) for m in metrics if m in df.columns]
-        df, _ = self._sel.with_reductions(df, wanted, table.column(RUN_ID))
-        if as_dataframe:
-            return df
-        if RUN_ID in df.columns:
-            df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
-        text = frame_text(df)
-        if n > max_rows:
-            lines = text.splitlines()
-            lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
-            text = "\n".join(lines)
-        return text
+        return self._sel.runs_table(as_dataframe=as_dataframe, max_rows=max_rows, reduce=reduce)
 
     def to_csv(self, path: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write the table (the ``to_pandas()`` columns) to a CSV file.
@@ -293,14 +263,9 @@ class Results:
         named ``name``, ``step``, ``value`` or ``time`` keeps its ``params.`` prefix), so
         per-parameter, per-step analysis needs no join.
         """
-        from .metric_frame import COLUMNS, metric_frame
+        from .metric_frame import metric_frame
 
-        extra: dict[str, str] = {}
-        if params:
-            lookup = self._sel.lookup()
-            for p in [*self._sel.whole().present(PARAM_PREFIX), REPLICATE]:
-                raw = lookup[p]
-                extra[raw] = raw if p in (*COLUMNS, EXPERIMENT) else p
+        extra = self._sel.param_columns() if params else {}
         return metric_frame(self._sel.runs_by_store(list(extra)), name=name, extra=extra)
 
     @property
@@ -466,14 +431,11 @@ class Results:
     ) -> Axes:
         """Plot the mean of ``y`` against ``x`` across replicates, one line per ``hue``.
 
-        ``y`` is a metric or a list of metrics drawn on the same axes; ``label`` names
-        the lines in the legend (one name per metric; default: the metric names when
-        there are several), which lists every labelled line of ``ax``.  The band (or
-        error bars with ``errorbars=True``) is the 95% confidence interval of the mean
-        (``band="ci95"``), ± one standard deviation (``"std"``) or ± the standard error
-        (``"sem"``); ``band=None`` draws the means only.  A stepped metric is reduced
-        per run by ``reduce`` (see :meth:`summary`).  Returns the matplotlib Axes;
-        ``path=`` also saves the figure.  Needs ``metalab[plot]``.
+        ``y`` may list several metrics for one axes; ``label`` names them in the legend
+        (default: their names), which lists every labelled line of ``ax``.  The band
+        (or bars, ``errorbars=True``) is ``"ci95"`` (95% CI of the mean), ``"std"``,
+        ``"sem"`` or None.  ``reduce`` as in :meth:`summary`.  Returns the matplotlib
+        Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
         """
         from .plotting import check_band, plot_labels, plot_metric
 

@@ -17,8 +17,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ResultsError
-from ..store.records import METRIC_PREFIX, PARAM_PREFIX, RUN_ID, STATUS, STATUSES, SWEEP
-from .naming import EXPERIMENT, HIDDEN, INTERNAL, ordered, suggest, user_names, visible
+from ..store.records import (
+    METRIC_PREFIX,
+    PARAM_PREFIX,
+    REPLICATE,
+    RUN_ID,
+    STATUS,
+    STATUSES,
+    SWEEP,
+)
+from .naming import (
+    EXPERIMENT,
+    HIDDEN,
+    INTERNAL,
+    TABLE_DROPPED,
+    ordered,
+    suggest,
+    user_names,
+    visible,
+)
 from .query import (
     Clause,
     Query,
@@ -405,6 +422,50 @@ class Selection:
             raw = {f"{METRIC_PREFIX}{n}": n for n in found}
             self._stepped = {names[c]: n for c, n in raw.items() if c in names}
         return self._stepped
+
+    def runs_table(self, *, as_dataframe: bool, max_rows: int, reduce: str) -> Any:
+        """``Results.table``: the runs as text, or a DataFrame; stepped metrics reduced."""
+        from .._text import frame_text
+        from .metric_frame import check_reduce
+
+        check_reduce(reduce)
+        table = self.arrow()
+        n = table.num_rows
+        if n == 0 and not as_dataframe:
+            return "(no runs)"
+        cols = self.output_columns(table)
+        half = max_rows // 2
+        if not as_dataframe:
+            cols = [c for c in cols if self.columns is not None or c not in TABLE_DROPPED]
+            if n > max_rows:
+                table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
+        df = table.select(cols).to_pandas()
+        df.columns = [self.names.get(c, c) for c in cols]
+        metrics = [self.names[c] for c in table.column_names if c.startswith(METRIC_PREFIX)]
+        wanted = [(m, reduce) for m in metrics if m in df.columns]
+        df, _ = self.with_reductions(df, wanted, table.column(RUN_ID))
+        if as_dataframe:
+            return df
+        if RUN_ID in df.columns:
+            df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
+        lines = frame_text(df).splitlines()
+        if n > max_rows:
+            lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
+        return "\n".join(lines)
+
+    def param_columns(self) -> dict[str, str]:
+        """Raw -> frame name of the params and replicate that ``metric_frame`` repeats.
+
+        A param named like a column of the metric frame keeps its raw name.
+        """
+        from .metric_frame import COLUMNS
+
+        lookup = self.lookup()
+        out = {}
+        for p in [*self.whole().present(PARAM_PREFIX), self.names.get(REPLICATE, REPLICATE)]:
+            raw = lookup[p]
+            out[raw] = raw if p in (*COLUMNS, EXPERIMENT) else p
+        return out
 
     def with_reductions(
         self, frame: pd.DataFrame, wanted: Sequence[tuple[str, str]], run_ids: pa.ChunkedArray
