@@ -209,6 +209,7 @@ def test_a_float_filter_matches_within_a_relative_tolerance(study):
     assert len(study.filter(gamma=1e-5 * (1 + 1e-6))) == 0  # a tolerance, not a rounding
     loaded = metalab.load_results("runs/curve_like")  # pushed down to the Parquet reader
     assert len(loaded.filter(gamma=1e-5)) == 2
+    assert len(loaded.filter(gamma=1e-5).frame.compute()) == 2  # the lazy frame too
     assert len(loaded.filter(replicate=1.0)) == 6  # an integer column compares exactly
 
 

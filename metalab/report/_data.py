@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._text import MISSING
 from ..store.records import RUN_ID, STATUS, SUCCESS
 
 if TYPE_CHECKING:
@@ -53,11 +54,9 @@ def config_label(config: dict[str, Any]) -> str:
 
 def fmt_value(v: Any) -> str:
     """Short text of a param or metric value for tables and legends."""
-    if v is None:
-        return ""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
     if isinstance(v, float):
-        if math.isnan(v):
-            return ""
         return f"{v:.4g}"
     return str(v)
 

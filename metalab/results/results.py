@@ -537,7 +537,7 @@ class Results:
         df = _to_pandas(self._sel, table.slice(0, max_rows), self._sel.output_columns(table))
         if RUN_ID in df.columns:
             df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
-        body: str = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="", border=0)
+        body: str = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="-", border=0)
         more = f"<p>... {n - max_rows} more runs</p>" if n > max_rows else ""
         return head + body + more
 
