@@ -9,13 +9,26 @@ come from anyone who could write to it, so it is shown as inert text:
   ``\\u202e``.
 * :func:`plot_text` also escapes ``$``, which matplotlib would parse as mathtext (a
   ``$\\foo$`` in a name makes drawing the figure fail).
+
+Values are shown one way everywhere text is printed (tables, summaries, legends):
+:func:`fmt_cell` writes a float to 6 significant digits and a missing value (None,
+NaN, ``pd.NA``, ``NaT``) as :data:`MISSING`, ``-``; :func:`fmt_short` writes a float
+to 3 (``gamma=1.78e-05`` in a legend); :func:`frame_text` prints a pandas frame.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["plot_text", "safe_text"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["MISSING", "fmt_cell", "fmt_short", "frame_text", "is_missing", "plot_text", "safe_text"]
+
+#: How a missing value (None, NaN, pd.NA, NaT) is printed in every table and summary.
+MISSING = "-"
 
 # C0 and C1 controls (DEL included), bidi marks/overrides/isolates, zero-width space,
 # BOM, and lone surrogates (which cannot even be encoded for printing).
@@ -57,3 +70,56 @@ def plot_text(text: object) -> str:
     'cost \\\\$x\\\\$'
     """
     return safe_text(text, keep_newlines=False).replace("$", r"\$")
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN, ``pd.NA`` and ``NaT`` (and False for anything else)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (str, bytes, int, list, dict, tuple)):
+        return False
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError, ImportError):
+        return False  # arrays and other containers are values, not missing
+
+
+def fmt_cell(value: Any, digits: int = 6) -> str:
+    """A value as printed text: floats to ``digits`` significant digits, missing as ``-``.
+
+    >>> fmt_cell(None), fmt_cell(float("nan")), fmt_cell(9.999999999999999e-06), fmt_cell("a")
+    ('-', '-', '1e-05', 'a')
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, float) or type(value).__name__ in ("float32", "float64"):
+        return f"{float(value):.{digits}g}"
+    return safe_text(value, keep_newlines=False)
+
+
+def fmt_short(value: Any) -> str:
+    """A value for a legend or label: floats to 3 significant digits (``1.78e-05``)."""
+    return fmt_cell(value, digits=3)
+
+
+def frame_text(df: pd.DataFrame) -> str:
+    """A pandas frame as printed text, without its index, cells by :func:`fmt_cell`.
+
+    >>> import pandas as pd
+    >>> print(frame_text(pd.DataFrame({"x": [1.5, None], "y": pd.array([1, None], "Int64")})))
+      x  y
+    1.5  1
+      -  -
+    """
+    cells = {str(c): [fmt_cell(v) for v in df[c].tolist()] for c in df.columns}
+    header = list(cells)
+    widths = [max([len(h), *(len(v) for v in cells[h])]) for h in header]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    for i in range(len(df)):
+        row = (cells[h][i].rjust(w) for h, w in zip(header, widths, strict=True))
+        lines.append("  ".join(row))
+    return "\n".join(lines)

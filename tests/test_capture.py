@@ -434,9 +434,9 @@ def test_stepped_metrics_series_table_and_lazy_frame():
     s = by_x[2].metric_series("loss")
     assert s.index.name == "step" and s.name == "loss" and s.index.tolist() == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(s.to_numpy(), [1 / (i + 1) + 2 for i in range(5)])
-    # The scalar table shows the last value of a stepped metric.
+    # The table shows the last value of a stepped metric, and says so.
     table = res.table(as_dataframe=True).set_index("x")
-    np.testing.assert_allclose(table["loss"].sort_index(), [0.2, 1.2, 2.2])
+    np.testing.assert_allclose(table["loss[last]"].sort_index(), [0.2, 1.2, 2.2])
     with pytest.raises(metalab.ResultsError, match="never_recorded"):
         by_x[0].metric_series("never_recorded")  # a typo is an error, not an empty series
 

@@ -102,7 +102,7 @@ def test_plots_and_learning_curves_are_inline_svg(html):
     plots = html.split('<section id="plots">', 1)[1].split("</section>", 1)[0]
     # two metrics x two swept params
     assert plots.count("<svg") == 4
-    for caption in ("accuracy against lr", "accuracy against width", "loss against lr"):
+    for caption in ("accuracy against lr", "accuracy against width", "loss[last] against lr"):
         assert caption in plots
     curves = html.split('<section id="curves">', 1)[1].split("</section>", 1)[0]
     assert curves.count("<svg") == 1 and "loss by step" in curves

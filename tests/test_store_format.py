@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 
 import metalab
 
@@ -421,3 +422,56 @@ def test_recipes_give_metalabs_answer_after_crashes_and_concurrent_drivers(tmp_p
     _check_recipes(store, exact=True)
     res = metalab.load_results(store)
     assert len(res) == 48 and res.counts()["success"] == 48 - 1  # one is still failed
+
+
+# ------------------------------------------- the recipes on stores whose files differ
+@metalab.operation(name="uneven", version="1")
+def uneven_op(params, capture):
+    lr = params["learning_rate"]
+    if lr >= 0.02:
+        capture.metric("late", lr * 2)  # a metric missing from the first file
+    if lr == 0.01:
+        raise RuntimeError("a file whose runs all failed has no metric columns at all")
+    capture.metric("score", lr * 3)
+    if os.environ.get("UNEVEN_STEPS"):
+        for step in range(2):
+            capture.metric("loss", lr + step, step=step)
+
+
+def _uneven(steps: bool) -> Path:
+    os.environ.pop("UNEVEN_STEPS", None)
+    if steps:
+        os.environ["UNEVEN_STEPS"] = "1"
+    try:
+        exp = metalab.Experiment(
+            name="my_exp",
+            operation=uneven_op,
+            params=metalab.grid(learning_rate=[0.0, 0.01, 0.02, 0.03]),
+        )
+        metalab.run(exp, partition_size=1)  # one file per run
+    finally:
+        os.environ.pop("UNEVEN_STEPS", None)
+    return Path("runs/my_exp")
+
+
+@pytest.mark.parametrize("steps", [True, False], ids=["stepped", "no-stepped-metrics"])
+def test_recipes_unify_files_that_differ_in_columns(steps):
+    """Every recipe keeps a metric that the first file lacks, with or without steps."""
+    store = _uneven(steps)
+    files = sorted((store / "records").glob("*.parquet"))
+    columns = [set(pq.read_schema(f).names) for f in files]
+    assert len(files) == 4 and "metrics.late" not in columns[0]
+    assert any("metrics.late" in c for c in columns) and len({frozenset(c) for c in columns}) > 1
+    assert bool(list((store / "metrics").glob("*.parquet"))) == steps
+    want_rows, want_points = _metalab_answer(store)
+    assert len(want_points) == (6 if steps else 0)
+    blocks = _doc_blocks()
+    assert set(blocks) == {"pandas", "pyarrow.dataset", "duckdb", "polars", "dask.dataframe"}
+    for lib, code in blocks.items():
+        ns: dict = {}
+        exec(compile(code, f"store-format.md[{lib}]", "exec"), ns)
+        assert _answer(ns["latest"], ns["current"]) == (want_rows, want_points), lib
+        latest = ns["latest"]
+        latest = latest if isinstance(latest, pd.DataFrame) else latest.to_pandas()
+        late = latest.set_index("run_id")["metrics.late"]
+        assert sorted(late.dropna().tolist()) == [0.04, 0.06], lib

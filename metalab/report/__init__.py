@@ -28,7 +28,9 @@ def _store(store: str | os.PathLike[str] | Store) -> Store:
     return store if isinstance(store, Store) else Store.open(store)
 
 
-def build_report(store: str | os.PathLike[str] | Store, *, definitions: str = "current") -> str:
+def build_report(
+    store: str | os.PathLike[str] | Store, *, definitions: str = "current", reduce: str = "last"
+) -> str:
     """The report of a store as one HTML document (a string).
 
     Parameters
@@ -39,6 +41,9 @@ def build_report(store: str | os.PathLike[str] | Store, *, definitions: str = "c
         ``"current"`` (default): the runs of the store's current definition (its latest
         sweep's), with a note on how many runs of other definitions are left out;
         ``"all"``: every run, grouped by definition (see ``metalab.load_results``).
+    reduce
+        How a stepped metric becomes one number per run in the summary and plots:
+        ``last``, ``min``, ``max`` or ``mean`` (shown as ``loss[last]``).
 
     Raises
     ------
@@ -56,7 +61,7 @@ def build_report(store: str | os.PathLike[str] | Store, *, definitions: str = "c
     from ._data import load
     from ._html import render
 
-    return render(load(_store(store), definitions=definitions))
+    return render(load(_store(store), definitions=definitions, reduce=reduce))
 
 
 def write_report(
@@ -64,11 +69,12 @@ def write_report(
     path: str | os.PathLike[str] = "report.html",
     *,
     definitions: str = "current",
+    reduce: str = "last",
 ) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8) and return the path."""
     from ..store.atomic import atomic_write_text
 
-    html = build_report(store, definitions=definitions)
+    html = build_report(store, definitions=definitions, reduce=reduce)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, html)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._text import MISSING
 from ..store.records import RUN_ID, STATUS, SUCCESS
 
 if TYPE_CHECKING:
@@ -58,11 +59,9 @@ def config_label(config: dict[str, Any]) -> str:
 
 def fmt_value(v: Any) -> str:
     """Short text of a param or metric value for tables and legends."""
-    if v is None:
-        return ""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
     if isinstance(v, float):
-        if math.isnan(v):
-            return ""
         return f"{v:.4g}"
     return str(v)
 
@@ -92,8 +91,11 @@ def _load_results(store: Store, definitions: str) -> tuple[Results, str]:
     return results, note
 
 
-def load(store: Store, *, definitions: str = "current") -> ReportData:
-    """Read a store through ``Results``: manifest, sweeps, current records, stepped metrics."""
+def load(store: Store, *, definitions: str = "current", reduce: str = "last") -> ReportData:
+    """Read a store through ``Results``: manifest, sweeps, current records, stepped metrics.
+
+    A stepped metric's column is its ``reduce`` value per run, named ``loss[last]``.
+    """
     import pandas as pd
 
     from ..results.definitions import varying
@@ -107,6 +109,7 @@ def load(store: Store, *, definitions: str = "current") -> ReportData:
         for m in results.metric_names()
         if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m])
     ]
+    runs, metrics = _reduced(results, runs, metrics, reduce)
     for p in params:
         if runs[p].dtype == object:
             runs[p] = runs[p].map(hashable)
@@ -130,6 +133,23 @@ def load(store: Store, *, definitions: str = "current") -> ReportData:
         pending=results.pending,
         note=note,
     )
+
+
+def _reduced(
+    results: Any, runs: pd.DataFrame, metrics: list[str], reduce: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with each stepped metric as ``name[reduce]`` (``Results.table`` decides)."""
+    table = results.table(as_dataframe=True, reduce=reduce)
+    suffix = f"[{reduce}]"
+    named = {c[: -len(suffix)]: c for c in table.columns if c.endswith(suffix)}
+    named = {m: c for m, c in named.items() if m in runs.columns and c not in runs.columns}
+    if not named:
+        return runs, metrics
+    by_id = table.set_index(RUN_ID)
+    for m, c in named.items():
+        runs.insert(runs.columns.get_loc(m), c, runs[RUN_ID].map(by_id[c]).to_numpy())
+    runs = runs.drop(columns=list(named))
+    return runs, [named.get(m, m) for m in metrics]
 
 
 def summary(data: ReportData) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import platform
 from html import escape
 from typing import Any
 
+from .._text import MISSING
 from ..store.records import (
     ATTEMPT,
     DURATION_S,
@@ -41,7 +42,7 @@ def _cell(v: Any, *, text: bool = False) -> str:
     if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
         v = v.item()
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return '<td data-v=""></td>'
+        return f'<td data-v="">{MISSING}</td>'  # missing prints as everywhere else
     if _num(v) and not text:
         return f'<td data-v="{v!r}">{escape(fmt_value(v))}</td>'
     return f'<td class="text">{escape(str(v))}</td>'

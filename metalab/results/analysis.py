@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._text import MISSING, fmt_cell
 from ..errors import ResultsError
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ __all__ = [
     "summarize",
     "summary_cells",
     "t975",
+    "with_reductions",
 ]
 
 KNOWN_STATS = ("mean", "std", "count", "min", "max", "median", "sem", "ci95")
@@ -137,13 +139,58 @@ def group_stats(
     return out.reset_index() if keys else out.reset_index(drop=True)
 
 
+def with_reductions(
+    frame: pd.DataFrame,
+    wanted: Sequence[tuple[str, str]],
+    stepped: Mapping[str, str],
+    reduced: Callable[[list[str], str], pd.DataFrame],
+    run_ids: Sequence[str],
+) -> tuple[pd.DataFrame, list[str]]:
+    """Stepped metrics shown as one number, under a name that says which: ``loss[last]``.
+
+    ``wanted`` lists (metric table name, how) pairs; a metric in ``stepped`` (table name
+    -> step name) gets the column ``name[how]`` in place of its own (``last`` is the
+    record's value; ``min``/``max``/``mean`` come from ``reduced(step names, how)``, a
+    frame indexed by run id, and a run without steps keeps its scalar), any other keeps
+    its column.  Returns the frame and the column name of each wanted metric.
+    """
+    import pandas as pd
+
+    out = frame.copy()
+    cols: list[str] = []
+    pending: dict[str, list[str]] = {}
+    for m, how in wanted:
+        if m in stepped and how != "last":
+            pending.setdefault(how, []).append(m)
+    values: dict[tuple[str, str], pd.Series] = {}
+    index = pd.Index(list(run_ids))
+    for how, ms in pending.items():
+        table = reduced([stepped[m] for m in ms], how)
+        for m in ms:
+            got = table[stepped[m]] if stepped[m] in table.columns else pd.Series(dtype=float)
+            series = got.reindex(index).to_numpy(dtype="float64")
+            values[(m, how)] = pd.Series(series, index=out.index).fillna(out[m])
+    for m, how in wanted:
+        if m not in stepped:
+            cols.append(m)
+            continue
+        name = f"{m}[{how}]"
+        new = values[(m, how)] if how != "last" else out[m]
+        at = out.columns.get_loc(m) if m in out.columns else len(out.columns)
+        if name not in out.columns:
+            out.insert(int(at), name, new)
+        cols.append(name)
+    dropped = [m for m, _ in wanted if m in stepped and m in out.columns]
+    return out.drop(columns=list(dict.fromkeys(dropped))), cols
+
+
 def summarize(
     frame: pd.DataFrame, *, keys: Sequence[str], metrics: Sequence[str], stats: Sequence[str]
 ) -> pd.DataFrame:
     """The ``Results.summary`` of the successful runs in ``frame`` (table names).
 
-    The result carries ``attrs["metalab"] = {"group_by", "metrics", "stats"}`` for
-    :func:`print_summary`.
+    The result carries ``attrs["metalab"] = {"group_by", "metrics", "stats", "runs"}``
+    (``runs``: how many runs were summarised) for :func:`print_summary`.
     """
     import pandas as pd
 
@@ -157,7 +204,12 @@ def summarize(
                 f"group by it instead (group_by=[..., {m!r}])"
             ) from exc
     out = group_stats(frame, keys, metrics, stats)
-    out.attrs["metalab"] = {"group_by": list(keys), "metrics": list(metrics), "stats": list(stats)}
+    out.attrs["metalab"] = {
+        "group_by": list(keys),
+        "metrics": list(metrics),
+        "stats": list(stats),
+        "runs": len(frame),
+    }
     return out
 
 
@@ -177,7 +229,7 @@ def interval(frame: pd.DataFrame, *, mean: str, spread: str | None) -> pd.DataFr
 def fmt_pm(mean: float, spread: float | None) -> str:
     """``mean ± spread`` with the spread to two significant digits and the mean to match."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
+        return MISSING
     if spread is None or not math.isfinite(spread) or spread <= 0:
         return f"{mean:.6g}"
     if abs(mean) >= 1e6 or spread < 1e-6:
@@ -187,11 +239,7 @@ def fmt_pm(mean: float, spread: float | None) -> str:
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return "-" if math.isnan(v) else f"{v:.6g}"
-    return str(v)
+    return fmt_cell(v)
 
 
 def summary_cells(
@@ -226,36 +274,69 @@ def summary_cells(
 
 
 def print_summary(summary: pd.DataFrame, *, stats: Sequence[str], title: str = "") -> None:
-    """Print a summary: one row per group; one table per metric when too wide."""
-    if summary.empty:
-        print(f"{title}: no successful runs to summarise" if title else "no successful runs")
+    """Print a summary: one row per group; one table per metric when too wide.
+
+    A last line counts the runs left out (``attrs["metalab"]["left_out"]``, by status).
+    """
+    info = summary.attrs.get("metalab") or {}
+    note = _left_out_note(info.get("left_out") or {})
+    if summary.empty or not info.get("metrics"):
+        print(_empty_text(info, title) + (f"; {note}" if note else ""))
         return
+    _print_table(summary, stats=stats, title=title)
+    if note:
+        print(note)
+
+
+def _left_out_note(left: dict[str, int]) -> str:
+    if not left:
+        return ""
+    parts = ", ".join(f"{n} {status}" for status, n in left.items())
+    n = sum(left.values())
+    return f"left out: {parts} run{'s' if n != 1 else ''} (see result.failed)"
+
+
+def _empty_text(info: dict[str, Any], title: str) -> str:
+    runs = int(info.get("runs", 0))
+    if runs and not info.get("metrics"):
+        text = f"{runs} successful run{'s' if runs != 1 else ''}, but no metric to summarise"
+        text += " (record one with capture.metric(name, value))"
+    else:
+        text = "no successful runs to summarise"
+    return f"{title}: {text}" if title else text
+
+
+def _print_table(summary: pd.DataFrame, *, stats: Sequence[str], title: str) -> None:
     keys, per_metric = summary_cells(summary, stats)
     key_cells = [[_fmt(v) for v in summary[k].tolist()] for k in keys]
     n_rows = len(summary)
     try:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
     except ImportError:
         _print_plain(title, keys, key_cells, per_metric, n_rows)
         return
     console = Console()
+    # Text, never markup: names like "loss[min]" (or a store's "[red]") print as written.
 
     def width(header: str, cells: list[str]) -> int:
         return max([len(x) for x in header.split("\n")] + [len(c) for c in cells]) + 3
 
     def make(metrics: list[str], caption_title: str) -> Table:
-        table = Table(title=caption_title or None, show_lines=False, title_justify="left")
+        heading = Text(caption_title) if caption_title else None
+        table = Table(title=heading, show_lines=False, title_justify="left")
         for k in keys:
-            table.add_column(k, justify="right", no_wrap=True)
+            table.add_column(Text(k), justify="right", no_wrap=True)
         cells_all = []
         for m in metrics:
             for head, cells in per_metric[m]:
                 label = f"{m}\n{head}"
-                table.add_column(label, justify="right", no_wrap=True)
+                table.add_column(Text(label), justify="right", no_wrap=True)
                 cells_all.append(cells)
         for i in range(n_rows):
-            table.add_row(*[kc[i] for kc in key_cells], *[c[i] for c in cells_all])
+            row = [*[kc[i] for kc in key_cells], *[c[i] for c in cells_all]]
+            table.add_row(*[Text(c) for c in row])
         return table
 
     total = sum(width(k, kc) for k, kc in zip(keys, key_cells, strict=True)) + sum(

@@ -33,9 +33,21 @@ if TYPE_CHECKING:
 
     from ..store import Store
 
-__all__ = ["COLUMNS", "StoreRuns", "metric_frame", "series_table"]
+__all__ = [
+    "COLUMNS",
+    "REDUCTIONS",
+    "StoreRuns",
+    "check_reduce",
+    "metric_frame",
+    "reduced_steps",
+    "series_table",
+    "split_reduce",
+    "stepped_names",
+]
 
 COLUMNS = [RUN_ID, STEP_NAME, STEP, STEP_VALUE, STEP_TIME]
+#: How a stepped metric becomes one number per run; ``last`` is the record's own value.
+REDUCTIONS = ("last", "min", "max", "mean")
 #: (store, label, the store's selected records): ``label`` is None for a single store.
 StoreRuns = tuple["Store", "str | None", "pa.Table"]
 
@@ -81,12 +93,94 @@ def series_table(
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
+# ---------------------------------------------------------------------- reductions
+def check_reduce(reduce: str) -> str:
+    """``reduce`` if it is one of :data:`REDUCTIONS`, else a ResultsError naming them."""
+    from ..errors import ResultsError
+
+    if reduce not in REDUCTIONS:
+        raise ResultsError(
+            f"reduce={reduce!r} is not one of {list(REDUCTIONS)}: how a stepped metric "
+            "becomes one number per run, e.g. reduce='max'"
+        )
+    return reduce
+
+
+def split_reduce(metric: str) -> tuple[str, str | None]:
+    """``"loss[min]"`` -> ``("loss", "min")``; a name without a reduction -> ``(name, None)``."""
+    if metric.endswith("]") and "[" in metric:
+        name, _, how = metric[:-1].rpartition("[")
+        if how in REDUCTIONS:
+            return name, how
+    return metric, None
+
+
+def _steps_of(runs: Sequence[StoreRuns], names: Sequence[str] | None) -> list[pa.Table]:
+    """The current steps of the selected runs (optionally of some metric names only)."""
+    import pyarrow.dataset as ds
+
+    from ..store import read_steps
+
+    parts = []
+    for store, _label, mine in runs:
+        if mine.num_rows == 0:
+            continue
+        expr = ds.field(RUN_ID).isin(mine.column(RUN_ID).combine_chunks())
+        if names is not None:
+            expr = expr & ds.field(STEP_NAME).isin(list(names))
+        steps = read_steps(store.layout, filter=expr)
+        if steps.num_rows:
+            keys = mine.select([RUN_ID, SWEEP])
+            parts.append(steps.join(keys, keys=[RUN_ID, SWEEP], join_type="inner"))
+    return parts
+
+
+def stepped_names(runs: Sequence[StoreRuns]) -> set[str]:
+    """Names of the metrics that some selected run recorded with steps."""
+    import pyarrow.compute as pc
+
+    return {n for t in _steps_of(runs, None) for n in pc.unique(t.column(STEP_NAME)).to_pylist()}
+
+
+def reduced_steps(runs: Sequence[StoreRuns], names: Sequence[str], how: str) -> pd.DataFrame:
+    """One row per run (index ``run_id``), one column per stepped metric: its ``how`` value.
+
+    ``how`` is ``min``, ``max`` or ``mean`` over the steps of each run's current record
+    (NaN points are skipped, as pandas does).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    parts = _steps_of(runs, names)
+    if not parts:
+        return pd.DataFrame(index=pd.Index([], name=RUN_ID, dtype="object"))
+    steps = pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    steps = steps.drop_duplicates(subset=[RUN_ID, STEP_NAME, STEP, STEP_TIME])
+    out: pd.DataFrame = steps.pivot_table(
+        index=RUN_ID, columns=STEP_NAME, values=STEP_VALUE, aggfunc=how, dropna=False
+    )
+    return out
+
+
 # -------------------------------------------------------------------------------- lazy
-def _meta(label: bool) -> pd.DataFrame:
+def _meta(label: bool, extra: pa.Table | None = None, names: Sequence[str] = ()) -> pd.DataFrame:
     df = STEP_SCHEMA.empty_table().to_pandas()[COLUMNS]
+    if extra is not None and names:
+        df = _with_extra(df, extra.slice(0, 0), names)
     if label:
         df.insert(0, EXPERIMENT, df[RUN_ID].copy())
     return df
+
+
+def _with_extra(df: pd.DataFrame, extra: pa.Table, names: Sequence[str]) -> pd.DataFrame:
+    """``df`` with the columns of ``extra`` (same rows) after ``run_id``, renamed ``names``."""
+    import pandas as pd
+
+    from .frame import to_frame_pandas
+
+    more = to_frame_pandas(extra, dict(zip(extra.column_names, names, strict=True)))
+    more.index = df.index
+    return pd.concat([df[[RUN_ID]], more, df.drop(columns=[RUN_ID])], axis=1)
 
 
 def _read_parquet(path: Path, expr: Any) -> pa.Table:
@@ -104,6 +198,7 @@ def _read(
     keys: dict[str, pa.Table],
     metric: str | None,
     meta: pd.DataFrame,
+    extra: dict[str, str],
 ) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -130,27 +225,33 @@ def _read(
     else:
         t = t.slice(0, 0)
     df = t.select(COLUMNS).cast(pa.schema([STEP_SCHEMA.field(c) for c in COLUMNS])).to_pandas()
+    if extra:
+        df = _with_extra(df, t.select(list(extra)), list(extra.values()))
     if label is not None:
         df.insert(0, EXPERIMENT, label)
     return df.astype(meta.dtypes.to_dict())
 
 
-def metric_frame(runs: Sequence[StoreRuns], *, name: str | None) -> dd.DataFrame:
+def metric_frame(
+    runs: Sequence[StoreRuns], *, name: str | None, extra: dict[str, str] | None = None
+) -> dd.DataFrame:
     """The lazy long frame of stepped metrics of the selected runs (see ``Results``).
 
-    ``runs`` hold the ``run_id, sweep`` of each store's selected records.
+    ``runs`` hold the ``run_id, sweep`` of each store's selected records, and the
+    ``extra`` columns (raw name -> frame name) repeated on each step after ``run_id``.
     """
     import dask.dataframe as dd
 
     from ..store.journal import list_journals
     from ..store.reader import parquet_files
 
+    extra = dict(extra or {})
     labelled = any(label is not None for _s, label, _t in runs)
-    meta = _meta(labelled)
+    meta = _meta(labelled, runs[0][2].select(list(extra)) if runs else None, list(extra.values()))
     keys: dict[str, pa.Table] = {}
     items: list[tuple[str, str, str | None]] = []
     for store, label, mine in runs:
-        keys[label or ""] = mine.select([RUN_ID, SWEEP]).combine_chunks()
+        keys[label or ""] = mine.select([RUN_ID, SWEEP, *extra]).combine_chunks()
         if mine.num_rows == 0:
             continue
         store.check_metric_files()  # a damaged file is quarantined, never read as data
@@ -160,7 +261,7 @@ def metric_frame(runs: Sequence[StoreRuns], *, name: str | None) -> dd.DataFrame
     if not items:
         empty: dd.DataFrame = dd.from_pandas(meta, npartitions=1)
         return empty
-    read = functools.partial(_read, keys=keys, metric=name, meta=meta)
+    read = functools.partial(_read, keys=keys, metric=name, meta=meta, extra=extra)
     ddf = dd.from_map(read, items, meta=meta, enforce_metadata=False, label="metalab-metric-frame")
     subset = [RUN_ID, STEP_NAME, STEP, STEP_TIME, *([EXPERIMENT] if labelled else [])]
     out: dd.DataFrame = ddf.drop_duplicates(subset=subset, split_out=ddf.npartitions)

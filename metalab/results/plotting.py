@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._text import plot_text
+from .._text import fmt_short, plot_text
 from ..errors import ResultsError
 from ..store.records import RUN_ID, STEP, STEP_NAME, STEP_VALUE
 from .analysis import group_stats, interval
@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-__all__ = ["BANDS", "check_band", "no_stepped_metric", "plot_metric", "plot_steps", "pyplot"]
+__all__ = [
+    "BANDS",
+    "check_band",
+    "no_stepped_metric",
+    "plot_labels",
+    "plot_metric",
+    "plot_steps",
+    "pyplot",
+]
 
 #: The bands a plot can draw around the mean (stats of ``group_stats``).
 BANDS = ("ci95", "std", "sem")
@@ -64,8 +72,9 @@ def _draw(
     band: str | None,
     errorbars: bool,
     marker: str | None,
+    name: str | None = None,
 ) -> None:
-    """One line per hue group from columns x, mean, lo, hi."""
+    """One line per hue group from columns x, mean, lo, hi, labelled ``name, hue=value``."""
     import numpy as np
 
     groups = [(None, data)] if hue is None else list(data.groupby(hue, dropna=False, sort=True))
@@ -75,8 +84,10 @@ def _draw(
         g = g.sort_values(x) if not categorical else g
         xs = np.array([cats.index(v) for v in g[x]]) if categorical else g[x].to_numpy(float)
         mean = g["mean"].to_numpy(float)
-        label = None if hue is None else f"{hue}={key[0] if isinstance(key, tuple) else key}"
-        label = None if label is None else plot_text(label)  # no mathtext from names
+        parts = [name] if name else []
+        if hue is not None:
+            parts.append(f"{hue}={fmt_short(key[0] if isinstance(key, tuple) else key)}")
+        label = plot_text(", ".join(parts)) if parts else None  # no mathtext from names
         (line,) = ax.plot(xs, mean, marker=marker, label=label)
         if band is not None:
             lo, hi = g["lo"].to_numpy(float), g["hi"].to_numpy(float)
@@ -94,7 +105,8 @@ def _draw(
                 ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     if categorical:
         ax.set_xticks(range(len(cats)), [plot_text(c) for c in cats])
-    if hue is not None:
+    labelled = [h for h in ax.get_lines() if not str(h.get_label()).startswith("_")]
+    if labelled:  # every labelled line on these axes, earlier calls' included
         ax.legend(title=None, frameon=False)
 
 
@@ -127,7 +139,8 @@ def plot_metric(
     summary: pd.DataFrame,
     *,
     x: str,
-    y: str,
+    y: Sequence[str],
+    labels: Sequence[str | None],
     hue: str | None,
     logx: bool,
     logy: bool,
@@ -136,18 +149,40 @@ def plot_metric(
     ax: Axes | None,
     path: str | os.PathLike[str] | None,
 ) -> Axes:
-    """Draw ``y``'s mean against ``x`` from a summary grouped by ``[hue,] x`` (``Results.plot``).
+    """Draw each ``y``'s mean against ``x`` from a summary by ``[hue,] x`` (``Results.plot``).
 
-    ``summary`` has the columns ``{y}_mean``, ``{y}_count`` and ``{y}_{band}``.
+    ``summary`` has the columns ``{y}_mean``, ``{y}_count`` and ``{y}_{band}`` of each
+    ``y``; ``labels`` name each ``y``'s lines in the legend (None: no name).
     """
     check_band(band)
     plt_ax = _axes(ax)
-    data = interval(summary, mean=f"{y}_mean", spread=f"{y}_{band}" if band else None)
-    _draw(plt_ax, data, x=x, hue=hue, band=band, errorbars=errorbars, marker="o")
-    n_text = _n_text(sorted(set(summary[f"{y}_count"].tolist())))
+    counts: set[int] = set()
+    for metric, name in zip(y, labels, strict=True):
+        spread = f"{metric}_{band}" if band else None
+        data = interval(summary, mean=f"{metric}_mean", spread=spread)
+        _draw(plt_ax, data, x=x, hue=hue, band=band, errorbars=errorbars, marker="o", name=name)
+        counts |= set(summary[f"{metric}_count"].tolist())
+    n_text = _n_text(sorted(counts))
     plt_ax.set_xlabel(plot_text(x))
-    plt_ax.set_ylabel(plot_text(f"{y}{_band_label(band, n_text)}"))
+    plt_ax.set_ylabel(plot_text(f"{', '.join(y)}{_band_label(band, n_text)}"))
     return _finish(plt_ax, logx=logx, logy=logy, path=path)
+
+
+def plot_labels(y: Sequence[str], label: str | Sequence[str] | None) -> list[str | None]:
+    """The legend name of each metric of ``plot(y=..., label=...)``.
+
+    One metric: ``label`` (None: no name, the hue values alone).  Several: ``label`` is
+    a list of one name each, or None for the metric names.
+    """
+    if label is None:
+        return [None] if len(y) == 1 else list(y)
+    names = [label] if isinstance(label, str) else list(label)
+    if len(names) != len(y):
+        raise ResultsError(
+            f"plot(label={label!r}) needs one name per metric of y={list(y)}, "
+            f"e.g. label={[f'{m} label' for m in y]!r}"
+        )
+    return [str(n) for n in names]
 
 
 def no_stepped_metric(metric: str, have: Sequence[str]) -> ResultsError:

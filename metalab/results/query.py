@@ -18,6 +18,7 @@ part of it only saves reading.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import re
 from collections.abc import Sequence
@@ -37,12 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INVARIANT",
+    "REL_TOL",
     "Clause",
     "Query",
     "Term",
     "apply_queries",
     "check_query_names",
     "clause_expr",
+    "equals_clause",
     "filter_exprs",
     "prunes_file",
     "query_clauses",
@@ -54,9 +57,16 @@ __all__ = [
 INVARIANT = frozenset({RUN_ID, REPLICATE, SEED, PARAMS})
 
 
+#: Relative tolerance of ``filter(x=<float>)`` on a float column (``math.isclose``).
+REL_TOL = 1e-9
+
+
 @dataclass(frozen=True)
 class Term:
-    """One condition on one raw column: ``op`` is ==, !=, <, <=, >, >=, in, not in, null."""
+    """One condition on one raw column: ``op`` is ==, !=, <, <=, >, >=, in, not in, null.
+
+    ``close`` is ``==`` within :data:`REL_TOL` on a float column (exact on others).
+    """
 
     column: str
     op: str
@@ -115,6 +125,40 @@ def _isin_expr(term: Term, typ: pa.DataType) -> ds.Expression | None:
     return ~e | f.is_null() if term.op == "not in" else e
 
 
+def _is_float(value: Any) -> bool:
+    return isinstance(value, float) or type(value).__name__ in ("float32", "float64")
+
+
+def equals_clause(column: str, value: Any) -> Clause:
+    """The clause of ``filter(column=value)``: a list means "is one of", None "is missing".
+
+    A float matches within :data:`REL_TOL` (``np.logspace`` gives ``9.999999999999999e-06``
+    where the user writes ``1e-5``).
+    """
+    if isinstance(value, (list, tuple, set, frozenset)):
+        floats = [v for v in value if _is_float(v) and math.isfinite(v)]
+        rest = [v for v in value if not (_is_float(v) and math.isfinite(v))]
+        terms = [Term(column, "close", float(v)) for v in floats]
+        return (*terms, Term(column, "in", rest)) if rest or not terms else tuple(terms)
+    if value is None:
+        return (Term(column, "null", True),)
+    if _is_float(value) and math.isfinite(value):
+        return (Term(column, "close", float(value)),)
+    return (Term(column, "==", value),)
+
+
+def _close_expr(term: Term, typ: pa.DataType) -> ds.Expression | None:
+    f = ds.field(term.column)
+    if not pa.types.is_floating(typ):
+        s = _scalar(term.value, typ)
+        return None if s is None else f == ds.scalar(s)
+    v = float(term.value)
+    tol = abs(v) * REL_TOL
+    if tol == 0:
+        return f == ds.scalar(v)
+    return (f >= ds.scalar(v - tol)) & (f <= ds.scalar(v + tol))
+
+
 def term_expr(term: Term, schema: pa.Schema) -> ds.Expression | None:
     """The Arrow expression of a term, or None when it cannot be expressed for this schema."""
     i = schema.get_field_index(term.column)
@@ -126,6 +170,8 @@ def term_expr(term: Term, schema: pa.Schema) -> ds.Expression | None:
         return f.is_null() if term.value else ~f.is_null()
     if term.op in ("in", "not in"):
         return _isin_expr(term, typ)
+    if term.op == "close":
+        return _close_expr(term, typ)
     s = _scalar(term.value, typ)
     if s is None:
         return None

@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 from ..errors import ResultsError
 from ..store import Store
 from ..store.records import (
-    CONTEXT_FINGERPRINT,
     DEFINITION_COLUMNS,
     FAILED,
     METRIC_PREFIX,
@@ -35,7 +34,7 @@ from ..store.records import (
     SUCCESS,
     TIMEOUT,
 )
-from .naming import EXPERIMENT, HIDDEN, PENDING, TABLE_DROPPED, ordered, suggest
+from .naming import EXPERIMENT, HIDDEN, PENDING, ordered, suggest
 from .query import check_query_names
 from .run import Run
 from .selection import Selection
@@ -47,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Results", "ResultsError", "Run", "load_results"]
 
+#: The record's status column, never a user's param or metric named ``status``.
+_STATUS = f"record.{STATUS}"
 #: The statistics ``summary`` and ``display`` compute by default.
 DEFAULT_STATS = ("mean", "std", "count")
 
@@ -140,6 +141,7 @@ class Results:
                     f"query({expr!r}): no variable named {name!r} where query() was called"
                 )
         check_query_names(expr, local, self._sel.names)
+        self._sel.check_query(expr)
         env = {"locals": local, "globals": {}}
         return _wrap(self._sel.derive(queries=[*self._sel.queries, (expr, env)]))
 
@@ -162,12 +164,12 @@ class Results:
     @property
     def successful(self) -> Results:
         """Runs whose status is ``"success"``."""
-        return self.filter(status=SUCCESS)
+        return self.filter(**{_STATUS: SUCCESS})
 
     @property
     def failed(self) -> Results:
         """Runs that did not succeed (status ``"failed"`` or ``"timeout"``)."""
-        return self.filter(status=[FAILED, TIMEOUT])
+        return self.filter(**{_STATUS: [FAILED, TIMEOUT]})
 
     # tables -----------------------------------------------------------------------
     def to_pandas(self, *, full: bool = False) -> pd.DataFrame:
@@ -179,45 +181,30 @@ class Results:
         return _to_pandas(self._sel, table, self._sel.output_columns(table, full=full))
 
     @overload
-    def table(self, *, as_dataframe: Literal[False] = ..., max_rows: int = ...) -> str: ...
+    def table(
+        self, *, as_dataframe: Literal[False] = ..., max_rows: int = ..., reduce: str = ...
+    ) -> str: ...
     @overload
-    def table(self, *, as_dataframe: Literal[True], max_rows: int = ...) -> pd.DataFrame: ...
+    def table(
+        self, *, as_dataframe: Literal[True], max_rows: int = ..., reduce: str = ...
+    ) -> pd.DataFrame: ...
     @overload
-    def table(self, *, as_dataframe: bool, max_rows: int = ...) -> str | pd.DataFrame: ...
-    def table(self, *, as_dataframe: bool = False, max_rows: int = 60) -> str | pd.DataFrame:
+    def table(
+        self, *, as_dataframe: bool, max_rows: int = ..., reduce: str = ...
+    ) -> str | pd.DataFrame: ...
+    def table(
+        self, *, as_dataframe: bool = False, max_rows: int = 60, reduce: str = "last"
+    ) -> str | pd.DataFrame:
         """The runs as printable text, or as a pandas DataFrame with ``as_dataframe=True``.
 
-        The text shows the first and last ``max_rows // 2`` runs of a longer table, run
-        ids shortened to 8 characters, without seeds, times and error columns (unless
-        selected).  The DataFrame is :meth:`to_pandas`.
+        A stepped metric shows as one number per run, named for how it was reduced
+        (``reduce=``: ``last``, ``min``, ``max`` or ``mean`` over its steps), e.g.
+        ``loss[last]``.  The text shows the first and last ``max_rows // 2`` runs of a
+        longer table, run ids shortened to 8 characters, without seeds, times and error
+        columns (unless selected), and missing values as ``-``.  The DataFrame has the
+        columns of :meth:`to_pandas`, stepped metrics reduced and renamed.
         """
-        if as_dataframe:
-            return self.to_pandas()
-        table = self._sel.arrow()
-        n = table.num_rows
-        if n == 0:
-            return "(no runs)"
-        selected = self._sel.columns is not None
-        cols = [c for c in self._sel.output_columns(table) if selected or c not in TABLE_DROPPED]
-        if not selected:  # runs of several definitions: show what tells them apart
-            cols += [
-                c
-                for c in DEFINITION_COLUMNS
-                if c in table.column_names and len(pc.unique(table.column(c))) > 1
-            ]
-        half = max_rows // 2
-        if n > max_rows:
-            table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
-        df = _to_pandas(self._sel, table, cols)
-        for short in (RUN_ID, CONTEXT_FINGERPRINT):
-            if short in df.columns:
-                df[short] = df[short].str.slice(0, 8)
-        text: str = df.to_string(index=False, float_format=lambda x: f"{x:.6g}")
-        if n > max_rows:
-            lines = text.splitlines()
-            lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
-            text = "\n".join(lines)
-        return text
+        return self._sel.runs_table(as_dataframe=as_dataframe, max_rows=max_rows, reduce=reduce)
 
     def to_csv(self, path: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write the table (the ``to_pandas()`` columns) to a CSV file.
@@ -267,16 +254,20 @@ class Results:
             ddf = ddf[keep]
         return ddf
 
-    def metric_frame(self, name: str | None = None) -> dd.DataFrame:
+    def metric_frame(self, name: str | None = None, *, params: bool = False) -> dd.DataFrame:
         """Stepped metrics of the selected runs as a lazy Dask frame (long form).
 
         Columns ``run_id, name, step, value, time`` (``experiment`` first for several
         stores); one partition per metrics file, only the steps of each run's current
-        record.  ``name=`` keeps one metric (filtered while reading).
+        record.  ``name=`` keeps one metric (filtered while reading).  ``params=True``
+        adds each run's params and ``replicate`` after ``run_id`` (table names; a param
+        named ``name``, ``step``, ``value`` or ``time`` keeps its ``params.`` prefix), so
+        per-parameter, per-step analysis needs no join.
         """
         from .metric_frame import metric_frame
 
-        return metric_frame(self._sel.runs_by_store([]), name=name)
+        extra = self._sel.param_columns() if params else {}
+        return metric_frame(self._sel.runs_by_store(list(extra)), name=name, extra=extra)
 
     @property
     def provenance(self) -> list[dict[str, Any]]:
@@ -333,6 +324,7 @@ class Results:
         keys = [group_by] if isinstance(group_by, str) else list(group_by)
         lookup = self._sel.lookup()
         for g in keys:
+            self._sel.check_unambiguous(g, f"group_by={g!r}")
             if g not in lookup:
                 raise ResultsError(f"group_by: no column {g!r}; {suggest(g, self.param_names())}")
         return keys
@@ -343,6 +335,7 @@ class Results:
         *,
         metrics: Sequence[str] | str | None = None,
         stats: Sequence[str] | str = DEFAULT_STATS,
+        reduce: str = "last",
     ) -> pd.DataFrame:
         """Per-group statistics of each metric across replicates (successful runs only).
 
@@ -351,37 +344,45 @@ class Results:
         group_by
             Table columns to group by; default: every param.
         metrics
-            Metrics to summarise; default: every scalar metric.
+            Metrics to summarise; default: every scalar metric.  ``"loss[min]"`` picks
+            the reduction of one stepped metric.
         stats
             Any of ``mean, std, count, min, max, median, sem, ci95`` (``ci95`` is the
             half-width of the 95% confidence interval of the mean, Student t).
+        reduce
+            How a stepped metric becomes one number per run: ``last`` (the value the
+            run recorded last), ``min``, ``max`` or ``mean`` over its steps.  Its
+            columns say which: ``loss[last]_mean``.
 
         Returns
         -------
         pandas.DataFrame
             One row per group: the group columns, then ``<metric>_<stat>`` columns.
+            ``attrs["metalab"]["left_out"]`` counts the runs left out by status.
         """
         from .analysis import check_stats, summarize
         from .definitions import varying
+        from .metric_frame import check_reduce
 
         stats = check_stats(stats)
+        check_reduce(reduce)
         whole = _wrap(self._sel.whole())
         keys = whole._group_keys(group_by)
-        if metrics is None:
-            metrics = [m for m in self.metric_names() if m not in keys]
-        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        lookup = whole._sel.lookup()
-        for m in metrics:
-            if m not in lookup:
-                raise ResultsError(f"metrics: no metric {m!r}; {suggest(m, whole.metric_names())}")
+        wanted = whole._sel.wanted_metrics(metrics, whole.metric_names(), keys, reduce)
         succ = whole.successful._sel
-        raw = list(dict.fromkeys(lookup[c] for c in [*keys, *metrics]))
+        lookup = whole._sel.lookup()
+        raw = list(dict.fromkeys(lookup[c] for c in [*keys, *(m for m, _ in wanted)]))
         defs = [c for c in DEFINITION_COLUMNS if c in lookup and lookup[c] not in raw]
-        frame = _to_pandas(succ, succ.arrow(), [*raw, *(lookup[c] for c in defs)])
+        table = succ.arrow()
+        frame = _to_pandas(succ, table, [*raw, *(lookup[c] for c in defs)])
+        frame, names = succ.with_reductions(frame, wanted, table.column(RUN_ID))
         # Runs of different definitions are never pooled: group by what tells them apart.
         apart = varying(frame, keys)
         frame = frame.drop(columns=[c for c in defs if c not in apart])
-        return summarize(frame, keys=[*apart, *keys], metrics=metrics, stats=stats)
+        out = summarize(frame, keys=[*apart, *keys], metrics=names, stats=stats)
+        left = {k: v for k, v in whole.counts().items() if k not in (SUCCESS, PENDING) and v}
+        out.attrs["metalab"]["left_out"] = left
+        return out
 
     def display(
         self,
@@ -389,14 +390,16 @@ class Results:
         *,
         metrics: Sequence[str] | str | None = None,
         stats: Sequence[str] | str = DEFAULT_STATS,
+        reduce: str = "last",
     ) -> None:
         """Print :meth:`summary` as a readable table: one row per group, cells ``mean ± std (n)``.
 
-        A table too wide for the terminal is split into one table per metric.
+        A table too wide for the terminal is split into one table per metric; a line
+        under it counts the failed runs left out.
         """
         from .analysis import check_stats, print_summary
 
-        summary = self.summary(group_by, metrics=metrics, stats=stats)
+        summary = self.summary(group_by, metrics=metrics, stats=stats, reduce=reduce)
         print_summary(summary, stats=check_stats(stats), title=self._sel.title())
 
     def series(self, metric: str | None = None) -> pd.DataFrame:
@@ -425,29 +428,35 @@ class Results:
     def plot(
         self,
         x: str,
-        y: str,
+        y: str | Sequence[str],
         *,
         hue: str | None = None,
+        label: str | Sequence[str] | None = None,
         logx: bool = False,
         logy: bool = False,
         band: str | None = "ci95",
         errorbars: bool = False,
+        reduce: str = "last",
         ax: Axes | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> Axes:
         """Plot the mean of ``y`` against ``x`` across replicates, one line per ``hue``.
 
-        The band (or error bars with ``errorbars=True``) is the 95% confidence interval
-        of the mean (``band="ci95"``), ± one standard deviation (``"std"``) or ± the
-        standard error (``"sem"``); ``band=None`` draws the means only.  Returns the
-        matplotlib Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
+        ``y`` may list several metrics for one axes; ``label`` names them in the legend
+        (default: their names), which lists every labelled line of ``ax``.  The band
+        (or bars, ``errorbars=True``) is ``"ci95"`` (95% CI of the mean), ``"std"``,
+        ``"sem"`` or None.  ``reduce`` as in :meth:`summary`.  Returns the matplotlib
+        Axes; ``path=`` also saves the figure.  Needs ``metalab[plot]``.
         """
-        from .plotting import check_band, plot_metric
+        from .plotting import check_band, plot_labels, plot_metric
 
         check_band(band)
+        ys = [y] if isinstance(y, str) else list(y)
+        self._sel.check_plot_names(x=x, hue=hue, y=ys)
+        names = plot_labels(ys, label)
         keys = [hue, x] if hue is not None else [x]
         stats = ("mean", "count", band) if band is not None else ("mean", "count")
-        summary = self.summary(keys, metrics=[y], stats=stats)
+        summary = self.summary(keys, metrics=ys, stats=stats, reduce=reduce)
         apart = [c for c in summary.attrs["metalab"]["group_by"] if c not in keys]
         if apart:  # one line per hue value would pool runs of several definitions
             from .definitions import mixed_error
@@ -456,7 +465,8 @@ class Results:
         return plot_metric(
             summary,
             x=x,
-            y=y,
+            y=summary.attrs["metalab"]["metrics"],
+            labels=names,
             hue=hue,
             logx=logx,
             logy=logy,
@@ -545,7 +555,7 @@ class Results:
         df = _to_pandas(self._sel, table.slice(0, max_rows), self._sel.output_columns(table))
         if RUN_ID in df.columns:
             df[RUN_ID] = df[RUN_ID].str.slice(0, 8)
-        body: str = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="", border=0)
+        body: str = df.to_html(index=False, float_format=lambda x: f"{x:.6g}", na_rep="-", border=0)
         more = f"<p>... {n - max_rows} more runs</p>" if n > max_rows else ""
         return head + body + more
 

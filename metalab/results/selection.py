@@ -9,6 +9,7 @@ in memory instead.  Column names are raw record names (``params.lr``) everywhere
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,40 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ResultsError
-from ..store.records import RUN_ID, STATUS, STATUSES, SWEEP
-from .naming import EXPERIMENT, HIDDEN, INTERNAL, ordered, suggest, user_names, visible
-from .query import Clause, Query, Term, apply_queries, filter_exprs, query_clauses, query_names
+from ..store.records import (
+    CONTEXT_FINGERPRINT,
+    DEFINITION_COLUMNS,
+    METRIC_PREFIX,
+    PARAM_PREFIX,
+    REPLICATE,
+    RUN_ID,
+    STATUS,
+    STATUSES,
+    SWEEP,
+)
+from .naming import (
+    EXPERIMENT,
+    HIDDEN,
+    INTERNAL,
+    TABLE_DROPPED,
+    ordered,
+    suggest,
+    user_names,
+    visible,
+)
+from .query import (
+    Clause,
+    Query,
+    apply_queries,
+    equals_clause,
+    filter_exprs,
+    query_clauses,
+    query_names,
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..store import Store
     from .scan import Scan
 
@@ -58,6 +88,7 @@ class Selection:
         self._core: pa.Table | None = None
         self._full: pa.Table | None = None
         self._status: pa.Table | None = None
+        self._stepped: dict[str, str] | None = None
         self._labels: dict[int, str] = labels if labels is not None else {}
         if labelled and labels is None:
             self._label_stores()
@@ -122,15 +153,88 @@ class Selection:
         return snap.names
 
     def lookup(self) -> dict[str, str]:
-        """Every accepted spelling of a column (table name, raw name) -> raw name."""
+        """Every accepted spelling of a column (table name, raw name) -> raw name.
+
+        A record column is also ``record.<name>`` (``record.seed``), a spelling no param
+        or metric can take from it.
+        """
         names = self.names
         out = {user: raw for raw, user in names.items()}  # table names first
         for raw in names:
             out.setdefault(raw, raw)
+            if not raw.startswith((PARAM_PREFIX, METRIC_PREFIX)) and raw != EXPERIMENT:
+                out.setdefault(f"record.{raw}", raw)
         return out
+
+    def check_unambiguous(self, key: str, what: str) -> None:
+        """Raise when ``key`` names a record column and a param or metric kept its prefix.
+
+        A param called ``seed`` is shown as ``params.seed`` (``seed`` is the run's seed):
+        ``filter(seed=1)`` would silently test the record's seed, so it says which to use.
+        """
+        names = self.names
+        if key not in names or names[key] != key:
+            return
+        mine = [c for c in (f"{PARAM_PREFIX}{key}", f"{METRIC_PREFIX}{key}") if c in names]
+        if mine:
+            kind = "param" if mine[0].startswith(PARAM_PREFIX) else "metric"
+            raise ResultsError(
+                f"{what}: {key!r} is ambiguous: your {kind} {key!r} is named {mine[0]!r} in "
+                f"tables, because {key!r} is the record's own column; write {mine[0]!r} for "
+                f"your {kind} or 'record.{key}' for the record's"
+                + (f", e.g. filter(**{{{mine[0]!r}: ...}})" if what.startswith("filter") else ""),
+                name=key,
+                choices=[mine[0], f"record.{key}"],
+            )
+
+    def check_query(self, expr: str) -> None:
+        """:meth:`check_unambiguous` for every name a pandas query refers to."""
+        code = re.sub(r"'[^']*'|\"[^\"]*\"", "''", expr)  # names, not string literals
+        for m in re.finditer(r"`([^`]*)`|([A-Za-z_][A-Za-z_0-9]*)", code):
+            self.check_unambiguous(m.group(1) or m.group(2), f"query({expr!r})")
+
+    def wanted_metrics(
+        self,
+        metrics: Sequence[str] | str | None,
+        default: Sequence[str],
+        keys: Sequence[str],
+        reduce: str,
+    ) -> list[tuple[str, str]]:
+        """(table name, reduction) of each metric asked for (None: ``default`` but ``keys``).
+
+        ``"loss[min]"`` asks for one metric's reduction; others get ``reduce``.
+        """
+        from .metric_frame import split_reduce
+
+        if metrics is None:
+            metrics = [m for m in default if m not in keys]
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        lookup = self.lookup()
+        out = []
+        for m in metrics:
+            name, how = (m, None) if m in lookup else split_reduce(m)
+            if name not in lookup:
+                raise ResultsError(
+                    f"metrics: no metric {m!r}; {suggest(m, default)}", name=m, choices=default
+                )
+            out.append((name, how or reduce))
+        return out
+
+    def check_plot_names(self, *, x: str, hue: str | None, y: Sequence[str]) -> None:
+        """Raise an error that blames the argument (``x``, ``hue`` or ``y``) naming no column."""
+        from .metric_frame import split_reduce
+
+        lookup = self.lookup()
+        for arg, name in [("x", x), ("hue", hue), *(("y", m) for m in y)]:
+            if name is None:
+                continue
+            if arg == "y" and name not in lookup:
+                name = split_reduce(name)[0]
+            self.raw(name, f"plot({arg}={name!r})")
 
     def raw(self, key: str, what: str) -> str:
         """The raw column of a name given by the user, or an error that suggests one."""
+        self.check_unambiguous(key, what)
         raw = self.lookup().get(key)
         if raw is None:
             raise ResultsError(
@@ -164,12 +268,7 @@ class Selection:
                         f"filter(status=...): unknown status {bad[0]!r}; runs are "
                         f"{' or '.join(repr(s) for s in STATUSES)}"
                     )
-            if isinstance(value, _MANY):
-                clauses.append((Term(col, "in", list(value)),))
-            elif value is None:
-                clauses.append((Term(col, "null", True),))
-            else:
-                clauses.append((Term(col, "==", value),))
+            clauses.append(equals_clause(col, value))
         lookup = self.lookup()
         for q, env in self.queries:
             clauses += query_clauses(q, lookup, env)
@@ -319,6 +418,91 @@ class Selection:
             done = pc.sum(pc.equal(mine.column(SWEEP), last.get("sweep", ""))).as_py()
             total += max(0, int(last.get("to_run", 0)) - int(done or 0))
         return total
+
+    def stepped(self) -> dict[str, str]:
+        """Table name -> step name of each metric some selected run recorded with steps."""
+        if self._stepped is None:
+            from .metric_frame import stepped_names
+
+            names = self.names
+            found = stepped_names(self.runs_by_store([]))
+            raw = {f"{METRIC_PREFIX}{n}": n for n in found}
+            self._stepped = {names[c]: n for c, n in raw.items() if c in names}
+        return self._stepped
+
+    def runs_table(self, *, as_dataframe: bool, max_rows: int, reduce: str) -> Any:
+        """``Results.table``: the runs as text, or a DataFrame; stepped metrics reduced."""
+        from .._text import frame_text
+        from .metric_frame import check_reduce
+
+        check_reduce(reduce)
+        table = self.arrow()
+        n = table.num_rows
+        if n == 0 and not as_dataframe:
+            return "(no runs)"
+        cols = self.output_columns(table)
+        half = max_rows // 2
+        if not as_dataframe:
+            selected = self.columns is not None
+            cols = [c for c in cols if selected or c not in TABLE_DROPPED]
+            if not selected:  # runs of several definitions: show what tells them apart
+                cols += [
+                    c
+                    for c in DEFINITION_COLUMNS
+                    if c in table.column_names and len(pc.unique(table.column(c))) > 1
+                ]
+            if n > max_rows:
+                table = pa.concat_tables([table.slice(0, half), table.slice(n - half, half)])
+        df = table.select(cols).to_pandas()
+        df.columns = [self.names.get(c, c) for c in cols]
+        metrics = [self.names[c] for c in table.column_names if c.startswith(METRIC_PREFIX)]
+        wanted = [(m, reduce) for m in metrics if m in df.columns]
+        df, _ = self.with_reductions(df, wanted, table.column(RUN_ID))
+        if as_dataframe:
+            return df
+        for short in (RUN_ID, CONTEXT_FINGERPRINT):
+            if short in df.columns:
+                df[short] = df[short].str.slice(0, 8)
+        lines = frame_text(df).splitlines()
+        if n > max_rows:
+            lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
+        return "\n".join(lines)
+
+    def param_columns(self) -> dict[str, str]:
+        """Raw -> frame name of the params and replicate that ``metric_frame`` repeats.
+
+        A param named like a column of the metric frame keeps its raw name.
+        """
+        from .metric_frame import COLUMNS
+
+        lookup = self.lookup()
+        out = {}
+        for p in [*self.whole().present(PARAM_PREFIX), self.names.get(REPLICATE, REPLICATE)]:
+            raw = lookup[p]
+            out[raw] = raw if p in (*COLUMNS, EXPERIMENT) else p
+        return out
+
+    def with_reductions(
+        self, frame: pd.DataFrame, wanted: Sequence[tuple[str, str]], run_ids: pa.ChunkedArray
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """``frame`` with each stepped metric of ``wanted`` (table name, how) reduced.
+
+        See :func:`metalab.results.analysis.with_reductions`; ``run_ids`` are the
+        frame's rows.
+        """
+        from .analysis import with_reductions
+        from .metric_frame import reduced_steps
+
+        if not wanted:
+            return frame, []
+        stepped = self.stepped()
+        if not any(m in stepped for m, _how in wanted):
+            return frame, [m for m, _how in wanted]
+
+        def reduced(names: list[str], how: str) -> pd.DataFrame:
+            return reduced_steps(self.runs_by_store([]), names, how)
+
+        return with_reductions(frame, wanted, stepped, reduced, run_ids.to_pylist())
 
     def runs_by_store(self, columns: Sequence[str]) -> list[tuple[Store, str | None, pa.Table]]:
         """(store, label, its selected records with ``columns``) for each store read."""
