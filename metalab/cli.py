@@ -4,8 +4,8 @@
 
     metalab ls [DIR]                       stores under DIR (default ./runs), runs by status
     metalab show STORE                     manifest, sweeps, counts, failures
-    metalab table STORE [--group-by P ...] [--csv FILE]
-    metalab run FILE.py:EXP | MODULE:EXP [--executor ...] [--store PATH] [--no-resume]
+    metalab table STORE [--group-by P ...] [--filter EXPR] [--sort COL] [--reduce HOW] ...
+    metalab run FILE.py:EXP | MODULE:EXP [--set P=V,...] [--executor ...] [--store PATH] ...
     metalab report STORE [-o report.html]
     metalab repair STORE                   verify every file, move damaged ones aside
 
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._text import safe_text
-from .cli_loading import load_experiment, parse_executor
+from .cli_loading import apply_sets, load_experiment, parse_executor
 from .errors import CLIError  # defined with the other errors; importable here too
 
 if TYPE_CHECKING:
@@ -221,34 +222,39 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """`metalab table`: the runs of a store as a table (or CSV)."""
-    results = _results(_open_store(args.store), args.definitions)
+    """`metalab table`: the runs of a store (or a grouped summary) as a table or CSV."""
+    from .cli_table import apply_filters, render, sort_rows, summary_frame, table_frame
+
+    store = _open_store(args.store)
+    results = apply_filters(_results(store, args.definitions), args.filter or [])
+    if args.stats and not args.group_by:
+        raise CLIError("--stats needs --group-by P (statistics are taken over the runs of a group)")
     if args.group_by:
-        params = results.param_names()
-        bad = [g for g in args.group_by if g not in params]
-        if bad:
-            raise CLIError(f"--group-by {bad[0]}: no such parameter; parameters: {params}")
-        df = results.summary(group_by=args.group_by)
-        if args.csv:
-            df.to_csv(args.csv, index=False)
-        text = df.to_string(index=False, float_format=lambda x: f"{x:.6g}") if len(df) else ""
+        df = summary_frame(results, args)
     else:
-        if args.csv:
-            results.to_csv(args.csv)
-        text = results.table(max_rows=args.max_rows)
+        df = table_frame(results, args, store.read_manifest())
+    if args.sort:
+        df = sort_rows(df, args.sort)
     if args.csv:
+        df.to_csv(args.csv, index=False)
         _out(f"wrote {args.csv}")
-    else:
+    elif args.group_by:
+        text = df.to_string(index=False, float_format=lambda x: f"{x:.6g}") if len(df) else ""
         _out(text or "(no runs)")
+    else:
+        _out(render(df, args.max_rows))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`metalab run`: run an experiment named as FILE.py:EXP or MODULE:EXP."""
+    from .cli_table import plan_table
     from .errors import RunInterrupted
     from .sweep.sweep import run
 
     exp = load_experiment(args.experiment)
+    if args.set:
+        exp = apply_sets(exp, args.set)
     executor = parse_executor(args.executor) if args.executor else None
     try:
         result = run(
@@ -257,9 +263,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             store=args.store,
             resume=not args.no_resume,
             progress=args.progress,
+            partition_size=args.partition_size,
+            retries=args.retries,
+            retry_failed=not args.no_retry_failed,
+            timeout=args.timeout,
         )
     except RunInterrupted as exc:
         again = ["metalab", "run", args.experiment]
+        for s in args.set or []:
+            again += ["--set", shlex.quote(s)]
         if args.executor:
             again += ["--executor", args.executor]
         if args.store:
@@ -268,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             experiment=exc.experiment, store=exc.store, done=exc.done, resume=" ".join(again)
         ) from None
     if not args.quiet:
-        _out(result.table(max_rows=args.max_rows))
+        _out(plan_table(result, exp, args.max_rows))
     counts = result.counts()
     root = Path(args.store) if args.store else Path("runs") / exp.name
     print(
@@ -405,7 +417,90 @@ def _add_inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument(
         "--max-rows", type=int, default=60, metavar="N", help="print at most N rows (default 60)"
     )
+    _add_table_options(p)
     p.set_defaults(func=cmd_table)
+
+
+def _add_table_options(p: argparse.ArgumentParser) -> None:
+    """``--metrics``, ``--stats``, ``--filter``, ``--sort``, ``--reduce`` of ``table``."""
+    from .cli_table import REDUCTIONS
+
+    p.add_argument("--metrics", nargs="+", metavar="M", help="show only these metrics")
+    p.add_argument(
+        "--stats",
+        nargs="+",
+        metavar="S",
+        help="with --group-by: mean std count min max median sem ci95 (default mean std count)",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        metavar="EXPR",
+        help="keep runs where EXPR holds: lr=0.1, lr=0.1,0.01 (one of), 'lr>0.01', "
+        "status!=success; repeat to combine (all must hold)",
+    )
+    p.add_argument(
+        "--sort",
+        nargs="+",
+        metavar="COL",
+        help="sort by these columns; --sort=-COL sorts descending (default: plan order)",
+    )
+    p.add_argument(
+        "--reduce",
+        choices=REDUCTIONS,
+        default=None,
+        help="show each stepped metric as this reduction of its steps, named NAME[HOW]",
+    )
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """``--set``, ``--retries``, ``--timeout``, ``--partition-size``, ``--no-retry-failed``."""
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="P=V[,V...]",
+        help="run with param P taking these values (a grid axis is replaced by them); "
+        "repeat for several params, e.g. --set lr=0.1,0.01 --set depth=2",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-run a raising run up to N times before recording it as failed",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="stop a run after SECONDS; it is recorded with status timeout",
+    )
+    p.add_argument(
+        "--partition-size",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="runs per Dask task (default: chosen from the runs and workers)",
+    )
+    p.add_argument(
+        "--no-retry-failed",
+        action="store_true",
+        help="when resuming, keep failed runs as they are instead of running them again",
+    )
 
 
 def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -439,6 +534,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--no-resume", action="store_true", help="run every run again, even those already done"
     )
+    _add_run_options(p)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the table")
     p.add_argument(

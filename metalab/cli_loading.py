@@ -142,3 +142,71 @@ def parse_executor(text: str) -> Executor:
         f"unknown executor {text!r}; use local, threads:N, processes:N, slurm[:JOBS], pbs or a "
         "scheduler address such as tcp://127.0.0.1:8786"
     )
+
+
+def parse_sets(sets: list[str]) -> dict[str, list[Any]]:
+    """``["lr=0.1,0.01", "depth=2"]`` -> ``{"lr": [0.1, 0.01], "depth": [2]}``."""
+    from .cli_table import parse_value, split_values
+
+    out: dict[str, list[Any]] = {}
+    for text in sets:
+        name, eq, raw = text.partition("=")
+        name = name.strip()
+        if not eq or not name or not raw.strip():
+            raise CLIError(
+                f"--set {text!r}: write NAME=VALUE or NAME=V1,V2,... e.g. --set lr=0.1,0.01"
+            )
+        out[name] = [parse_value(v) for v in split_values(raw)]
+    return out
+
+
+def _override(source: Any, name: str, values: list[Any]) -> Any:
+    """``source`` with param ``name`` taking ``values``; ``None`` when it has no such param."""
+    from .params import sources as src
+
+    if isinstance(source, src.Grid):
+        if name not in source.axes:
+            return None
+        return src.Grid(**{**source.axes, name: values})
+    if isinstance(source, (src.Concat, src.Product)):
+        a, b = _override(source.a, name, values), _override(source.b, name, values)
+        if a is None and b is None:
+            return None
+        return type(source)(source.a if a is None else a, source.b if b is None else b)
+    configs = list(source)
+    if not any(name in c for c in configs):
+        return None
+    new: list[dict[str, Any]] = []
+    for c in configs:  # every configuration with the param, once per value
+        for v in values if name in c else [None]:
+            item = {**c, name: v} if name in c else c
+            if item not in new:
+                new.append(item)
+    return src.Manual(new)
+
+
+def apply_sets(exp: Experiment, sets: list[str]) -> Experiment:
+    """The experiment with ``--set NAME=V1,V2`` overrides applied to its param source.
+
+    A grid axis is replaced by the listed values.  In any other source (manual, random)
+    every configuration holding the param runs once per listed value, its other values
+    unchanged (a random search keeps its draws), as a manual list.
+    """
+    from .experiment import Experiment
+
+    source = exp.params
+    for name, values in parse_sets(sets).items():
+        new = _override(source, name, values)
+        if new is None:
+            known = sorted({k.split(".", 1)[0] for k in source.column_kinds()})
+            raise CLIError(f"--set {name}: the experiment has no param {name!r}; params: {known}")
+        source = new
+    return Experiment(
+        name=exp.name,
+        operation=exp.operation,
+        params=source,
+        seeds=exp.seeds,
+        context=exp.context,
+        version=exp.version,
+        description=exp.description,
+    )

@@ -329,7 +329,7 @@ def test_every_documented_command_runs(tmp_path):
 
 
 def test_docs_describe_what_the_parser_offers():
-    """Every option of `metalab run` appears in docs/cli.md."""
+    """Every option of `metalab run` and `metalab table` appears in docs/cli.md."""
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for option in (
         "--executor",
@@ -341,6 +341,16 @@ def test_docs_describe_what_the_parser_offers():
         "--csv",
         "--max-failures",
         "-o",
+        "--set",
+        "--retries",
+        "--timeout",
+        "--partition-size",
+        "--no-retry-failed",
+        "--metrics",
+        "--stats",
+        "--filter",
+        "--sort",
+        "--reduce",
     ):
         assert option in text
     doc = textwrap.dedent(parse_executor.__doc__ or "")
@@ -399,3 +409,158 @@ def metalab_results_count(store: Path) -> int:
     import metalab as ml
 
     return len(ml.load_results(store))
+
+
+# -- table options, run options, progress bar ------------------------------------------
+def _rows(stdout: str) -> list[list[str]]:
+    return [ln.split() for ln in stdout.strip().splitlines()]
+
+
+def test_table_metrics_filter_sort_reduce(tmp_path, store):
+    proc = metalab("table", str(store), "--metrics", "y", "--filter", "x=1,2", "--filter", "mode=a")
+    assert proc.returncode == 0, proc.stderr
+    header, *rows = _rows(proc.stdout)
+    assert "y" in header and "loss" not in header
+    assert len(rows) == 4
+    assert {r[header.index("x")] for r in rows} == {"1", "2"}
+    assert {r[header.index("mode")] for r in rows} == {"a"}
+
+    proc = metalab("table", str(store), "--filter", "y>4", "--filter", "status!=failed")
+    header, *rows = _rows(proc.stdout)
+    assert rows and all(float(r[header.index("y")]) > 4 for r in rows)
+
+    proc = metalab("table", str(store), "--filter", "status=success", "--sort=-y")
+    header, *rows = _rows(proc.stdout)
+    ys = [float(r[header.index("y")]) for r in rows]
+    assert len(ys) == 8 and ys == sorted(ys, reverse=True)
+
+    proc = metalab("table", str(store), "--reduce", "mean", "--filter", "x=1", "--metrics", "loss")
+    header, *rows = _rows(proc.stdout)
+    assert "loss[mean]" in header and "loss" not in header and "y" not in header
+    mean = sum(1.0 / (s + 2) for s in range(3)) / 3  # x=1: loss = 1/(step+2)
+    assert {r[header.index("loss[mean]")] for r in rows} == {f"{mean:.6g}"}
+
+    proc = metalab(
+        "table", str(store), "--group-by", "x", "--stats", "mean", "max", "--reduce", "min"
+    )
+    header, *rows = _rows(proc.stdout)
+    assert header[0] == "x"
+    assert sorted(header[1:]) == ["loss[min]_max", "loss[min]_mean", "y_max", "y_mean"]
+    assert [r[0] for r in rows] == ["1", "2"]  # x=3 always fails
+    assert rows[0][header.index("loss[min]_mean")] == f"{1 / 4:.6g}"
+
+
+def test_table_option_mistakes_are_one_line(store):
+    assert_user_error(metalab("table", str(store), "--stats", "mean"), "--stats needs --group-by")
+    assert_user_error(metalab("table", str(store), "--metrics", "yy"), "yy", "'y'", "'loss'")
+    assert_user_error(metalab("table", str(store), "--filter", "x"), "NAME=VALUE")
+    assert_user_error(metalab("table", str(store), "--filter", "z<1"), "no column 'z'", "'x'")
+    assert_user_error(metalab("table", str(store), "--sort", "nope"), "--sort nope", "run_id")
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_table_rows_in_plan_order_after_processes(tmp_path, exp_file):
+    proc = metalab(
+        "run", "exps.py:exp", "--executor", "processes:2", "--partition-size", "1", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr
+    key = ["x", "mode", "replicate"]
+
+    def order(stdout: str) -> list[tuple[str, ...]]:
+        header, *rows = _rows(stdout)
+        return [tuple(r[header.index(k)] for k in key) for r in rows]
+
+    # `metalab run` prints the experiment's plan: grid(x=..., mode=...), last axis fastest
+    plan = [(x, m, r) for x in "123" for m in "ab" for r in "01"]
+    assert order(proc.stdout) == plan
+    # `metalab table` has no plan, only the store: params in the order the grid lists their
+    # values (params in column order), then replicate; never the order runs finished in
+    proc = metalab("table", "runs/cli_demo", cwd=tmp_path)
+    header, *_ = _rows(proc.stdout)
+    params = [c for c in header if c in ("x", "mode")]
+    expected = sorted(plan, key=lambda t: (*(t[key.index(p)] for p in params), t[2]))
+    assert order(proc.stdout) == expected
+
+
+def test_run_options_and_set_overrides(tmp_path, exp_file):
+    proc = metalab(
+        "run", "exps.py:exp", "--set", "x=1,2", "--set", "mode=b", "--retries", "1",
+        "--timeout", "60", "--partition-size", "2", "--store", "runs/s", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "4 runs (4 success)" in proc.stderr
+    header, *rows = _rows(proc.stdout)
+    assert [(r[header.index("x")], r[header.index("mode")]) for r in rows] == [
+        ("1", "b"), ("1", "b"), ("2", "b"), ("2", "b"),
+    ]  # fmt: skip
+    # x=3 fails; --no-retry-failed keeps the failure on the next resume
+    proc = metalab("run", "exps.py:exp", "--set", "x=3", "--store", "runs/f", "-q", cwd=tmp_path)
+    assert proc.returncode == 1
+    proc = metalab(
+        "run", "exps.py:exp", "--set", "x=3", "--store", "runs/f", "--no-retry-failed",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "0 runs to run" not in proc.stdout
+    sweeps = sorted((tmp_path / "runs" / "f" / "sweeps").glob("*.json"))
+    import json
+
+    assert json.loads(sweeps[-1].read_text())["to_run"] == 0
+    assert_user_error(
+        metalab("run", "exps.py:exp", "--set", "depth=2", cwd=tmp_path),
+        "--set depth",
+        "['mode', 'x']",
+    )
+    assert_user_error(metalab("run", "exps.py:exp", "--set", "x", cwd=tmp_path), "NAME=VALUE")
+
+
+def test_set_overrides_on_every_kind_of_source():
+    import metalab as ml
+    from metalab.cli_loading import apply_sets
+
+    op = ml.operation(name="o", version="1")(lambda params: None)
+
+    def exp(params):
+        return ml.Experiment(name="e", operation=op, params=params)
+
+    got = apply_sets(exp(ml.grid(a=[1, 2], b=["x"], c=[False])), ["a=3,4", 'b="1"', "c=true"])
+    assert list(got.params) == [{"a": 3, "b": "1", "c": True}, {"a": 4, "b": "1", "c": True}]
+    got = apply_sets(exp(ml.manual([{"a": 1}, {"a": 2, "c": 0}, {"c": 5}])), ["a=7,8"])
+    assert list(got.params) == [{"a": 7}, {"a": 8}, {"a": 7, "c": 0}, {"a": 8, "c": 0}, {"c": 5}]
+    rnd = ml.random({"lr": ml.loguniform(1e-4, 1e-1), "d": ml.uniform(0, 1)}, n_trials=5)
+    got = apply_sets(exp(rnd), ["lr=0.5,0.1"])
+    assert [c["lr"] for c in got.params] == [0.5, 0.1] * 5
+    assert [c["d"] for c in got.params][::2] == [c["d"] for c in rnd]  # the same draws
+    got = apply_sets(exp(ml.grid(a=[1]) * ml.grid(b=[1, 2])), ["b=[1, 2],3"])
+    assert list(got.params) == [{"a": 1, "b": [1, 2]}, {"a": 1, "b": 3}]
+    with pytest.raises(CLIError, match=r"no param 'z'; params: \['a', 'b'\]"):
+        apply_sets(exp(ml.grid(a=[1]) + ml.grid(b=[2])), ["z=1"])
+
+
+@pytest.mark.parametrize("total,failed,skipped", [(100000, 123, 4567), (60, 0, 0), (9, 9, 0)])
+def test_progress_bar_fits_80_columns(total, failed, skipped):
+    import io
+
+    from rich.console import Console
+
+    from metalab.sweep.progress import Counts, build_progress, short_label, stats_text
+
+    counts = Counts(skipped=skipped)
+    counts.success, counts.failed = total // 2, failed
+    buf = io.StringIO()
+    console = Console(width=80, file=buf, color_system=None)
+    bar = build_progress(console)
+    task = bar.add_task(
+        short_label("validation_curve_study"), total=total, stats=stats_text(counts, total, 1234.5)
+    )
+    bar.update(task, completed=counts.done)
+    console.print(bar.get_renderable())
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1 and len(lines[0]) <= 80, lines
+    line = lines[0]
+    assert line.startswith("validation_cu\u2026 ")
+    assert f"{counts.done}/{total}" in line and "1,234/s" in line and "eta" in line
+    assert (f"{failed} failed" in line) == bool(failed)
+    assert (f"{skipped} skipped" in line) == bool(skipped)
+    if total < 1000:
+        assert "\u2501" in line  # a short count leaves room for the bar

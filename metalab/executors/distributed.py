@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,10 +26,12 @@ def _count_workers(client: Any) -> int:
 
 
 class ProcessExecutor(Executor):
-    """A ``distributed.LocalCluster`` of ``max_workers`` single-threaded processes.
+    """A local Dask cluster of ``max_workers`` single-threaded worker processes.
 
     metalab starts the cluster for the sweep and closes it afterwards, also on errors
-    and Ctrl-C.
+    and Ctrl-C.  The workers are fresh Python processes that never import your
+    ``__main__``, so a plain script needs no ``if __name__ == "__main__":`` guard and its
+    module-level code runs once, in the driver.
 
     Parameters
     ----------
@@ -38,7 +40,10 @@ class ProcessExecutor(Executor):
     worker_timeout_s
         Fail with :class:`~metalab.ExecutorError` when no worker is alive for this long.
     **cluster_kwargs
-        Passed to ``distributed.LocalCluster``, e.g. ``resources={"GPU": 1}``.
+        ``distributed.LocalCluster``-style options: ``host``, ``scheduler_port``,
+        ``dashboard_address``, ``silence_logs``, ``threads_per_worker``; the others go to
+        each worker's ``Nanny`` as plain data, e.g. ``resources={"GPU": 1}`` or
+        ``memory_limit="4GiB"``.
     """
 
     def __init__(
@@ -56,26 +61,23 @@ class ProcessExecutor(Executor):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """Start the LocalCluster, compute on it, close it (also on errors and Ctrl-C)."""
+        """Start the cluster, compute on it, close it (also on errors and Ctrl-C)."""
         import dask
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        kwargs: dict[str, Any] = {
-            "n_workers": self.max_workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": ":0",
-            "silence_logs": logging.CRITICAL,
-        }
-        kwargs.update(self.cluster_kwargs)
+        from .process_cluster import start_cluster, wait_for_workers
+
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
             try:
-                cluster = LocalCluster(**kwargs)
+                cluster, log = start_cluster(self.max_workers, self.cluster_kwargs)
+            except ExecutorConfigError:
+                raise
             except Exception as exc:
-                raise ExecutorError(f"could not start a LocalCluster: {exc}") from exc
+                raise ExecutorError(f"could not start the worker processes: {exc}") from exc
         try:
             client = Client(cluster, set_as_default=False)
             try:
+                wait_for_workers(cluster, client, self.max_workers, self.worker_timeout_s)
                 yield Session(
                     n_workers=self.max_workers,
                     client=client,
@@ -85,6 +87,7 @@ class ProcessExecutor(Executor):
                 client.close()
         finally:
             cluster.close()
+            shutil.rmtree(log.parent, ignore_errors=True)
 
 
 class DaskExecutor(Executor):

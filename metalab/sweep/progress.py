@@ -117,38 +117,18 @@ class ProgressDisplay:
 
     def __enter__(self) -> ProgressDisplay:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("[red]{task.fields[failed]} failed"),
-                TextColumn("[dim]{task.fields[skipped]} skipped"),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                transient=False,
-                refresh_per_second=8,
-            )
+            self._progress = build_progress()
             self._progress.start()
             self._task = self._progress.add_task(
-                self.label, total=self.total, failed=0, skipped=self.counts.skipped, rate=""
+                short_label(self.label), total=self.total, stats=self._stats(0.0)
             )
         if self.enabled or self.poll is not None:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="metalab-progress")
             self._thread.start()
         return self
+
+    def _stats(self, rate: float) -> str:
+        return stats_text(self.counts, self.total, rate)
 
     def refresh(self) -> None:
         """Redraw the bar with the latest counts (polled from journals on a cluster)."""
@@ -161,12 +141,7 @@ class ProgressDisplay:
             return
         done = self.counts.done
         elapsed = max(time.monotonic() - t0, 1e-9)
-        self._progress.update(
-            self._task,
-            completed=done,
-            failed=self.counts.failed,
-            rate=f"{done / elapsed:,.0f} runs/s",
-        )
+        self._progress.update(self._task, completed=done, stats=self._stats(done / elapsed))
 
     def _loop(self) -> None:
         t0 = time.monotonic()
@@ -188,6 +163,58 @@ class ProgressDisplay:
         if self._progress is not None:
             self._render(time.monotonic() - 1)
             self._progress.stop()
+
+
+#: Longest sweep label on the bar; longer names are cut with an ellipsis.
+LABEL_WIDTH = 14
+
+
+def short_label(label: str) -> str:
+    """``label`` cut to :data:`LABEL_WIDTH` characters (the bar must fit 80 columns)."""
+    return label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "\u2026"
+
+
+def stats_text(counts: Counts, total: int, rate: float) -> str:
+    """``5678/10000 123 failed 4567 skipped 12/s``; zero failed/skipped counts left out."""
+    parts = [f"{counts.done}/{total}"]
+    if counts.failed:
+        parts.append(f"[red]{counts.failed} failed[/]")
+    if counts.skipped:
+        parts.append(f"[dim]{counts.skipped} skipped[/]")
+    parts.append(f"{rate:,.0f}/s" if rate >= 1 or rate == 0 else f"{rate:.2f}/s")
+    return " ".join(parts)
+
+
+def build_progress(console: Any = None) -> Any:
+    """The rich ``Progress`` of a sweep: fits an 80-column terminal without cutting fields.
+
+    The bar takes the width the text leaves (at least a few cells); the counts, the
+    elapsed time and the estimate are never truncated.
+    """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Column
+
+    def fixed() -> Column:
+        return Column(no_wrap=True, overflow="ignore")
+
+    return Progress(
+        TextColumn("[bold]{task.description}", table_column=fixed()),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+        TextColumn("{task.fields[stats]}", table_column=fixed()),
+        TimeElapsedColumn(table_column=fixed()),
+        TextColumn("eta", table_column=fixed()),
+        TimeRemainingColumn(table_column=fixed()),
+        console=console,
+        expand=True,
+        transient=False,
+        refresh_per_second=8,
+    )
 
 
 _warned = False

@@ -1,0 +1,238 @@
+"""``metalab table`` and ``run`` tables: filters, metric selection, reductions, row order.
+
+Used by :mod:`metalab.cli`.  Values on the command line are read "JSON-ish": ``0.1`` and
+``2`` are numbers, ``true``/``false``/``null`` are JSON, anything else is a string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import CLIError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .results import Results
+
+#: Reductions of a stepped metric to one number per run.
+REDUCTIONS = ("last", "min", "max", "mean")
+
+_FILTER = re.compile(r"^\s*([^=!<>\s]+)\s*(==|=|!=|>=|<=|>|<)\s*(.*?)\s*$")
+
+
+def parse_value(text: str) -> Any:
+    """``0.1`` -> 0.1, ``true`` -> True, ``"a"`` or ``a`` -> "a"."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def split_values(text: str) -> list[str]:
+    """``0.1,0.01`` -> ``["0.1", "0.01"]``; commas inside ``[]``, ``{}`` or quotes stay."""
+    parts, depth, quote, cur = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+def apply_filters(results: Results, filters: Sequence[str]) -> Results:
+    """``--filter lr=0.1`` (one of ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``), ANDed."""
+    known = [*results.param_names(), *results.metric_names(), "status", "replicate"]
+    for text in filters:
+        m = _FILTER.match(text)
+        if m is None or not m.group(3):
+            raise CLIError(
+                f"--filter {text!r}: write NAME=VALUE or NAME>VALUE (also !=, <, <=, >=), "
+                "e.g. --filter lr=0.1 --filter 'score>0.5'"
+            )
+        name, op, raw = m.groups()
+        if name not in known:
+            raise CLIError(f"--filter {text!r}: no column {name!r}; columns: {known}")
+        if op in ("=", "=="):
+            values = [parse_value(v) for v in split_values(raw)]
+            results = results.filter(**{name: values if len(values) > 1 else values[0]})
+        else:
+            results = results.query(f"`{name}` {op} {parse_value(raw)!r}")
+    return results
+
+
+def check_names(option: str, names: Sequence[str], known: Sequence[str], what: str) -> None:
+    """A :class:`CLIError` naming the first unknown name and the known ones."""
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise CLIError(f"{option} {bad[0]}: no such {what}; {what}s: {list(known)}")
+
+
+def reduce_stepped(results: Results, frame: pd.DataFrame, how: str) -> pd.DataFrame:
+    """Replace each stepped metric's column by its per-run reduction, named ``name[how]``."""
+    from .store.records import RUN_ID
+
+    series = results.series()
+    if series.empty or RUN_ID not in frame.columns:
+        return frame
+    per_run = series.groupby([RUN_ID, "name"], sort=False)["value"]
+    if how == "last":
+        values = series.sort_values("step").groupby([RUN_ID, "name"], sort=False)["value"].last()
+    else:
+        values = getattr(per_run, how)()
+    wide = values.unstack("name")
+    out = frame.copy()
+    for name in wide.columns:
+        col = f"{name}[{how}]"
+        reduced = out[RUN_ID].map(wide[name])
+        if name in out.columns:
+            out.insert(list(out.columns).index(name), col, reduced)
+            out = out.drop(columns=[name])
+        else:
+            out[col] = reduced
+    return out
+
+
+def plan_order(
+    frame: pd.DataFrame, manifest: dict[str, Any], params: Sequence[str]
+) -> pd.DataFrame:
+    """Rows in the experiment's order: by param (grid values in the order listed), replicate.
+
+    The store keeps no plan index and workers finish in any order, so the order is
+    rebuilt from the param values: a grid's values sort in the order the grid lists
+    them, other values in their natural order.
+    """
+    import pandas as pd
+
+    axes = (manifest.get("params") or {}).get("axes") or {}
+    keys, cols = [], []
+    for i, p in enumerate(params):
+        if p not in frame.columns:
+            continue
+        listed = axes.get(p)
+        col = frame[p]
+        if isinstance(listed, list):
+            pos = {json.dumps(v, sort_keys=True): j for j, v in enumerate(listed)}
+            col = col.map(lambda v, pos=pos: pos.get(json.dumps(_plain(v), sort_keys=True), -1))
+        keys.append(f"__k{i}")
+        cols.append(col)
+    if "replicate" in frame.columns:
+        keys.append("__rep")
+        cols.append(frame["replicate"])
+    if not keys:
+        return frame
+    tmp = pd.concat([frame, pd.concat(cols, axis=1, keys=keys)], axis=1)
+    try:
+        tmp = tmp.sort_values(keys, kind="stable", na_position="last")
+    except TypeError:  # mixed types in a column: keep the store order
+        return frame
+    return tmp.drop(columns=keys).reset_index(drop=True)
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, float) and v.is_integer():
+        return v  # json keeps 1.0 as 1.0, as the manifest does
+    return v
+
+
+def sort_rows(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``--sort score`` ascending, ``--sort=-score`` descending; several keys in order."""
+    names = [k.lstrip("-") for k in keys]
+    check_names("--sort", names, list(frame.columns), "column")
+    ascending = [not k.startswith("-") for k in keys]
+    return frame.sort_values(names, ascending=ascending, kind="stable").reset_index(drop=True)
+
+
+def render(frame: pd.DataFrame, max_rows: int) -> str:
+    """The frame as text: run ids shortened, the middle of a long table left out."""
+    from .store.records import RUN_ID
+
+    n = len(frame)
+    if n == 0:
+        return "(no runs)"
+    half = max_rows // 2
+    if n > max_rows:
+        frame = frame.iloc[list(range(half)) + list(range(n - half, n))]
+    frame = frame.copy()
+    if RUN_ID in frame.columns:
+        frame[RUN_ID] = frame[RUN_ID].astype(str).str.slice(0, 8)
+    text: str = frame.to_string(index=False, float_format=lambda x: f"{x:.6g}")
+    if n > max_rows:
+        lines = text.splitlines()
+        lines.insert(half + 1, f"... {n - 2 * half} more runs ...")
+        text = "\n".join(lines)
+    return text
+
+
+def table_frame(results: Results, args: Any, manifest: dict[str, Any]) -> Any:
+    """The runs as a DataFrame for ``metalab table`` (no grouping), in parameter order."""
+    from .results.naming import TABLE_DROPPED
+
+    frame = results.to_pandas()
+    frame = frame[[c for c in frame.columns if c not in TABLE_DROPPED]]
+    frame = plan_order(frame, manifest, results.param_names())
+    if args.reduce:
+        frame = reduce_stepped(results, frame, args.reduce)
+    if args.metrics:
+        metrics = results.metric_names()
+        check_names("--metrics", args.metrics, metrics, "metric")
+        reduced = {m.split("[", 1)[0] for m in frame.columns if m.endswith(f"[{args.reduce}]")}
+        drop = [c for c in frame.columns if c in metrics and c not in args.metrics]
+        drop += [f"{m}[{args.reduce}]" for m in reduced if m not in args.metrics]
+        frame = frame.drop(columns=drop)
+    return frame
+
+
+def summary_frame(results: Results, args: Any) -> Any:
+    """The ``--group-by`` summary, with stepped metrics reduced by ``--reduce``."""
+    params = results.param_names()
+    check_names("--group-by", args.group_by, params, "parameter")
+    stats = args.stats or None
+    kwargs: dict[str, Any] = {"metrics": args.metrics} if args.metrics else {}
+    if stats:
+        kwargs["stats"] = stats
+    if args.metrics:
+        check_names("--metrics", args.metrics, results.metric_names(), "metric")
+    if not args.reduce:
+        return results.summary(group_by=args.group_by, **kwargs)
+    from .results.analysis import check_stats, summarize
+    from .results.results import DEFAULT_STATS
+
+    succ = results.successful
+    frame = reduce_stepped(succ, succ.to_pandas(), args.reduce)
+    stepped = [c for c in frame.columns if c.endswith(f"[{args.reduce}]")]
+    wanted = args.metrics or [m for m in results.metric_names() if m not in args.group_by]
+    metrics = [
+        f"{m}[{args.reduce}]" if f"{m}[{args.reduce}]" in stepped else m
+        for m in wanted
+        if m in frame.columns or f"{m}[{args.reduce}]" in stepped
+    ]
+    return summarize(
+        frame, keys=args.group_by, metrics=metrics, stats=check_stats(stats or DEFAULT_STATS)
+    )
+
+
+def plan_table(result: Results, exp: Any, max_rows: int) -> str:
+    """The runs of ``exp`` in plan order (workers finish in any order)."""
+    from .results.naming import TABLE_DROPPED
+    from .store.records import RUN_ID
+
+    frame = result.to_pandas()
+    order = {rid: i for i, rid in enumerate(exp.plan()[RUN_ID])}
+    frame = frame.sort_values(RUN_ID, key=lambda c: c.map(order), kind="stable")
+    return render(frame[[c for c in frame.columns if c not in TABLE_DROPPED]], max_rows)
