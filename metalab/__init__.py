@@ -62,6 +62,7 @@ from .params import (
     uniform,
 )
 from .provenance import acknowledge_source
+from .search.source import optimize
 from .seeds import SeedBundle, SeedPlan, seeds
 
 if _typing.TYPE_CHECKING:
@@ -120,6 +121,7 @@ __all__ = [
     "manual",
     "normal",
     "operation",
+    "optimize",
     "randint",
     "random",
     "register_serializer",

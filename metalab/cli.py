@@ -104,7 +104,7 @@ def _not_succeeded(counts: dict[str, int]) -> int:
     from .results.naming import PENDING
     from .store.records import SUCCESS
 
-    return sum(v for k, v in counts.items() if k not in (SUCCESS, PENDING))
+    return sum(v for k, v in counts.items() if k not in (SUCCESS, PENDING, "pruned"))
 
 
 def _fmt_time(t: Any) -> str:
@@ -221,6 +221,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     results = _results(store)
     counts = recorded_counts(results)
     _out(f"\n{'runs':<20} {sum(counts.values())} ({_format_counts(counts)})")
+    from .search.summary import show_line
+
+    line = show_line(results, store.read_manifest())
+    if line:
+        _out(line)
     if _not_succeeded(counts):
         _show_failures(results.failed, args.max_failures)
     return 0
