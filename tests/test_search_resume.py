@@ -35,13 +35,12 @@ SCRIPT = textwrap.dedent(
         capture.metric("loss", value)
 
     space = {"x": metalab.uniform(-1, 1), "k": metalab.randint(0, 3)}
-    params = metalab.optimize(space, metric="loss", n_trials=%d, seed=5, batch_size=batch)
+    params = metalab.optimize(space, metric="loss", n_trials=N_TRIALS, seed=5, batch_size=batch)
     exp = metalab.Experiment(name="r", version="1", operation=slow, params=params,
                              seeds=metalab.seeds(base=0, replicates=2))
     metalab.run(exp, store=store)
     """
-    % N_TRIALS
-)
+).replace("N_TRIALS", str(N_TRIALS))
 
 
 def _lines(path: Path) -> list[str]:

@@ -71,6 +71,8 @@ class _State:
 
         layout = Layout(root)
         rec = read_records(layout, columns=["run_id", "status", "ended_at"])
+        if not rec.num_rows or "status" not in rec.column_names:
+            return  # no run has finished yet
         rec = rec.filter(pc.is_in(rec.column("status"), _done_statuses()))
         rec = rec.sort_by("ended_at")
         steps = read_steps(layout, filter=pc.field("name") == self.metric)

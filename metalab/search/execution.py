@@ -60,7 +60,7 @@ class TrialRunner:
 
     def delayed(self, trial: Trial) -> Any:
         """The trial's partition task (one partition: its runs without a record)."""
-        from dask import delayed
+        from dask.delayed import delayed
 
         # One partition of descriptors: a delayed call of the same partition task that
         # map_partitions builds (a Dask dataframe per trial costs ~10 ms for nothing).
