@@ -45,7 +45,10 @@ exp = metalab.Experiment(
 )
 
 if __name__ == "__main__":
-    result = metalab.run(exp, executor=metalab.ProcessExecutor(max_workers=2))
+    # Two worker processes: two trials in flight, a new one asked as soon as one ends.
+    # (In-process at the test suite's tiny size, where starting workers would dominate.)
+    executor = None if SMALL else metalab.ProcessExecutor(max_workers=2)
+    result = metalab.run(exp, executor=executor)
     best = result.best()
     trials = result.trials()
     print(f"{len(trials)} trials, {len(result)} runs")
