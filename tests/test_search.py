@@ -151,6 +151,9 @@ def test_best_history_and_show(tmp_path):
     assert objective({**best["params"]}) == pytest.approx(best["value"])
     ax = result.plot_history()
     assert ax.get_xlabel() == "trial"
+    fig = result.plot_params()
+    assert [a.get_xlabel() for a in fig.axes] == ["k", "kind", "lr", "x", "z"]
+    assert fig.axes[2].get_xscale() == "log"
     out = subprocess.run(
         [sys.executable, "-m", "metalab", "show", str(tmp_path / "s")],
         capture_output=True,

@@ -489,6 +489,12 @@ class Results:
 
         return plot_history(self.trials(), search_spec(self._sel.stores[0].read_manifest()), ax)
 
+    def plot_params(self) -> Any:
+        """A search's objective against each searched parameter (a matplotlib Figure)."""
+        from ..search.summary import plot_params, search_spec
+
+        return plot_params(self.trials(), search_spec(self._sel.stores[0].read_manifest()))
+
     # counts and reprs ----------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Number of runs by status and ``pending``: the one place runs are counted.

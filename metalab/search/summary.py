@@ -148,6 +148,31 @@ def plot_history(df: pd.DataFrame, spec: dict[str, Any], ax: Axes | None = None)
     return ax
 
 
+def plot_params(df: pd.DataFrame, spec: dict[str, Any]) -> Any:
+    """One panel per searched parameter: the objective of each complete trial against it."""
+    import matplotlib.pyplot as plt
+
+    metric = spec["metric"]
+    names = [k for k in spec.get("space", {}) if k in df.columns]
+    if not names:
+        raise ResultsError("no searched parameter in these trials to plot")
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    done = df[df["status"] == COMPLETE] if len(df) else df
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.scatter(
+            done[name].astype(str) if done[name].dtype == object else done[name],
+            done[metric],
+            s=12,
+            alpha=0.7,
+        )
+        if "LogUniform" in str(spec["space"][name]):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric)
+    fig.tight_layout()
+    return fig
+
+
 def show_line(results: Any, manifest: dict[str, Any]) -> str | None:
     """``search: 63 of 100 trials, best val_loss 0.123`` for ``metalab show`` (or None).
 
