@@ -63,6 +63,7 @@ from .params import (
     uniform,
 )
 from .provenance import acknowledge_source
+from .search.source import optimize
 from .seeds import SeedBundle, SeedPlan, seeds
 
 if _typing.TYPE_CHECKING:
@@ -122,6 +123,7 @@ __all__ = [
     "manual",
     "normal",
     "operation",
+    "optimize",
     "randint",
     "random",
     "register_serializer",

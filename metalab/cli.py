@@ -127,7 +127,7 @@ def _not_succeeded(counts: dict[str, int]) -> int:
     from .results.naming import PENDING
     from .store.records import SUCCESS
 
-    return sum(v for k, v in counts.items() if k not in (SUCCESS, PENDING))
+    return sum(v for k, v in counts.items() if k not in (SUCCESS, PENDING, "pruned"))
 
 
 def _fmt_time(t: Any) -> str:
@@ -216,6 +216,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     pending = results.pending
     if pending:
         _out(f"{'pending':<20} {pending} planned by the latest sweep, not recorded")
+    from .search.summary import show_line
+
+    search = show_line(results, manifest)
+    if search:
+        _out(search)
     if _not_succeeded(counts):
         _show_failures(results.failed, args.max_failures)
     return 0

@@ -92,7 +92,7 @@ class Experiment:
                 )
             raise ExperimentError(f"operation must be an @metalab.operation, got {operation!r}")
         source = as_source(params)
-        if not isinstance(source, _BUILTIN_SOURCES):
+        if not isinstance(source, _BUILTIN_SOURCES) and not getattr(source, "adaptive", False):
             source = Manual(list(source))  # validate user-defined sources now
         plan = seeds if seeds is not None else SeedPlan()
         if not isinstance(plan, SeedPlan):

@@ -41,6 +41,7 @@ def test_every_example_has_a_test():
         "context_spec.py",
         "slurm_sweep.py",
         "validation_curve.py",
+        "tune_svc.py",
     }
     present = {p.name for p in EXAMPLES.glob("*.py")}
     assert present - ELSEWHERE <= tested, f"untested examples: {present - ELSEWHERE - tested}"
@@ -94,6 +95,16 @@ def test_random_search_ranks_configurations(tmp_path):
     assert "12 runs; the 5 best of 6 configurations" in out
     means = [float(ln.split()[3]) for ln in out.splitlines()[2:]]
     assert len(means) == 5 and means == sorted(means)
+
+
+@pytest.mark.slow
+def test_tune_svc_finds_a_good_configuration(tmp_path):
+    pytest.importorskip("optuna")
+    out = run_example("tune_svc.py", tmp_path).stdout.splitlines()
+    assert out[0] == "8 trials, 16 runs"
+    error = float(out[1].split("val_error ")[1].split()[0])
+    assert 0.0 <= error < 0.5
+    assert "runs/tune_svc" not in out[0] and (tmp_path / "runs" / "tune_svc").is_dir()
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ class Capture:
     ['accuracy', 'loss', 'precision', 'recall']
     """
 
-    __slots__ = ("_artifacts", "_logs", "_steps", "_store_root", "run_id", "scalars")
+    __slots__ = ("_artifacts", "_logs", "_pruned", "_steps", "_store_root", "run_id", "scalars")
 
     def __init__(self, run_id: str, store_root: str | None) -> None:
         self.run_id = run_id
@@ -89,6 +89,7 @@ class Capture:
         self._steps: list[list[Any]] | None = None
         self._artifacts: list[dict[str, Any]] | None = None
         self._logs: list[list[Any]] | None = None
+        self._pruned = False
 
     # metrics -----------------------------------------------------------------
     def metric(self, name: str, value: Any, step: int | None = None) -> None:
@@ -129,6 +130,31 @@ class Capture:
             raise CaptureTypeError(f"capture.metrics() takes a dict, got {type(values).__name__}")
         for k, v in values.items():
             self.metric(k, v, step=step)
+
+    def should_stop(self) -> bool:
+        """Should this run stop early? Asks the search's pruner (``optimize(pruner=...)``).
+
+        The pruner sees this run's stepped values of the search's metric (record them
+        with ``capture.metric(metric, value, step=...)`` first) beside those of the
+        runs already finished.  Once it says yes, the run is recorded with status
+        ``"pruned"`` (its metrics kept) when the operation returns; ``break`` out of
+        the loop then.  Outside a search with a pruner it is always ``False``.
+
+        Examples
+        --------
+        >>> c = Capture("r1", None)
+        >>> c.metric("val_loss", 0.5, step=0)
+        >>> c.should_stop()
+        False
+        """
+        if self._pruned:
+            return True
+        if self._store_root is None:
+            return False
+        from .pruning import decide
+
+        self._pruned = decide(self._store_root, self.run_id, self._steps)
+        return self._pruned
 
     # artifacts ---------------------------------------------------------------
     def _artifact_dir(self) -> Path:
@@ -277,6 +303,11 @@ def record_return(cap: Capture, value: Any) -> None:
         "None or a dict of numbers (recorded as metrics). Use capture.artifact() for "
         "other outputs"
     )
+
+
+def was_pruned(cap: Capture) -> bool:
+    """Did the run's ``capture.should_stop()`` say yes (its status is then "pruned")?"""
+    return cap._pruned
 
 
 def run_extra(cap: Capture) -> dict[str, Any] | None:

@@ -504,6 +504,33 @@ class Results:
             series, metric, hue=hue, logx=logx, logy=logy, band=band, ax=ax, path=path
         )
 
+    # a search (metalab.optimize) -----------------------------------------------------
+    def trials(self) -> pd.DataFrame:
+        """A search's configurations, one row each: trial, params, aggregated metric, status."""
+        from ..search.summary import search_spec, trials
+
+        spec = search_spec(self._sel.stores[0].read_manifest())
+        return trials(self._sel.arrow(full=True), spec)
+
+    def best(self, *, include_pruned: bool = False) -> dict[str, Any]:
+        """A search's best configuration: ``trial``, ``params``, ``value``, ``run_ids``."""
+        from ..search.summary import best, search_spec
+
+        spec = search_spec(self._sel.stores[0].read_manifest())
+        return best(self.trials(), spec, include_pruned=include_pruned)
+
+    def plot_history(self, ax: Axes | None = None) -> Axes:
+        """A search's history: each trial's value and the best so far against trial."""
+        from ..search.summary import plot_history, search_spec
+
+        return plot_history(self.trials(), search_spec(self._sel.stores[0].read_manifest()), ax)
+
+    def plot_params(self) -> Any:
+        """A search's objective against each searched parameter (a matplotlib Figure)."""
+        from ..search.summary import plot_params, search_spec
+
+        return plot_params(self.trials(), search_spec(self._sel.stores[0].read_manifest()))
+
     # counts and reprs ----------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Number of runs by status and ``pending``: the one place runs are counted.

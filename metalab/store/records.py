@@ -60,11 +60,15 @@ STEP = "step"
 STEP_VALUE = "value"
 STEP_TIME = "time"
 
-#: Statuses of a run record: it succeeded, raised, or overran ``timeout=``.
+#: Statuses of a run record: it succeeded, raised, overran ``timeout=``, or was stopped
+#: early by a search's pruner (``capture.should_stop()``; its metrics are kept).
 SUCCESS = "success"
 FAILED = "failed"
 TIMEOUT = "timeout"
-STATUSES = (SUCCESS, FAILED, TIMEOUT)
+PRUNED = "pruned"
+STATUSES = (SUCCESS, FAILED, TIMEOUT, PRUNED)
+#: Column of a search's trial number (records of ``metalab.optimize`` runs).
+TRIAL = "trial"
 
 # Low-cardinality columns get Parquet dictionary encoding (the others write faster without).
 DICTIONARY_COLUMNS = ["status", "host", "worker", "sweep", "error_type", *DEFINITION_COLUMNS]
@@ -263,6 +267,8 @@ def build_records(
     for key in DEFINITION_COLUMNS:
         value = (definition or {}).get(key)
         cols[key] = pa.array([None if value is None else str(value)] * n, type=pa.string())
+    if any(e and TRIAL in e for e in extras):
+        cols[TRIAL] = pa.array([e.get(TRIAL) if e else None for e in extras], type=pa.int32())
     for k, values in flat_columns(params).items():
         cols[PARAM_PREFIX + k] = to_array(values)
     metrics = [o[4] for o in outcomes]

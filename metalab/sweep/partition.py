@@ -22,7 +22,7 @@ from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from .._interrupt import StopFlag
-from ..capture import Capture, record_return, run_extra
+from ..capture import Capture, record_return, run_extra, was_pruned
 from ..capture.serializers import install_serializers, user_serializers
 from ..context import check_context
 from ..errors import OperationSignatureError
@@ -31,7 +31,7 @@ from ..seeds import SeedBundle
 from ..store.atomic import is_disk_full, naming_full_disk
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from ..store.layout import Layout
-from ..store.records import FAILED, SUCCESS, WORKER_DIED, error_outcome, now_us
+from ..store.records import FAILED, PRUNED, SUCCESS, WORKER_DIED, error_outcome, now_us
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,7 +165,7 @@ def run_one(
         if tries:
             done = done or {}
             done["retries"] = tries
-        return [run_id, SUCCESS, t0, t1, cap.scalars, done]
+        return [run_id, PRUNED if was_pruned(cap) else SUCCESS, t0, t1, cap.scalars, done]
 
 
 def in_this_process(task: SweepTask, operation: Operation, context: Any) -> RunFunction:
@@ -229,6 +229,7 @@ def execute_partition(
     # StoreError naming the file; what reached the disk before is kept.
     with naming_full_disk(layout.journal):
         attempt = _Attempt(layout, task, part, _descriptor_columns(pdf))
+        attempt.trials = _trials(pdf)
     with naming_full_disk(attempt.journal.path):
         failed: BaseException | None = None
         try:
@@ -254,6 +255,11 @@ def _close(attempt: _Attempt, failed: BaseException | None) -> None:
 
 def _descriptor_columns(pdf: pd.DataFrame) -> dict[str, list[Any]]:
     return {k: pdf[k].tolist() for k in ("run_id", "params", "replicate", "seed", "attempt")}
+
+
+def _trials(pdf: pd.DataFrame) -> list[int] | None:
+    """A search's trial number of each run (``metalab.optimize``), kept in its record."""
+    return pdf["trial"].tolist() if "trial" in pdf.columns else None
 
 
 def _summary(counts: dict[str, int]) -> pd.DataFrame:
@@ -317,6 +323,7 @@ class _Attempt:
         self.params: list[dict[str, Any]] = []
         self.counts = dict.fromkeys(SUMMARY_COLUMNS, 0)
         self.completed = False
+        self.trials: list[int] | None = None
 
     def run_all(self, execute: RunFunction) -> None:
         """Execute the partition's runs in order, journaling each outcome."""
@@ -331,8 +338,9 @@ class _Attempt:
         retrying = bool(self.prev)
         # One json.loads for the whole partition is ~5x cheaper than one per run.
         parsed = json.loads("[" + ",".join(self.cols["params"]) + "]")
-        for run_id, params, rep in zip(
-            self.cols["run_id"], parsed, self.cols["replicate"], strict=True
+        trials = self.trials
+        for i, (run_id, params, rep) in enumerate(
+            zip(self.cols["run_id"], parsed, self.cols["replicate"], strict=True)
         ):
             if stop is not None and stop.is_set():
                 return  # the sweep stopped: what finished is kept, the rest is not started
@@ -347,10 +355,12 @@ class _Attempt:
                 if retrying:  # a death now is charged to this run, not guessed
                     journal.mark_started(run_id)
                 out = execute(run_id, params, rep)
+            if trials is not None:  # the search's trial number goes into the record
+                out[5] = {**(out[5] or {}), "trial": int(trials[i])}
             journal.append(out)
             self.outcomes.append(out)
             self.params.append(params)
-            counts[SUCCESS if out[1] == SUCCESS else FAILED] += 1
+            counts[SUCCESS if out[1] in (SUCCESS, PRUNED) else FAILED] += 1
             if on_run is not None:
                 on_run(out[1])
         self.completed = True

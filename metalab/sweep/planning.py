@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..store.records import SUCCESS
+from ..store.records import PRUNED, SUCCESS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +33,7 @@ def plan_todo(
         if resume:
             done = status
             if retry_failed:
-                done = status.filter(pc.equal(status.column("status"), SUCCESS))
+                done = status.filter(pc.is_in(status.column("status"), pa.array([SUCCESS, PRUNED])))
             damaged = store.check_artifacts(done)  # artifact files lost: run again
             if damaged:
                 lost = pa.array(sorted(damaged), pa.string())

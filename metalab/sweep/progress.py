@@ -27,7 +27,7 @@ class Counts:
 
     def add(self, status: str) -> None:
         """Count one finished run by its status."""
-        if status == SUCCESS:
+        if status == SUCCESS or status == "pruned":  # stopped early on purpose, not failed
             self.success += 1
         else:
             self.failed += 1

@@ -479,11 +479,13 @@ def run(
     # The raw value goes to Store.open, which refuses "" (Path("") would be the cwd).
     path = store if store is not None else Path("runs") / exp.name
     sweep = Sweep.open(exp, _resolve_executor(executor), path, options)
-    sweep.plan()
-    sweep.record()
+    drive = getattr(exp.params, "drive", None)  # an adaptive source (metalab.optimize)
+    if drive is None:
+        sweep.plan()
+        sweep.record()
     with _sigterm_as_interrupt():  # also covers the clean-up
         try:
-            sweep.execute()
+            drive(sweep) if drive is not None else sweep.execute()
         except KeyboardInterrupt:
             raise sweep.interrupted() from None
         finally:

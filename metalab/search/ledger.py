@@ -1,0 +1,56 @@
+"""The trials a search asked, in order: ``<store>/search/trials.jsonl``.
+
+A trial's line (its number and configuration) is written and synced *before* its runs
+are submitted, so after a crash the next start knows every trial that may have run:
+its runs are found by run id in the records; the ones without a record run then.
+A torn last line (the driver died while writing it) is ignored: its trial never ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._hashing import canonical_json
+
+
+class Ledger:
+    """Append-only list of ``{"trial": k, "params": {...}}`` lines."""
+
+    def __init__(self, store_root: Path) -> None:
+        self.folder = Path(store_root) / "search"
+        self.path = self.folder / "trials.jsonl"
+        self._checked = False
+
+    def read(self) -> list[dict[str, Any]]:
+        """The complete lines, in the order written."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.split("\n"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # the torn last line of a killed driver, or the final ""
+            if isinstance(entry, dict) and "trial" in entry and "params" in entry:
+                out.append(entry)
+        return out
+
+    def append(self, trial: int, params: dict[str, Any]) -> None:
+        """Write one trial's line and sync it to disk."""
+        self.folder.mkdir(exist_ok=True)
+        line = '{"trial":' + str(int(trial)) + ',"params":' + canonical_json(params) + "}\n"
+        if not self._checked:  # a torn last line must not swallow this one
+            self._checked = True
+            if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
+                line = "\n" + line if self.path.stat().st_size else line
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,92 @@
+"""A search whose driver is SIGKILLed resumes to exactly n_trials, no run twice (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import metalab
+
+optuna = pytest.importorskip("optuna")
+
+N_TRIALS = 16
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import metalab
+
+    store, side, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    @metalab.operation(name="slow", version="1")
+    def slow(params, seeds, capture):
+        time.sleep(0.05)
+        value = (params["x"] - 0.2) ** 2 + params["k"] + 0.01 * seeds.spawn_key[0]
+        fd = os.open(side, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, (capture.run_id + "\\n").encode())  # the side channel: one line per execution
+        os.close(fd)
+        capture.metric("loss", value)
+
+    space = {"x": metalab.uniform(-1, 1), "k": metalab.randint(0, 3)}
+    params = metalab.optimize(space, metric="loss", n_trials=N_TRIALS, seed=5, batch_size=batch)
+    exp = metalab.Experiment(name="r", version="1", operation=slow, params=params,
+                             seeds=metalab.seeds(base=0, replicates=2))
+    metalab.run(exp, store=store)
+    """
+).replace("N_TRIALS", str(N_TRIALS))
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sigkilled_search_resumes_exactly(tmp_path, batch):
+    script = tmp_path / "search.py"
+    script.write_text(SCRIPT)
+    store, side = tmp_path / "store", tmp_path / "side.txt"
+    args = [sys.executable, str(script), str(store), str(side), str(batch)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while len(_lines(side)) < 12 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(_lines(side))
+    assert killed_at < 2 * N_TRIALS  # it really was killed mid-search
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+
+    executed = _lines(side)
+    assert len(executed) == len(set(executed)) == 2 * N_TRIALS  # no run executed twice
+    result = metalab.load_results(store)
+    trials = result.trials()
+    assert sorted(trials["trial"]) == list(range(N_TRIALS))
+    assert set(trials["n_runs"]) == {2} and len(result) == 2 * N_TRIALS
+    ledger = [
+        json.loads(x) for x in (store / "search" / "trials.jsonl").read_text().split("\n") if x
+    ]
+    assert [e["trial"] for e in ledger] == list(range(N_TRIALS))
+    if batch == 1:  # the same configurations as Optuna driven by hand, uninterrupted
+        from metalab.search.space import to_config, to_optuna
+
+        space = {"x": metalab.uniform(-1, 1), "k": metalab.randint(0, 3)}
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=5))
+        expected = []
+        for _ in range(N_TRIALS):
+            t = study.ask(to_optuna(space))
+            cfg = to_config(space, t.params)
+            study.tell(t, (cfg["x"] - 0.2) ** 2 + cfg["k"] + 0.005)
+            expected.append(cfg)
+        assert [e["params"] for e in ledger] == expected
