@@ -270,9 +270,9 @@ def test_table(tmp_path, store):
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split() == [
         "x",
-        "loss_mean",
-        "loss_std",
-        "loss_count",
+        "loss[last]_mean",  # a stepped metric says how it became one number
+        "loss[last]_std",
+        "loss[last]_count",
         "y_mean",
         "y_std",
         "y_count",
