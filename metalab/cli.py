@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._text import safe_text
 from .cli_loading import apply_sets, load_experiment, parse_executor
+from .cli_options import add_run_options, add_table_options
 from .errors import CLIError  # defined with the other errors; importable here too
 
 if TYPE_CHECKING:
@@ -422,90 +423,8 @@ def _add_inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument(
         "--max-rows", type=int, default=60, metavar="N", help="print at most N rows (default 60)"
     )
-    _add_table_options(p)
+    add_table_options(p)
     p.set_defaults(func=cmd_table)
-
-
-def _add_table_options(p: argparse.ArgumentParser) -> None:
-    """``--metrics``, ``--stats``, ``--filter``, ``--sort``, ``--reduce`` of ``table``."""
-    from .cli_table import REDUCTIONS
-
-    p.add_argument("--metrics", nargs="+", metavar="M", help="show only these metrics")
-    p.add_argument(
-        "--stats",
-        nargs="+",
-        metavar="S",
-        help="with --group-by: mean std count min max median sem ci95 (default mean std count)",
-    )
-    p.add_argument(
-        "--filter",
-        action="append",
-        metavar="EXPR",
-        help="keep runs where EXPR holds: lr=0.1, lr=0.1,0.01 (one of), 'lr>0.01', "
-        "status!=success; repeat to combine (all must hold)",
-    )
-    p.add_argument(
-        "--sort",
-        nargs="+",
-        metavar="COL",
-        help="sort by these columns; --sort=-COL sorts descending (default: plan order)",
-    )
-    p.add_argument(
-        "--reduce",
-        choices=REDUCTIONS,
-        default=None,
-        help="show each stepped metric as this reduction of its steps, named NAME[HOW]",
-    )
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """``--set``, ``--retries``, ``--timeout``, ``--partition-size``, ``--no-retry-failed``."""
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="P=V[,V...]",
-        help="run with param P taking these values (a grid axis is replaced by them); "
-        "repeat for several params, e.g. --set lr=0.1,0.01 --set depth=2",
-    )
-    p.add_argument(
-        "--retries",
-        type=int,
-        default=0,
-        metavar="N",
-        help="re-run a raising run up to N times before recording it as failed",
-    )
-    p.add_argument(
-        "--timeout",
-        type=_positive(float),
-        default=None,
-        metavar="SECONDS",
-        help="stop a run after SECONDS; it is recorded with status timeout",
-    )
-    p.add_argument(
-        "--partition-size",
-        type=_positive(int),
-        default=None,
-        metavar="N",
-        help="runs per Dask task (default: chosen from the runs and workers)",
-    )
-    p.add_argument(
-        "--no-retry-failed",
-        action="store_true",
-        help="when resuming, keep failed runs as they are instead of running them again",
-    )
 
 
 def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -539,7 +458,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--no-resume", action="store_true", help="run every run again, even those already done"
     )
-    _add_run_options(p)
+    add_run_options(p)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the table")
     p.add_argument(

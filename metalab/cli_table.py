@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
     from .results import Results
 
-#: Reductions of a stepped metric to one number per run.
-REDUCTIONS = ("last", "min", "max", "mean")
+from .results.metric_frame import REDUCTIONS as REDUCTIONS
 
 _FILTER = re.compile(r"^\s*([^=!<>\s]+)\s*(==|=|!=|>=|<=|>|<)\s*(.*?)\s*$")
 
@@ -79,31 +78,6 @@ def check_names(option: str, names: Sequence[str], known: Sequence[str], what: s
     bad = [n for n in names if n not in known]
     if bad:
         raise CLIError(f"{option} {bad[0]}: no such {what}; {what}s: {list(known)}")
-
-
-def reduce_stepped(results: Results, frame: pd.DataFrame, how: str) -> pd.DataFrame:
-    """Replace each stepped metric's column by its per-run reduction, named ``name[how]``."""
-    from .store.records import RUN_ID
-
-    series = results.series()
-    if series.empty or RUN_ID not in frame.columns:
-        return frame
-    per_run = series.groupby([RUN_ID, "name"], sort=False)["value"]
-    if how == "last":
-        values = series.sort_values("step").groupby([RUN_ID, "name"], sort=False)["value"].last()
-    else:
-        values = getattr(per_run, how)()
-    wide = values.unstack("name")
-    out = frame.copy()
-    for name in wide.columns:
-        col = f"{name}[{how}]"
-        reduced = out[RUN_ID].map(wide[name])
-        if name in out.columns:
-            out.insert(list(out.columns).index(name), col, reduced)
-            out = out.drop(columns=[name])
-        else:
-            out[col] = reduced
-    return out
 
 
 def plan_order(
@@ -180,51 +154,41 @@ def render(frame: pd.DataFrame, max_rows: int) -> str:
 
 
 def table_frame(results: Results, args: Any, manifest: dict[str, Any]) -> Any:
-    """The runs as a DataFrame for ``metalab table`` (no grouping), in parameter order."""
+    """The runs as a DataFrame for ``metalab table`` (no grouping), in parameter order.
+
+    A stepped metric is one number per run, named for its reduction (``loss[last]``).
+    """
     from .results.naming import TABLE_DROPPED
 
-    frame = results.to_pandas()
+    reduce = args.reduce or "last"
+    frame = results.table(as_dataframe=True, reduce=reduce)
     frame = frame[[c for c in frame.columns if c not in TABLE_DROPPED]]
     frame = plan_order(frame, manifest, results.param_names())
-    if args.reduce:
-        frame = reduce_stepped(results, frame, args.reduce)
     if args.metrics:
         metrics = results.metric_names()
         check_names("--metrics", args.metrics, metrics, "metric")
-        reduced = {m.split("[", 1)[0] for m in frame.columns if m.endswith(f"[{args.reduce}]")}
-        drop = [c for c in frame.columns if c in metrics and c not in args.metrics]
-        drop += [f"{m}[{args.reduce}]" for m in reduced if m not in args.metrics]
+        suffix = f"[{reduce}]"
+
+        def metric_of(column: str) -> str:
+            return column[: -len(suffix)] if column.endswith(suffix) else column
+
+        drop = [
+            c for c in frame.columns if metric_of(c) in metrics and metric_of(c) not in args.metrics
+        ]
         frame = frame.drop(columns=drop)
     return frame
 
 
 def summary_frame(results: Results, args: Any) -> Any:
-    """The ``--group-by`` summary, with stepped metrics reduced by ``--reduce``."""
+    """The ``--group-by`` summary (``Results.summary``), stepped metrics reduced by ``--reduce``."""
     params = results.param_names()
     check_names("--group-by", args.group_by, params, "parameter")
-    stats = args.stats or None
     kwargs: dict[str, Any] = {"metrics": args.metrics} if args.metrics else {}
-    if stats:
-        kwargs["stats"] = stats
+    if args.stats:
+        kwargs["stats"] = args.stats
     if args.metrics:
         check_names("--metrics", args.metrics, results.metric_names(), "metric")
-    if not args.reduce:
-        return results.summary(group_by=args.group_by, **kwargs)
-    from .results.analysis import check_stats, summarize
-    from .results.results import DEFAULT_STATS
-
-    succ = results.successful
-    frame = reduce_stepped(succ, succ.to_pandas(), args.reduce)
-    stepped = [c for c in frame.columns if c.endswith(f"[{args.reduce}]")]
-    wanted = args.metrics or [m for m in results.metric_names() if m not in args.group_by]
-    metrics = [
-        f"{m}[{args.reduce}]" if f"{m}[{args.reduce}]" in stepped else m
-        for m in wanted
-        if m in frame.columns or f"{m}[{args.reduce}]" in stepped
-    ]
-    return summarize(
-        frame, keys=args.group_by, metrics=metrics, stats=check_stats(stats or DEFAULT_STATS)
-    )
+    return results.summary(group_by=args.group_by, reduce=args.reduce or "last", **kwargs)
 
 
 def plan_table(result: Results, exp: Any, max_rows: int) -> str:

@@ -37,6 +37,7 @@ from ..store.records import (
 from .naming import EXPERIMENT, HIDDEN, PENDING, ordered, suggest
 from .query import check_query_names
 from .run import Run
+from .search_results import SearchResults
 from .selection import Selection
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ _STATUS = f"record.{STATUS}"
 DEFAULT_STATS = ("mean", "std", "count")
 
 
-def _wrap(selection: Selection) -> Results:
+def _wrap(selection: Selection) -> Results:  # a Results over an existing selection
     out = Results.__new__(Results)
     out._sel = selection
     return out
@@ -65,7 +66,7 @@ def _to_pandas(sel: Selection, table: pa.Table, cols: list[str]) -> pd.DataFrame
     return df
 
 
-class Results:
+class Results(SearchResults):
     """The runs of one or more stores: tabular, filterable, lazily loaded.
 
     ``metalab.run`` returns the runs of the experiment it ran, in plan order;
@@ -79,8 +80,6 @@ class Results:
     >>> result.filter(n_samples=[1000, 10000]).summary(group_by="n_samples")  # doctest: +SKIP
     >>> result.query("pi_estimate > 3.1 and status == 'success'").to_pandas()  # doctest: +SKIP
     """
-
-    _sel: Selection
 
     def __init__(
         self, stores: Sequence[Store], *, run_ids: Any = None, label_experiments: bool = False
@@ -279,7 +278,6 @@ class Results:
         """
         return [sweep for s in self._sel.stores for sweep in s.read_sweeps()]
 
-    # runs ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self._sel.arrow().num_rows)
 
@@ -503,33 +501,6 @@ class Results:
         return plot_steps(
             series, metric, hue=hue, logx=logx, logy=logy, band=band, ax=ax, path=path
         )
-
-    # a search (metalab.optimize) -----------------------------------------------------
-    def trials(self) -> pd.DataFrame:
-        """A search's configurations, one row each: trial, params, aggregated metric, status."""
-        from ..search.summary import search_spec, trials
-
-        spec = search_spec(self._sel.stores[0].read_manifest())
-        return trials(self._sel.arrow(full=True), spec)
-
-    def best(self, *, include_pruned: bool = False) -> dict[str, Any]:
-        """A search's best configuration: ``trial``, ``params``, ``value``, ``run_ids``."""
-        from ..search.summary import best, search_spec
-
-        spec = search_spec(self._sel.stores[0].read_manifest())
-        return best(self.trials(), spec, include_pruned=include_pruned)
-
-    def plot_history(self, ax: Axes | None = None) -> Axes:
-        """A search's history: each trial's value and the best so far against trial."""
-        from ..search.summary import plot_history, search_spec
-
-        return plot_history(self.trials(), search_spec(self._sel.stores[0].read_manifest()), ax)
-
-    def plot_params(self) -> Any:
-        """A search's objective against each searched parameter (a matplotlib Figure)."""
-        from ..search.summary import plot_params, search_spec
-
-        return plot_params(self.trials(), search_spec(self._sel.stores[0].read_manifest()))
 
     # counts and reprs ----------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -207,6 +207,19 @@ def _json_or_none(values: Iterable[Any]) -> list[str | None]:
     return [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
 
 
+def _definition_and_trial(
+    n: int, definition: dict[str, Any] | None, extras: Sequence[Any]
+) -> dict[str, pa.Array]:
+    """The definition columns of ``n`` runs, and a search's ``trial`` column if any."""
+    cols: dict[str, pa.Array] = {}
+    for key in DEFINITION_COLUMNS:
+        value = (definition or {}).get(key)
+        cols[key] = pa.array([None if value is None else str(value)] * n, type=pa.string())
+    if any(e and TRIAL in e for e in extras):
+        cols[TRIAL] = pa.array([e.get(TRIAL) if e else None for e in extras], type=pa.int32())
+    return cols
+
+
 def build_records(
     outcomes: Sequence[list[Any]],
     info: dict[str, list[Any]],
@@ -264,11 +277,7 @@ def build_records(
         "worker": pa.array([worker] * n, type=pa.string()),
         "sweep": pa.array([sweep] * n, type=pa.string()),
     }
-    for key in DEFINITION_COLUMNS:
-        value = (definition or {}).get(key)
-        cols[key] = pa.array([None if value is None else str(value)] * n, type=pa.string())
-    if any(e and TRIAL in e for e in extras):
-        cols[TRIAL] = pa.array([e.get(TRIAL) if e else None for e in extras], type=pa.int32())
+    cols.update(_definition_and_trial(n, definition, extras))
     for k, values in flat_columns(params).items():
         cols[PARAM_PREFIX + k] = to_array(values)
     metrics = [o[4] for o in outcomes]
