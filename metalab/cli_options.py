@@ -8,8 +8,6 @@ from typing import Any
 
 def add_table_options(p: argparse.ArgumentParser) -> None:
     """``--metrics``, ``--stats``, ``--filter``, ``--sort``, ``--reduce`` of ``table``."""
-    from .results.metric_frame import REDUCTIONS
-
     p.add_argument("--metrics", nargs="+", metavar="M", help="show only these metrics")
     p.add_argument(
         "--stats",
@@ -32,9 +30,10 @@ def add_table_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--reduce",
-        choices=REDUCTIONS,
         default=None,
-        help="show each stepped metric as this reduction of its steps, named NAME[HOW]",
+        metavar="HOW",
+        help="show each stepped metric as this reduction of its steps: last (default), "
+        "min, max or mean; named NAME[HOW]",
     )
 
 

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
     from .results import Results
 
-from .results.metric_frame import REDUCTIONS as REDUCTIONS
 
 _FILTER = re.compile(r"^\s*([^=!<>\s]+)\s*(==|=|!=|>=|<=|>|<)\s*(.*?)\s*$")
 

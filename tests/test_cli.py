@@ -564,3 +564,7 @@ def test_progress_bar_fits_80_columns(total, failed, skipped):
     assert (f"{skipped} skipped" in line) == bool(skipped)
     if total < 1000:
         assert "\u2501" in line  # a short count leaves room for the bar
+
+
+def test_table_refuses_an_unknown_reduction(tmp_path, store):
+    assert_user_error(metalab("table", str(store), "--reduce", "median"), "'last', 'min', 'max'")
