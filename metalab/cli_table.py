@@ -82,45 +82,57 @@ def check_names(option: str, names: Sequence[str], known: Sequence[str], what: s
 def plan_order(
     frame: pd.DataFrame, manifest: dict[str, Any], params: Sequence[str]
 ) -> pd.DataFrame:
-    """Rows in the experiment's order: by param (grid values in the order listed), replicate.
+    """Rows in the experiment's plan order, then by replicate.
 
     The store keeps no plan index and workers finish in any order, so the order is
-    rebuilt from the param values: a grid's values sort in the order the grid lists
-    them, other values in their natural order.
+    rebuilt from the manifest's description of the params (:mod:`metalab.params.order`):
+    grid axes in the order given, values in the order listed, a manual list's order, a
+    product's and a concatenation's parts.  Runs it cannot place (a random source, an
+    older definition) follow, by param value.
     """
-    import pandas as pd
+    from .params.order import plan_key
 
-    axes = (manifest.get("params") or {}).get("axes") or {}
-    keys, cols = [], []
-    for i, p in enumerate(params):
-        if p not in frame.columns:
-            continue
-        listed = axes.get(p)
-        col = frame[p]
-        if isinstance(listed, list):
-            pos = {json.dumps(v, sort_keys=True): j for j, v in enumerate(listed)}
-            col = col.map(lambda v, pos=pos: pos.get(json.dumps(_plain(v), sort_keys=True), -1))
-        keys.append(f"__k{i}")
-        cols.append(col)
-    if "replicate" in frame.columns:
-        keys.append("__rep")
-        cols.append(frame["replicate"])
-    if not keys:
-        return frame
-    tmp = pd.concat([frame, pd.concat(cols, axis=1, keys=keys)], axis=1)
+    present = [p for p in params if p in frame.columns]
+    key = plan_key(manifest.get("params"))
+    reps = frame["replicate"].tolist() if "replicate" in frame.columns else [0] * len(frame)
+    keys = [key(c) if key else None for c in _configs(frame, present)]
+    placed = [i for i, k in enumerate(keys) if k is not None]
     try:
-        tmp = tmp.sort_values(keys, kind="stable", na_position="last")
-    except TypeError:  # mixed types in a column: keep the store order
+        placed.sort(key=lambda i: (keys[i], reps[i]))
+    except TypeError:  # a description that does not fit these rows: keep the store order
         return frame
-    return tmp.drop(columns=keys).reset_index(drop=True)
+    rest = [i for i, k in enumerate(keys) if k is None]
+    ordered = frame.iloc[placed + _value_order(frame.iloc[rest], present, rest)]
+    return ordered.reset_index(drop=True)
 
 
-def _plain(v: Any) -> Any:
-    if hasattr(v, "item"):
-        return v.item()
-    if isinstance(v, float) and v.is_integer():
-        return v  # json keeps 1.0 as 1.0, as the manifest does
-    return v
+def _configs(frame: pd.DataFrame, params: Sequence[str]) -> list[dict[str, Any]]:
+    """Each row's params as a nested dict (table columns are dotted paths)."""
+    out: list[dict[str, Any]] = []
+    columns = [(p, p.split(".")) for p in params]
+    for values in zip(*(frame[p].tolist() for p in params), strict=True):
+        config: dict[str, Any] = {}
+        for (_, path), v in zip(columns, values, strict=True):
+            if v is None or (isinstance(v, float) and v != v):
+                continue  # a param this run does not have
+            node = config
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = v
+        out.append(config)
+    return out if params else [{} for _ in range(len(frame))]
+
+
+def _value_order(frame: pd.DataFrame, params: Sequence[str], index: list[int]) -> list[int]:
+    """``index`` (positions of ``frame``'s rows) ordered by param values, then replicate."""
+    keys = [*params, "replicate"] if "replicate" in frame.columns else list(params)
+    if not keys or len(index) < 2:
+        return index
+    try:
+        order = frame.assign(__pos=index).sort_values(keys, kind="stable", na_position="last")
+    except TypeError:  # mixed types in a column: keep the store order
+        return index
+    return [int(i) for i in order["__pos"]]
 
 
 def sort_rows(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

@@ -146,7 +146,9 @@ class Grid(ParamSource):
             else {"n": len(v), "first": v[:5], "last": v[-5:]}
             for k, v in self.axes.items()
         }
-        return {"kind": "grid", "n": len(self), "axes": axes}
+        # "order" keeps the axes' order (the manifest sorts keys): ``metalab table``
+        # rebuilds the plan's order from it (params/order.py).
+        return {"kind": "grid", "n": len(self), "axes": axes, "order": list(self.axes)}
 
 
 def _scalar_json(v: Any) -> str:
@@ -182,7 +184,10 @@ class Manual(ParamSource):
             yield dict(c)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "manual", "n": len(self)}
+        out: dict[str, Any] = {"kind": "manual", "n": len(self)}
+        if len(self) <= MAX_DESCRIBED_VALUES:  # lets ``metalab table`` list runs in order
+            out["configs"] = self.configs
+        return out
 
 
 class Random(ParamSource):
