@@ -35,6 +35,7 @@ def fmt_time(t: Any) -> str:
 
 def manifest_lines(store: Store, manifest: dict[str, Any]) -> Iterator[str]:
     """The experiment as of its latest sweep, and the history of its definitions."""
+    from .params.order import without_order
     from .results.definitions import describe
     from .store.manifest import HISTORY, same_definition
 
@@ -45,7 +46,8 @@ def manifest_lines(store: Store, manifest: dict[str, Any]) -> Iterator[str]:
             yield f"{key:<20} {value}"
     for key in ("params", "seeds"):
         if key in manifest:
-            yield f"{key:<20} {json.dumps(manifest[key], sort_keys=True)}"
+            shown = without_order(manifest[key]) if key == "params" else manifest[key]
+            yield f"{key:<20} {json.dumps(shown, sort_keys=True)}"
     history = [e for e in manifest.get(HISTORY) or [] if isinstance(e, dict)]
     if len(history) > 1:
         yield f"\ndefinitions ({len(history)}, oldest first)"

@@ -121,3 +121,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+#: Description entries that exist only to rebuild the plan's order.
+ORDER_ONLY = ("order", "configs")
+
+
+def without_order(described: Any) -> Any:
+    """A description without its order-only entries (for ``metalab show``)."""
+    if isinstance(described, Mapping):
+        return {k: without_order(v) for k, v in described.items() if k not in ORDER_ONLY}
+    if isinstance(described, list):
+        return [without_order(v) for v in described]
+    return described
