@@ -79,10 +79,13 @@ def experiment(small: bool = False) -> metalab.Experiment:
 
 def plot(result: metalab.Results, path=None):
     """Train and CV score against gamma, mean over replicates with a ±1 std band."""
-    ax = None
-    for metric, label in (("train_score", "training score"), ("cv_score", "cross-validation")):
-        ax = result.plot(x="gamma", y=metric, logx=True, band="std", ax=ax)
-        ax.lines[-1].set_label(label)  # plot() labels only hue groups: name each metric
+    ax = result.plot(
+        x="gamma",
+        y=["train_score", "cv_score"],
+        label=["training score", "cross-validation"],
+        logx=True,
+        band="std",
+    )
     n = result.summary(group_by="gamma", metrics=["cv_score"])["cv_score_count"].max()
     ax.set_ylabel(f"accuracy (mean ± 1 std over {n} replicates)")
     ax.set_title("SVC on the digits data, 5-fold cross-validation")
