@@ -300,3 +300,36 @@ def test_sigterm_in_process_requeues_the_run_and_resume_continues(tmp_path):
     _same(_final(tmp_path / "s"), ref)
     epochs = (marks / "epochs").read_text().splitlines()
     assert epochs.count("0.1 7") == 1 and epochs.count("0.1 8") == 1  # nothing repeated
+
+
+@pytest.mark.cluster
+def test_checkpoint_due_sees_the_end_of_a_real_workers_lifetime():
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    def probe():
+        from metalab import _preemption
+
+        cap = Capture("r1", None)
+        return (
+            _preemption.lifetime_left(),
+            cap.checkpoint_due(margin_s=10),
+            cap.checkpoint_due(margin_s=400),
+        )
+
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            lifetime="300s",
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        left, due_10, due_400 = client.submit(probe, pure=False).result()
+    assert 0 < left <= 300
+    assert not due_10 and due_400
+    assert Capture("r1", None).checkpoint_due(margin_s=1e9) is False  # no worker here

@@ -31,9 +31,18 @@ def _log(path: str, text: str) -> None:
 
 
 def build(
-    log: str, *, pause_at: int | None = None, term_at: int | None = None, n: int = 2
+    log: str,
+    *,
+    pause_at: int | None = None,
+    term_at: int | None = None,
+    n: int = 2,
+    epoch_s: float = 0.0,
+    margin_s: float | None = None,
 ) -> metalab.Experiment:
-    """The experiment: ``n`` runs of 16 epochs, checkpointing every 4."""
+    """The experiment: ``n`` runs of 16 epochs, checkpointing every 4.
+
+    ``epoch_s`` sleeps in each epoch; ``margin_s`` is passed to ``checkpoint_due``.
+    """
 
     @metalab.operation(name="ckpt", version="1")
     def train(params, seeds, capture):
@@ -45,7 +54,8 @@ def build(
             state["w"] += rng.normal(size=8) + extra.random()
             state["epoch"] = epoch + 1
             capture.metric("loss", float(np.abs(state["w"]).sum()), step=epoch)
-            if capture.checkpoint_due():
+            time.sleep(epoch_s)
+            if capture.checkpoint_due(margin_s=margin_s):
                 capture.checkpoint(state)
                 return
             if epoch % EVERY == EVERY - 1:
