@@ -5,7 +5,8 @@ a replacement job continues the run from its checkpoint.  (b) The job gets SIGTE
 (``scancel --signal=TERM --full``, what SLURM sends at walltime, on preemption and on
 a plain scancel): ``checkpoint_due()`` turns true, the run checkpoints and is recorded
 ``requeued``, and a replacement job continues it.  In both, the final records and
-stepped metrics equal an uninterrupted sweep's bit for bit.
+stepped metrics equal an uninterrupted sweep's bit for bit.  (c) The batch script of
+docs/hpc.md (``metalab run`` in-process) requeues its run on the early warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -171,3 +173,65 @@ def test_sigterm_requeues_the_run_and_a_replacement_job_finishes_it(tmp_path):
     assert signalled[0] in jobs[0] and len(jobs[0]) == 2
     rows = pq.read_table(store / "records").to_pandas()  # every record, superseded ones too
     assert sorted(rows["status"]) == ["requeued", "success", "success"]
+
+
+EXPERIMENT = """
+import time, numpy as np, metalab
+@metalab.operation(name="train", version="1")
+def train(params, seeds, capture):
+    state = capture.restore() or {"epoch": 0, "w": np.zeros(4)}
+    rng = seeds.numpy()
+    for epoch in range(state["epoch"], 30):
+        time.sleep(0.3)
+        state["w"] += rng.normal(size=4)
+        state["epoch"] = epoch + 1
+        capture.metric("loss", float(np.abs(state["w"]).sum()), step=epoch)
+        if capture.checkpoint_due():
+            capture.checkpoint(state)
+            return
+exp = metalab.Experiment(name="sb", operation=train, params=metalab.grid(x=[0, 1]))
+"""
+
+#: The batch script of docs/hpc.md (``exec``, so the batch shell is metalab).
+JOB = """#!/bin/bash
+#SBATCH --time=00:10:00
+#SBATCH --signal=B:TERM@120
+#SBATCH -o {dir}/job-%j.out
+cd {dir}
+exec {python} -m metalab run experiments.py:exp --store {dir}/store
+"""
+
+
+def _sbatch_and_wait(tmp_path: Path, *, warn: bool) -> None:
+    job = subprocess.run(
+        ["sbatch", "--parsable", str(tmp_path / "job.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    end = time.monotonic() + WAIT_S
+    if warn:  # SIGTERM to the batch shell, as --signal=B:TERM@120 sends it
+        while not list((tmp_path / "store" / "journal").glob("*.jsonl")):
+            assert time.monotonic() < end, "the sweep did not start"
+            time.sleep(0.2)
+        time.sleep(2)  # a few epochs into the first run
+        subprocess.run(["scancel", "--signal=TERM", "--batch", job], check=True, timeout=60)
+    while subprocess.run(
+        ["squeue", "-h", "-j", job], capture_output=True, text=True, timeout=60
+    ).stdout.strip():
+        assert time.monotonic() < end, f"job {job} did not end"
+        time.sleep(0.5)
+
+
+def test_the_documented_batch_script_checkpoints_on_the_warning_signal(tmp_path):
+    (tmp_path / "experiments.py").write_text(EXPERIMENT)
+    (tmp_path / "job.sh").write_text(JOB.format(dir=tmp_path, python=sys.executable))
+    _sbatch_and_wait(tmp_path, warn=True)
+    counts = metalab.load_results(tmp_path / "store").counts()
+    assert counts["requeued"] == 1 and counts["failed"] == 0 and counts["success"] == 0
+    _sbatch_and_wait(tmp_path, warn=False)  # resubmitted: the sweep continues
+    res = metalab.load_results(tmp_path / "store")
+    assert res.counts() == {"success": 2, "failed": 0, "pending": 0}
+    steps = res.series("loss").groupby("run_id")["step"]
+    assert (steps.count() == 30).all() and (steps.nunique() == 30).all()
