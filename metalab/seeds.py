@@ -70,8 +70,14 @@ class SeedBundle:
 
     def tracked(self) -> SeedBundle:
         """The same seeds, remembering every generator handed out (one per run)."""
-        out = SeedBundle(self.base, self.spawn_key, GeneratorRegistry())
-        out._seq, out._int = self._seq, self._int
+        out = SeedBundle.__new__(SeedBundle)  # no checks: runs once per run
+        out.base, out.spawn_key, out._seq, out._int = (
+            self.base,
+            self.spawn_key,
+            self._seq,
+            self._int,
+        )
+        out._reg = GeneratorRegistry()
         return out
 
     def generator_states(self) -> dict[str, Any] | None:
@@ -200,17 +206,20 @@ class GeneratorRegistry:
     __slots__ = ("counts", "handed", "pending")
 
     def __init__(self) -> None:
+        # Filled on first use: most runs never ask for a generator.
         self.handed: list[tuple[str, Any]] = []
-        self.counts: dict[tuple[str, tuple[int, ...]], int] = {}
-        self.pending: dict[str, Any] = {}
+        self.counts: dict[tuple[str, tuple[int, ...]], int] | None = None
+        self.pending: dict[str, Any] | None = None
 
     def add(self, kind: str, spawn_key: tuple[int, ...], gen: Any) -> None:
         """Remember a generator just handed out; give it a restored state if one waits."""
+        if self.counts is None:
+            self.counts = {}
         n = self.counts.get((kind, spawn_key), 0)
         self.counts[(kind, spawn_key)] = n + 1
         key = f"{kind}:{'.'.join(map(str, spawn_key))}:{n}"
         self.handed.append((key, gen))
-        state = self.pending.pop(key, None)
+        state = self.pending.pop(key, None) if self.pending else None
         if state is not None:
             _set_state(kind, gen, state)
 

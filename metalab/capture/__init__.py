@@ -85,6 +85,7 @@ class Capture:
         "_ckpt",
         "_logs",
         "_pruned",
+        "_seeds",
         "_steps",
         "_store_root",
         "run_id",
@@ -99,8 +100,9 @@ class Capture:
         self._artifacts: list[dict[str, Any]] | None = None
         self._logs: list[list[Any]] | None = None
         self._pruned = False
-        # Checkpoint bookkeeping (seeds, due, used, requeue), made on first use.
+        # Checkpoint bookkeeping (due, used, requeue), made on first use.
         self._ckpt: dict[str, Any] | None = None
+        self._seeds: Any = None  # the run's tracked SeedBundle (its generators are saved)
 
     # metrics -----------------------------------------------------------------
     def metric(self, name: str, value: Any, step: int | None = None) -> None:
@@ -170,7 +172,7 @@ class Capture:
     # checkpoints -------------------------------------------------------------
     def _ck(self) -> dict[str, Any]:
         if self._ckpt is None:
-            self._ckpt = {"seeds": None, "due": False, "used": False, "requeue": False}
+            self._ckpt = {"due": False, "used": False, "requeue": False}
         return self._ckpt
 
     def _root(self, what: str) -> Path:
@@ -213,7 +215,7 @@ class Capture:
 
         root = self._root("save checkpoints")
         ck = self._ck()
-        seeds = ck["seeds"]
+        seeds = self._seeds
         write(
             root,
             self.run_id,
@@ -259,9 +261,8 @@ class Capture:
         if got is None:
             return None
         if not ck["used"]:  # the first restore of this attempt: put the record back
-            seeds = ck["seeds"]
-            if seeds is not None:
-                seeds.restore_generators(got.generators)
+            if self._seeds is not None:
+                self._seeds.restore_generators(got.generators)
             saved = got.captured
             self.scalars = {**(saved.get("scalars") or {}), **self.scalars}
             for attr in ("_steps", "_artifacts", "_logs"):
@@ -449,7 +450,7 @@ def was_pruned(cap: Capture) -> bool:
 
 def attach_seeds(cap: Capture, seeds: Any) -> None:
     """Give the capture the run's (tracked) seeds, whose generators checkpoints save."""
-    cap._ck()["seeds"] = seeds
+    cap._seeds = seeds
 
 
 def was_requeued(cap: Capture) -> bool:
