@@ -15,6 +15,11 @@ takes an integer seed accepts (scikit-learn's ``check_random_state`` and the leg
 
 Nothing is computed until asked: a run that never calls ``numpy()``, ``rng()``,
 ``random_state()`` or ``int()`` pays nothing for its seeds.
+
+Generators handed out during a run are remembered (by kind, spawn key and call order),
+so ``capture.checkpoint()`` can save their states and ``capture.restore()`` can put
+them back, also into generators handed out after the restore: a resumed run draws
+exactly the numbers an uninterrupted one draws.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from .errors import SeedError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MAX_RUNS", "SeedBundle", "SeedPlan", "seeds"]
+__all__ = ["MAX_RUNS", "GeneratorRegistry", "SeedBundle", "SeedPlan", "seeds"]
 
 #: The most runs one experiment may plan (configurations x replicates): its plan holds
 #: every run id in memory (about 200 bytes each), so more would not fit on most machines.
@@ -52,13 +57,42 @@ class SeedBundle:
     (0, 1891922579)
     """
 
-    __slots__ = ("_int", "_seq", "base", "spawn_key")
+    __slots__ = ("_int", "_reg", "_seq", "base", "spawn_key")
 
-    def __init__(self, base: int, spawn_key: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, base: int, spawn_key: tuple[int, ...] = (), _reg: GeneratorRegistry | None = None
+    ) -> None:
         self.base = int(base)
         self.spawn_key = tuple(spawn_key)
         self._seq: np.random.SeedSequence | None = None
         self._int: int | None = None
+        self._reg = _reg  # shared with derived bundles; None until tracking is on
+
+    def tracked(self) -> SeedBundle:
+        """The same seeds, remembering every generator handed out (one per run)."""
+        out = SeedBundle.__new__(SeedBundle)  # no checks: runs once per run
+        out.base, out.spawn_key, out._seq, out._int = (
+            self.base,
+            self.spawn_key,
+            self._seq,
+            self._int,
+        )
+        out._reg = GeneratorRegistry()
+        return out
+
+    def generator_states(self) -> dict[str, Any] | None:
+        """States of the generators handed out so far (None when not tracked)."""
+        return None if self._reg is None else self._reg.states()
+
+    def restore_generators(self, states: dict[str, Any]) -> None:
+        """Put saved generator states back (see :meth:`GeneratorRegistry.restore`)."""
+        if self._reg is not None:
+            self._reg.restore(states)
+
+    def _hand_out(self, kind: str, gen: Any) -> Any:
+        if self._reg is not None:
+            self._reg.add(kind, self.spawn_key, gen)
+        return gen
 
     @property
     def sequence(self) -> np.random.SeedSequence:
@@ -76,7 +110,8 @@ class SeedBundle:
         """
         import numpy as np
 
-        return np.random.Generator(np.random.PCG64(self.sequence))
+        gen = np.random.Generator(np.random.PCG64(self.sequence))
+        return self._hand_out("numpy", gen)  # type: ignore[no-any-return]
 
     def rng(self) -> _random.Random:
         """A fresh standard-library ``random.Random`` seeded from this bundle."""
@@ -84,7 +119,8 @@ class SeedBundle:
 
         # 63 bits from the sequence (not int(self), which has 32): random.Random uses
         # every bit of an int seed, and the stream must not change across versions.
-        return _random.Random(int(self.sequence.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+        seed = int(self.sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return self._hand_out("rng", _random.Random(seed))  # type: ignore[no-any-return]
 
     def random_state(self) -> np.random.RandomState:
         """A fresh legacy ``numpy.random.RandomState`` seeded from this bundle.
@@ -96,13 +132,14 @@ class SeedBundle:
         """
         import numpy as np
 
-        return np.random.RandomState(np.random.MT19937(self.sequence))
+        gen = np.random.RandomState(np.random.MT19937(self.sequence))
+        return self._hand_out("random_state", gen)  # type: ignore[no-any-return]
 
     def derive(self, name: str) -> SeedBundle:
         """A child bundle for one component (``"model"``, ``"data_split"``), stable in ``name``."""
         if not isinstance(name, str):
             raise SeedError(f"derive() takes a string name, got {type(name).__name__}")
-        return SeedBundle(self.base, (*self.spawn_key, _name_word(name)))
+        return SeedBundle(self.base, (*self.spawn_key, _name_word(name)), self._reg)
 
     def __int__(self) -> int:
         """An integer seed in ``[0, 2**32)`` for libraries that want one.
@@ -133,6 +170,70 @@ class SeedBundle:
 
     def __repr__(self) -> str:
         return f"SeedBundle(base={self.base}, spawn_key={self.spawn_key})"
+
+
+def _get_state(kind: str, gen: Any) -> Any:
+    """A JSON-able state of one generator."""
+    if kind == "numpy":
+        return gen.bit_generator.state
+    if kind == "random_state":
+        st = gen.get_state(legacy=False)
+        return {**st, "state": {**st["state"], "key": st["state"]["key"].tolist()}}
+    version, internal, gauss = gen.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_state(kind: str, gen: Any, state: Any) -> None:
+    if kind == "numpy":
+        gen.bit_generator.state = state
+    elif kind == "random_state":
+        import numpy as np
+
+        inner = {**state["state"], "key": np.asarray(state["state"]["key"], dtype=np.uint32)}
+        gen.set_state({**state, "state": inner})
+    else:
+        gen.setstate((state[0], tuple(state[1]), state[2]))
+
+
+class GeneratorRegistry:
+    """The generators one run's seeds handed out, keyed by kind, spawn key and call order.
+
+    Each ``numpy()`` call starts the same stream, so the n-th call of a kind on a bundle
+    identifies a generator across processes: a resumed run that asks in the same order
+    gets its generators back in the states they were saved in.
+    """
+
+    __slots__ = ("counts", "handed", "pending")
+
+    def __init__(self) -> None:
+        # Filled on first use: most runs never ask for a generator.
+        self.handed: list[tuple[str, Any]] = []
+        self.counts: dict[tuple[str, tuple[int, ...]], int] | None = None
+        self.pending: dict[str, Any] | None = None
+
+    def add(self, kind: str, spawn_key: tuple[int, ...], gen: Any) -> None:
+        """Remember a generator just handed out; give it a restored state if one waits."""
+        if self.counts is None:
+            self.counts = {}
+        n = self.counts.get((kind, spawn_key), 0)
+        self.counts[(kind, spawn_key)] = n + 1
+        key = f"{kind}:{'.'.join(map(str, spawn_key))}:{n}"
+        self.handed.append((key, gen))
+        state = self.pending.pop(key, None) if self.pending else None
+        if state is not None:
+            _set_state(kind, gen, state)
+
+    def states(self) -> dict[str, Any]:
+        """``{key: state}`` of every generator handed out (JSON-able)."""
+        return {key: _get_state(key.split(":", 1)[0], gen) for key, gen in self.handed}
+
+    def restore(self, states: dict[str, Any]) -> None:
+        """Set saved states: now for generators already handed out, else when they are."""
+        pending = dict(states)
+        for key, gen in self.handed:
+            if key in pending:
+                _set_state(key.split(":", 1)[0], gen, pending.pop(key))
+        self.pending = pending
 
 
 @dataclass(frozen=True)

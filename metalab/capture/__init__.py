@@ -80,7 +80,17 @@ class Capture:
     ['accuracy', 'loss', 'precision', 'recall']
     """
 
-    __slots__ = ("_artifacts", "_logs", "_pruned", "_steps", "_store_root", "run_id", "scalars")
+    __slots__ = (
+        "_artifacts",
+        "_ckpt",
+        "_logs",
+        "_pruned",
+        "_seeds",
+        "_steps",
+        "_store_root",
+        "run_id",
+        "scalars",
+    )
 
     def __init__(self, run_id: str, store_root: str | None) -> None:
         self.run_id = run_id
@@ -90,6 +100,9 @@ class Capture:
         self._artifacts: list[dict[str, Any]] | None = None
         self._logs: list[list[Any]] | None = None
         self._pruned = False
+        # Checkpoint bookkeeping (due, used, requeue), made on first use.
+        self._ckpt: dict[str, Any] | None = None
+        self._seeds: Any = None  # the run's tracked SeedBundle (its generators are saved)
 
     # metrics -----------------------------------------------------------------
     def metric(self, name: str, value: Any, step: int | None = None) -> None:
@@ -155,6 +168,131 @@ class Capture:
 
         self._pruned = decide(self._store_root, self.run_id, self._steps)
         return self._pruned
+
+    # checkpoints -------------------------------------------------------------
+    def _ck(self) -> dict[str, Any]:
+        if self._ckpt is None:
+            self._ckpt = {"due": False, "used": False, "requeue": False}
+        return self._ckpt
+
+    def _root(self, what: str) -> Path:
+        if self._store_root is None:
+            raise CaptureError(
+                f"this capture is not attached to a store, so it cannot {what}; operations "
+                "get a store-backed capture from metalab.run(...)"
+            )
+        return Path(self._store_root)
+
+    def checkpoint(self, state: Any, keep: int = 1, format: str | None = None) -> None:
+        """Store the run's state durably, to continue from it if the run is interrupted.
+
+        Saved with it: the states of the random generators handed out by ``seeds``
+        and what was captured so far (metrics, stepped metrics, artifacts, logs), so a
+        run continued with :meth:`restore` ends with exactly the record of an
+        uninterrupted one.  Called after :meth:`checkpoint_due` said yes, the run is
+        recorded ``"requeued"`` when the operation returns and continues elsewhere.
+
+        Parameters
+        ----------
+        state
+            What the run needs to continue: numpy arrays, pandas/pyarrow tables, bytes,
+            str, JSON-like dicts and lists, and dicts/lists mixing these (e.g.
+            ``{"epoch": 3, "w": array}``).  ``format="pickle"`` saves anything (then
+            ``restore(allow_pickle=True)`` loads it).
+        keep
+            How many of the latest checkpoints to keep (older ones are deleted).
+        format
+            An artifact format (see :meth:`artifact`); by default chosen by type.
+
+        Raises
+        ------
+        UnsupportedArtifactError
+            No safe format saves ``state`` (a ``TypeError``).
+        CaptureError
+            The capture has no store, or ``keep`` is not an int >= 1.
+        """
+        from .checkpoint import write
+
+        root = self._root("save checkpoints")
+        ck = self._ck()
+        seeds = self._seeds
+        write(
+            root,
+            self.run_id,
+            state,
+            format=format,
+            keep=keep,
+            generators=(seeds.generator_states() if seeds is not None else None) or {},
+            captured=self._captured(),
+        )
+        ck["used"] = True
+        if ck["due"]:
+            ck["requeue"] = True
+
+    def _captured(self) -> dict[str, Any]:
+        return {
+            "scalars": self.scalars,
+            "steps": self._steps,
+            "artifacts": self._artifacts,
+            "logs": self._logs,
+        }
+
+    def restore(self, *, allow_pickle: bool = False) -> Any:
+        """The state of this run's latest checkpoint, or ``None`` when it has none.
+
+        Also puts back what the checkpoint saved with it: the random generators of
+        ``seeds`` (also those handed out after this call, in the same order as before)
+        and the metrics, stepped metrics, artifacts and logs captured up to it, so no
+        step is recorded twice.  A damaged checkpoint is moved to ``quarantine/`` with
+        a warning and the one before it is used.  Call it before drawing random numbers.
+
+        Examples
+        --------
+        >>> c = Capture("r1", None)
+        >>> c.restore() is None
+        True
+        """
+        if self._store_root is None:
+            return None
+        from .checkpoint import latest
+
+        got = latest(Path(self._store_root), self.run_id, allow_pickle=allow_pickle)
+        ck = self._ck()
+        if got is None:
+            return None
+        if not ck["used"]:  # the first restore of this attempt: put the record back
+            if self._seeds is not None:
+                self._seeds.restore_generators(got.generators)
+            saved = got.captured
+            self.scalars = {**(saved.get("scalars") or {}), **self.scalars}
+            for attr in ("_steps", "_artifacts", "_logs"):
+                before = saved.get(attr.lstrip("_"))
+                if before:
+                    setattr(self, attr, before + (getattr(self, attr) or []))
+        ck["used"] = True
+        return got.state
+
+    def checkpoint_due(self, *, margin_s: float | None = None) -> bool:
+        """Should the run checkpoint and return now? True once the worker got SIGTERM
+        (SLURM's warning before walltime, scancel, preemption) or when the worker's
+        ``lifetime`` ends within ``margin_s`` seconds (default 60).
+
+        A run that then calls :meth:`checkpoint` and returns is recorded with status
+        ``"requeued"`` (neither failed nor done) and continues from its checkpoint on
+        another worker, or on ``resume=True``.
+
+        Examples
+        --------
+        >>> Capture("r1", None).checkpoint_due()
+        False
+        """
+        from .. import _preemption
+
+        _preemption.note_checkpointing()
+        due = _preemption.due(_preemption.DEFAULT_MARGIN_S if margin_s is None else margin_s)
+        if due:
+            self._ck()["due"] = True
+        return due
 
     # artifacts ---------------------------------------------------------------
     def _artifact_dir(self) -> Path:
@@ -308,6 +446,21 @@ def record_return(cap: Capture, value: Any) -> None:
 def was_pruned(cap: Capture) -> bool:
     """Did the run's ``capture.should_stop()`` say yes (its status is then "pruned")?"""
     return cap._pruned
+
+
+def attach_seeds(cap: Capture, seeds: Any) -> None:
+    """Give the capture the run's (tracked) seeds, whose generators checkpoints save."""
+    cap._seeds = seeds
+
+
+def was_requeued(cap: Capture) -> bool:
+    """Did the run checkpoint after ``checkpoint_due()`` said yes (status "requeued")?"""
+    return cap._ckpt is not None and bool(cap._ckpt["requeue"])
+
+
+def used_checkpoints(cap: Capture) -> bool:
+    """Did the run write or restore a checkpoint (its checkpoints go when it succeeds)?"""
+    return cap._ckpt is not None and bool(cap._ckpt["used"])
 
 
 def run_extra(cap: Capture) -> dict[str, Any] | None:

@@ -60,13 +60,16 @@ STEP = "step"
 STEP_VALUE = "value"
 STEP_TIME = "time"
 
-#: Statuses of a run record: it succeeded, raised, overran ``timeout=``, or was stopped
-#: early by a search's pruner (``capture.should_stop()``; its metrics are kept).
+#: Statuses of a run record: it succeeded, raised, overran ``timeout=``, was stopped
+#: early by a search's pruner (``capture.should_stop()``; its metrics are kept), or
+#: checkpointed and returned when ``capture.checkpoint_due()`` said so (requeued: not
+#: done, not failed; it runs again from its checkpoint, in the sweep or on resume).
 SUCCESS = "success"
 FAILED = "failed"
 TIMEOUT = "timeout"
 PRUNED = "pruned"
-STATUSES = (SUCCESS, FAILED, TIMEOUT, PRUNED)
+REQUEUED = "requeued"
+STATUSES = (SUCCESS, FAILED, TIMEOUT, PRUNED, REQUEUED)
 #: Column of a search's trial number (records of ``metalab.optimize`` runs).
 TRIAL = "trial"
 

@@ -21,8 +21,17 @@ from pathlib import Path
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
+from .. import _preemption
 from .._interrupt import StopFlag
-from ..capture import Capture, record_return, run_extra, was_pruned
+from ..capture import (
+    Capture,
+    attach_seeds,
+    record_return,
+    run_extra,
+    used_checkpoints,
+    was_pruned,
+    was_requeued,
+)
 from ..capture.serializers import install_serializers, user_serializers
 from ..context import check_context
 from ..errors import OperationSignatureError
@@ -31,7 +40,15 @@ from ..seeds import SeedBundle
 from ..store.atomic import is_disk_full, naming_full_disk
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from ..store.layout import Layout
-from ..store.records import FAILED, PRUNED, SUCCESS, WORKER_DIED, error_outcome, now_us
+from ..store.records import (
+    FAILED,
+    PRUNED,
+    REQUEUED,
+    SUCCESS,
+    WORKER_DIED,
+    error_outcome,
+    now_us,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,6 +142,8 @@ def run_one(
     tries = 0
     while True:
         cap = Capture(run_id, task.store_root)
+        run_seeds = seeds.tracked()  # its generators are saved with checkpoints
+        attach_seeds(cap, run_seeds)
         t0 = time_ns() // 1000
         try:
             check_context(context)  # a watched context value changed in place: fail the run
@@ -132,9 +151,9 @@ def run_one(
                 from ..capture.output import captured_output
 
                 with captured_output(cap):
-                    ret = call(func, params, seeds, cap, context)
+                    ret = call(func, params, run_seeds, cap, context)
             else:
-                ret = call(func, params, seeds, cap, context)
+                ret = call(func, params, run_seeds, cap, context)
             if ret is not None:
                 record_return(cap, ret)
         except KeyboardInterrupt:
@@ -165,7 +184,23 @@ def run_one(
         if tries:
             done = done or {}
             done["retries"] = tries
-        return [run_id, PRUNED if was_pruned(cap) else SUCCESS, t0, t1, cap.scalars, done]
+        return _finished(task, cap, [run_id, SUCCESS, t0, t1, cap.scalars, done])
+
+
+def _finished(task: SweepTask, cap: Capture, out: list[Any]) -> list[Any]:
+    """A returning run's outcome: requeued (it checkpointed when due), pruned or success."""
+    if was_requeued(cap):
+        # Its stepped metrics are in the checkpoint and come back with restore(): a
+        # copy in this record would be a second copy of each step.
+        extra = {k: v for k, v in (out[5] or {}).items() if k != "steps"}
+        return [out[0], REQUEUED, out[2], out[3], out[4], extra or None]
+    if was_pruned(cap):
+        out[1] = PRUNED
+    if used_checkpoints(cap):  # done: nothing will continue from its checkpoints
+        from ..capture.checkpoint import discard
+
+        discard(Path(task.store_root), out[0])
+    return out
 
 
 def in_this_process(task: SweepTask, operation: Operation, context: Any) -> RunFunction:
@@ -225,6 +260,20 @@ def execute_partition(
             artifacts=str(layout.artifacts),
         )
         execute = child.run
+    with _preemption.partition_running():  # SIGTERM now lets runs checkpoint first
+        attempt = _run_attempt(layout, task, part, pdf, execute, child)
+    if attempt.requeue and not attempt.worker.startswith("local:"):
+        from distributed import Reschedule
+
+        # Another worker continues the partition (this one got SIGTERM or its run
+        # checkpointed when due); the journal left here tells it what is done.
+        raise Reschedule()
+    return _summary(attempt.counts)
+
+
+def _run_attempt(
+    layout: Layout, task: SweepTask, part: int, pdf: pd.DataFrame, execute: Any, child: Any
+) -> _Attempt:
     # A full disk (the journal, an artifact, the Parquet file) ends the task with one
     # StoreError naming the file; what reached the disk before is kept.
     with naming_full_disk(layout.journal):
@@ -241,13 +290,14 @@ def execute_partition(
             if child is not None:
                 child.close()
             _close(attempt, failed)
-    return _summary(attempt.counts)
+    return attempt
 
 
 def _close(attempt: _Attempt, failed: BaseException | None) -> None:
     """Close the attempt; after a full disk, the first failed write is the one reported."""
     try:
-        attempt.close()
+        # A requeued attempt on a worker leaves its journal to the next attempt.
+        attempt.close(fold=not (attempt.requeue and not attempt.worker.startswith("local:")))
     except OSError as exc:
         if failed is None or not (is_disk_full(exc) and is_disk_full(failed)):
             raise
@@ -285,10 +335,12 @@ def _previous_attempts(
     """
     prev = [Journal(p) for p in list_journals(layout.journal, journal_prefix(sweep, part))]
     done: dict[str, str] = {}
-    for j in prev:
-        done.update((o[0], o[1]) for o in j.outcomes)
+    for j in prev:  # a requeued run is not done: it continues from its checkpoint
+        done.update((o[0], o[1]) for o in j.outcomes if o[1] != REQUEUED)
     deaths: dict[str, int] = {}
     for j in prev:
+        if any(o[1] == REQUEUED for o in j.outcomes):
+            continue  # that attempt stopped on purpose (SIGTERM, lifetime): no death
         finished = {o[0] for o in j.outcomes}
         suspects = [r for r in j.started if r not in finished]
         if not suspects:
@@ -323,6 +375,8 @@ class _Attempt:
         self.params: list[dict[str, Any]] = []
         self.counts = dict.fromkeys(SUMMARY_COLUMNS, 0)
         self.completed = False
+        #: Stopped early on purpose (SIGTERM, a requeued run): another attempt continues.
+        self.requeue = False
         self.trials: list[int] | None = None
 
     def run_all(self, execute: RunFunction) -> None:
@@ -344,6 +398,9 @@ class _Attempt:
         ):
             if stop is not None and stop.is_set():
                 return  # the sweep stopped: what finished is kept, the rest is not started
+            if _preemption.sigterm_received():
+                self.requeue = True  # this process is going away: start nothing more
+                return
             if run_id in done_before:
                 # Finished by an earlier attempt: still this partition's run, so it counts
                 # in the summary (the sweep's success/failed counts come from summaries).
@@ -360,14 +417,23 @@ class _Attempt:
             journal.append(out)
             self.outcomes.append(out)
             self.params.append(params)
+            if out[1] == REQUEUED:  # neither done nor failed; nothing more starts here
+                self.requeue = True
+                return
             counts[SUCCESS if out[1] in (SUCCESS, PRUNED) else FAILED] += 1
             if on_run is not None:
                 on_run(out[1])
         self.completed = True
 
-    def close(self) -> None:
-        """Fold this and the earlier attempts into Parquet; remove their journals."""
+    def close(self, *, fold: bool = True) -> None:
+        """Fold this and the earlier attempts into Parquet; remove their journals.
+
+        ``fold=False`` (a requeued attempt on a worker) only closes the journal: the
+        next attempt at the partition reads it and folds it with its own.
+        """
         self.journal.close()
+        if not fold:
+            return
         self._fold_to_parquet()
         if self.completed and not self.worker.startswith("local:"):
             _write_done_marker(self.layout, self.task.sweep, self.part, self.counts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..store.records import PRUNED, SUCCESS
+from ..store.records import PRUNED, REQUEUED, SUCCESS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +31,8 @@ def plan_todo(
     if status.num_rows:
         # Arrow compute on the id columns: no Python strings for a million runs.
         if resume:
-            done = status
+            # A requeued run is never done: it continues from its checkpoint.
+            done = status.filter(pc.not_equal(status.column("status"), REQUEUED))
             if retry_failed:
                 done = status.filter(pc.is_in(status.column("status"), pa.array([SUCCESS, PRUNED])))
             damaged = store.check_artifacts(done)  # artifact files lost: run again

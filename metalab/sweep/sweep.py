@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _preemption
 from .._interrupt import StopFlag, sweep_interrupted
 from ..errors import ExecutorError, ExperimentError, RunInterrupted
 from ..executors.base import Executor, Session
@@ -67,8 +68,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     seen: list[int] = []
+    _preemption.reset()
 
     def handler(signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM and not seen and _preemption.checkpointing():
+            # A run that asks capture.checkpoint_due() is running here: let it
+            # checkpoint and return (requeued); the sweep then stops as interrupted.
+            seen.append(signum)
+            _preemption.note_sigterm()
+            return
         if seen:
             sys.stderr.write(
                 "\nmetalab: second interrupt, exiting now; records written so far "
@@ -486,6 +494,8 @@ def run(
     with _sigterm_as_interrupt():  # also covers the clean-up
         try:
             drive(sweep) if drive is not None else sweep.execute()
+            if _preemption.sigterm_received():  # the runs checkpointed: now stop
+                raise KeyboardInterrupt("SIGTERM")
         except KeyboardInterrupt:
             raise sweep.interrupted() from None
         finally:
