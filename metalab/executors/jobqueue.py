@@ -2,9 +2,11 @@
 
 metalab submits the worker jobs, keeps their number up while the sweep runs (adaptive
 scaling, so a job lost to ``scancel``, a node failure or the walltime is replaced), and
-cancels them at the end, also on errors and Ctrl-C.  Every keyword left at ``None`` falls
-back to dask's own jobqueue configuration (``jobqueue.slurm.*`` / ``jobqueue.pbs.*`` in
-``~/.config/dask/jobqueue.yaml``), then to a small metalab default.
+cancels them at the end, also on errors and Ctrl-C.  In a ``with SlurmExecutor(...) as
+exe:`` block the jobs are submitted once and serve every sweep of the block.  Every
+keyword left at ``None`` falls back to dask's own jobqueue configuration
+(``jobqueue.slurm.*`` / ``jobqueue.pbs.*`` in ``~/.config/dask/jobqueue.yaml``), then to a
+small metalab default.
 """
 
 from __future__ import annotations
