@@ -41,3 +41,9 @@ def test_scaling_benchmark_runs():
     out = _bench("scaling.py", "--workers", "1", "--runs", "6", "--repeat", "1")
     assert "efficiency vs raw Dask" in out
     assert out.strip().splitlines()[-1].startswith("| 1 | 1 |")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_frame_bytes_benchmark_runs():
+    out = _bench("frame_bytes.py", "--runs", "300")
+    assert "| after compaction | 1 |" in out
