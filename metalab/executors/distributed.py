@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,6 +88,8 @@ class ProcessExecutor(Executor):
                 client.close()
         finally:
             cluster.close()
+            import shutil  # here: `import metalab` stays light
+
             shutil.rmtree(log.parent, ignore_errors=True)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -241,6 +240,8 @@ class JobQueueExecutor(Executor):
         """What the batch system says about these jobs (``queue_state_command``), or None."""
         if self.queue_state_command is None:
             return None
+        import subprocess  # here: `import metalab` stays light
+
         cmd = [a.replace("{ids}", ",".join(job_ids)) for a in self.queue_state_command]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)

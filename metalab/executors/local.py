@@ -6,7 +6,6 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ExecutorConfigError
 from .base import Executor, Session
@@ -46,6 +45,8 @@ class ThreadExecutor(Executor):
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """Dask's threaded scheduler on a pool of ``max_workers`` threads, shut down after."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from dask import threaded
 
         # Dask's own pools live until the interpreter exits; this one ends with the session.
