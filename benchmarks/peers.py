@@ -242,9 +242,11 @@ def run_mlflow(n: int, budget: float, root: Path, backend: str) -> Result:
     return Result("MLflow", label, done, sweep_s, read_s, import_s, setup_s)
 
 
-def _ray_trivial(config: dict[str, Any]) -> dict[str, float]:
+def _ray_trivial(config: dict[str, Any]) -> None:
+    from ray import tune
+
     x, seed = config["x"], config["seed"]
-    return {"y": x * x + seed, "x2": x * 2, "one": 1.0}
+    tune.report({"y": x * x + seed, "x2": x * 2, "one": 1.0})
 
 
 def run_ray_tune(n: int, budget: float, root: Path) -> Result:
@@ -273,6 +275,8 @@ def run_ray_tune(n: int, budget: float, root: Path) -> Result:
         read_s = time.perf_counter() - t0
     finally:
         ray.shutdown()
+    if "y" not in df.columns:
+        raise RuntimeError(f"Ray Tune: no trial reported within {budget:g} s (raise --budget)")
     df = df.dropna(subset=["y"])
     xs = df["config/x"].astype(int)
     if not (df["y"].astype(float) == xs * xs + SEED).all():
