@@ -2,6 +2,7 @@
 
     uv run python benchmarks/overhead.py            # 1k, 10k, 100k, 1M runs
     uv run python benchmarks/overhead.py --quick    # 1k, 10k, 100k
+    uv run python benchmarks/overhead.py --smoke    # tiny sizes: a check, not figures
 
 Baseline: a plain loop computing the trivial run (y = x*x + seed, three values), a list
 of dicts, one Parquet file at the end.  metalab rows run the same sweep through
@@ -44,8 +45,8 @@ def _sweep(n: int, op, executor=None, repeat: int = 3) -> float:
         return best_of(go, repeat)
 
 
-def fresh_process_times(repeat: int = 5) -> list[list[object]]:
-    """Whole 1,000-run sweeps as fresh `python` processes (persisted stores)."""
+def fresh_process_times(repeat: int = 5, n: int = 1000) -> list[list[object]]:
+    """Whole ``n``-run sweeps as fresh `python` processes (persisted stores)."""
     py = sys.executable
     sweep = textwrap.dedent(
         """
@@ -54,14 +55,14 @@ def fresh_process_times(repeat: int = 5) -> list[list[object]]:
         def noop(params):
             return None
         exp = metalab.Experiment(name="fresh", operation=noop,
-                                 params=metalab.grid(x=list(range(1000))))
+                                 params=metalab.grid(x=list(range(int(sys.argv[2])))))
         metalab.run(exp, store=sys.argv[1], resume=False)
         """
     )
     raw = textwrap.dedent(
         """
         import sys, time, pyarrow as pa, pyarrow.parquet as pq
-        rows = [{"x": x, "y": x * x + 1, "t": time.time()} for x in range(1000)]
+        rows = [{"x": x, "y": x * x + 1, "t": time.time()} for x in range(int(sys.argv[2]))]
         pq.write_table(pa.Table.from_pylist(rows), sys.argv[1])
         """
     )
@@ -70,13 +71,13 @@ def fresh_process_times(repeat: int = 5) -> list[list[object]]:
         for label, code, target in (
             ("python -c pass", "pass", d / "x"),
             ("import metalab", "import metalab", d / "x"),
-            ("raw loop + Parquet, 1,000 runs", raw, d / "raw.parquet"),
-            ("metalab.run, 1,000 no-op runs", sweep, d / "store"),
+            (f"raw loop + Parquet, {n:,} runs", raw, d / "raw.parquet"),
+            (f"metalab.run, {n:,} no-op runs", sweep, d / "store"),
         ):
             times = []
             for k in range(repeat):
                 t0 = time.perf_counter()
-                subprocess.run([py, "-c", code, str(target) + str(k)], check=True)
+                subprocess.run([py, "-c", code, str(target) + str(k), str(n)], check=True)
                 times.append(time.perf_counter() - t0)
             times.sort()
             rows.append([label, times[len(times) // 2]])
@@ -87,8 +88,12 @@ def fresh_process_times(repeat: int = 5) -> list[list[object]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 1M-run sweeps")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: a check, not figures")
     args = ap.parse_args()
     sizes = [1_000, 10_000, 100_000] + ([] if args.quick else [1_000_000])
+    cluster_sizes = (10_000, 100_000)
+    if args.smoke:
+        sizes, cluster_sizes = [100], (100,)
     print(f"# metalab overhead benchmark\n\nmachine: {machine()}")
 
     rows = []
@@ -129,7 +134,7 @@ def main() -> None:
     prow = []
     with Client(cluster, set_as_default=False) as client:
         exe = metalab.DaskExecutor(client)
-        for n in (10_000, 100_000):
+        for n in cluster_sizes:
             t_default = _sweep(n, noop, repeat=3)
             t_proc = _sweep(n, noop, executor=exe, repeat=3)
             prow.append([f"{n:,}", n / t_default, n / t_proc, t_default / t_proc])
@@ -141,9 +146,9 @@ def main() -> None:
     )
 
     print_table(
-        "Fresh processes (median of 5)",
+        "Fresh processes (median)",
         ["what", "wall s", "over `python -c pass` s"],
-        fresh_process_times(),
+        fresh_process_times(*((1, 100) if args.smoke else ())),
     )
 
 

@@ -1,7 +1,9 @@
-"""The trivial sweep through metalab and its peers (MLflow, Sacred, signac), in one process.
+"""The trivial sweep through metalab and its peers (MLflow, Sacred, signac, Ray Tune), in one
+process.
 
     uv run --with mlflow --with sacred --with signac python benchmarks/peers.py
     uv run --with mlflow --with sacred --with signac python benchmarks/peers.py --runs 1000
+    uv run --with 'ray[tune]' python benchmarks/peers.py --only 'Ray Tune' --runs 100
 
 Sacred 0.8.x imports ``pkg_resources``, gone from setuptools >= 81; to measure it add
 ``--with 'setuptools<81'`` (without it the Sacred rows say "not measured" and why).
@@ -14,7 +16,10 @@ per run) into a local store in a temp folder, then the records are read back int
   store; ``mlflow.search_runs``;
 - Sacred: ``Experiment.run`` with a ``FileStorageObserver`` (default settings); its run
   folders' ``config.json`` and ``metrics.json`` into a DataFrame;
-- signac: one job per state point, the metrics in the job document; ``project.to_dataframe()``.
+- signac: one job per state point, the metrics in the job document; ``project.to_dataframe()``;
+- Ray Tune: a function trainable returning the three metrics, ``tune.grid_search`` over x,
+  ``Tuner.fit()`` with default settings (local Ray started by ``ray.init()``, timed as
+  setup), results in a folder of the temp dir; ``ResultGrid.get_dataframe()``.
 
 Imports and one-off setup (MLflow creating its SQLite schema, ``signac.init_project``) are
 timed apart and excluded from the rates.  Each peer sweep stops after ``--budget`` seconds;
@@ -237,6 +242,48 @@ def run_mlflow(n: int, budget: float, root: Path, backend: str) -> Result:
     return Result("MLflow", label, done, sweep_s, read_s, import_s, setup_s)
 
 
+def _ray_trivial(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    x, seed = config["x"], config["seed"]
+    tune.report({"y": x * x + seed, "x2": x * 2, "one": 1.0})
+
+
+def run_ray_tune(n: int, budget: float, root: Path) -> Result:
+    root.mkdir(parents=True, exist_ok=True)
+    loaded = "ray" in sys.modules
+    t0 = time.perf_counter()
+    import ray
+    from ray import tune
+
+    import_s = "(loaded)" if loaded else f"{time.perf_counter() - t0:.2f}"
+    t0 = time.perf_counter()
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    setup_s = time.perf_counter() - t0
+    try:
+        tuner = tune.Tuner(
+            _ray_trivial,
+            param_space={"x": tune.grid_search(list(range(n))), "seed": SEED},
+            tune_config=tune.TuneConfig(time_budget_s=budget),
+            run_config=tune.RunConfig(storage_path=str(root / "ray"), name="bench", verbose=0),
+        )
+        t0 = time.perf_counter()
+        grid = tuner.fit()
+        sweep_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        df = grid.get_dataframe()
+        read_s = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    if "y" not in df.columns:
+        raise RuntimeError(f"Ray Tune: no trial reported within {budget:g} s (raise --budget)")
+    df = df.dropna(subset=["y"])
+    xs = df["config/x"].astype(int)
+    if not (df["y"].astype(float) == xs * xs + SEED).all():
+        raise RuntimeError("Ray Tune: the records read back are not the ones written")
+    return Result("Ray Tune", "Tuner, local Ray", len(df), sweep_s, read_s, import_s, setup_s)
+
+
 HINTS = {
     "pkg_resources": "Sacred 0.8.x imports pkg_resources, which setuptools >= 81 no longer ships;"
     " add `--with 'setuptools<81'` to the uv command",
@@ -271,6 +318,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=300, help="runs for MLflow and Sacred (300)")
     ap.add_argument("--signac-runs", type=int, default=3_000, help="runs for signac (3,000)")
     ap.add_argument("--large", type=int, default=100_000, help="metalab's larger sweep (100,000)")
+    ap.add_argument("--only", help="measure only this peer (e.g. 'Ray Tune', 'signac')")
     ap.add_argument(
         "--budget",
         type=float,
@@ -278,9 +326,9 @@ def main() -> None:
         help="stop a peer's sweep after this many seconds (50)",
     )
     args = ap.parse_args()
-    print(f"# metalab vs MLflow, Sacred, signac\n\nmachine: {machine()}")
+    print(f"# metalab vs MLflow, Sacred, signac, Ray Tune\n\nmachine: {machine()}")
     versions = {"metalab": getattr(metalab, "__version__", "?")}
-    for pkg in ("mlflow", "sacred", "signac"):
+    for pkg in ("mlflow", "sacred", "signac", "ray"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -303,7 +351,10 @@ def main() -> None:
             ("Sacred", lambda: run_sacred(args.runs, args.budget, d / "b")),
             ("MLflow (SQLite)", lambda: run_mlflow(args.runs, args.budget, d / "c", "sqlite")),
             ("MLflow (file store)", lambda: run_mlflow(args.runs, args.budget, d / "d", "file")),
+            ("Ray Tune", lambda: run_ray_tune(args.runs, args.budget, d / "e")),
         ):
+            if args.only and not name.startswith(args.only):
+                continue
             r = attempt(name, fn, notes)
             if r is None:
                 failed.append(name)
@@ -397,6 +448,7 @@ def main() -> None:
         "signac": "project.to_dataframe()",
         "Sacred": "run folders' JSON -> DataFrame",
         "MLflow": "mlflow.search_runs",
+        "Ray Tune": "ResultGrid.get_dataframe()",
     }
     for r in peers:
         _, m_read = metalab_at(r.runs)

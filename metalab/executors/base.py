@@ -1,19 +1,25 @@
 """The executor interface: an executor chooses the Dask scheduler a sweep runs on.
 
 Every executor runs the same sweep code path; it only provides a :class:`Session` (a
-scheduler ready to compute) for the length of one sweep.  A new backend subclasses
-:class:`Executor` and implements :meth:`Executor.session`; batch systems reached
-through dask-jobqueue subclass :class:`~metalab.executors.jobqueue.JobQueueExecutor`
-and mostly declare class attributes.
+scheduler ready to compute) for the length of one sweep, or, inside a ``with executor:``
+block, one session that every sweep of the block shares (a warm cluster).  A new backend
+subclasses :class:`Executor` and implements :meth:`Executor.session`; batch systems
+reached through dask-jobqueue subclass
+:class:`~metalab.executors.jobqueue.JobQueueExecutor` and mostly declare class attributes.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
+
+from ..errors import ExecutorConfigError
 
 
 @dataclass
@@ -48,6 +54,9 @@ class Session:
             return None
 
 
+_ENTERING = threading.Lock()
+
+
 class Executor(abc.ABC):
     """Where the partitions of a sweep run.
 
@@ -55,11 +64,61 @@ class Executor(abc.ABC):
     planning, and leaves it when the sweep ends, also on errors and Ctrl-C: an
     executor that starts a cluster closes it there, one that was handed a cluster
     leaves it running.
+
+    Used as a context manager, an executor enters its session once, at the start of the
+    block, and every :func:`metalab.run` of the block computes on it (a cluster starts
+    once, not per sweep); the block's end closes it, also on errors and Ctrl-C:
+
+    >>> with metalab.ProcessExecutor(max_workers=4) as on_4:  # doctest: +SKIP
+    ...     first = metalab.run(exp_a, executor=on_4)
+    ...     second = metalab.run(exp_b, executor=on_4)  # no start-up
     """
+
+    #: The session held by a ``with executor:`` block and the stack that closes it.
+    _warm: tuple[contextlib.ExitStack, Session] | None = None
 
     @abc.abstractmethod
     def session(self) -> AbstractContextManager[Session]:
         """A context manager yielding the :class:`Session` one sweep computes on."""
+
+    @contextlib.contextmanager
+    def sweep_session(self) -> Iterator[Session]:
+        """The session a sweep computes on: the block's (kept open), else a new one."""
+        warm = self._warm
+        if warm is not None:
+            yield warm[1]
+            return
+        with self.session() as session:
+            yield session
+
+    def __enter__(self) -> Self:
+        """Enter the session (start the cluster) for every sweep of the block."""
+        if self._warm is not None:
+            raise ExecutorConfigError(
+                f"{type(self).__name__} is already open in a with block; use it as it is, "
+                "or make a second executor for a second cluster"
+            )
+        stack = contextlib.ExitStack()
+        with _ENTERING:  # two threads entering at once must not start two clusters
+            session = stack.enter_context(self.session())
+            self._warm = (stack, session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the block's session (the cluster stops, its workers exit)."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm[0].close()
+
+    @property
+    def is_open(self) -> bool:
+        """True inside a ``with executor:`` block (sweeps share its session)."""
+        return self._warm is not None
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,9 +28,11 @@ class ProcessExecutor(Executor):
     """A local Dask cluster of ``max_workers`` single-threaded worker processes.
 
     metalab starts the cluster for the sweep and closes it afterwards, also on errors
-    and Ctrl-C.  The workers are fresh Python processes that never import your
-    ``__main__``, so a plain script needs no ``if __name__ == "__main__":`` guard and its
-    module-level code runs once, in the driver.
+    and Ctrl-C; in a ``with ProcessExecutor(...) as exe:`` block the cluster starts once
+    and serves every ``metalab.run(..., executor=exe)`` of the block (a dead worker is
+    replaced), and closes at the block's end.  The workers are fresh Python processes
+    that never import your ``__main__``, so a plain script needs no
+    ``if __name__ == "__main__":`` guard and its module-level code runs once, in the driver.
 
     Parameters
     ----------
@@ -87,6 +88,8 @@ class ProcessExecutor(Executor):
                 client.close()
         finally:
             cluster.close()
+            import shutil  # here: `import metalab` stays light
+
             shutil.rmtree(log.parent, ignore_errors=True)
 
 

@@ -2,16 +2,17 @@
 
 metalab submits the worker jobs, keeps their number up while the sweep runs (adaptive
 scaling, so a job lost to ``scancel``, a node failure or the walltime is replaced), and
-cancels them at the end, also on errors and Ctrl-C.  Every keyword left at ``None`` falls
-back to dask's own jobqueue configuration (``jobqueue.slurm.*`` / ``jobqueue.pbs.*`` in
-``~/.config/dask/jobqueue.yaml``), then to a small metalab default.
+cancels them at the end, also on errors and Ctrl-C.  In a ``with SlurmExecutor(...) as
+exe:`` block the jobs are submitted once and serve every sweep of the block.  Every
+keyword left at ``None`` falls back to dask's own jobqueue configuration
+(``jobqueue.slurm.*`` / ``jobqueue.pbs.*`` in ``~/.config/dask/jobqueue.yaml``), then to a
+small metalab default.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -239,6 +240,8 @@ class JobQueueExecutor(Executor):
         """What the batch system says about these jobs (``queue_state_command``), or None."""
         if self.queue_state_command is None:
             return None
+        import subprocess  # here: `import metalab` stays light
+
         cmd = [a.replace("{ids}", ",".join(job_ids)) for a in self.queue_state_command]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -28,6 +29,8 @@ class LocalExecutor(Executor):
 class ThreadExecutor(Executor):
     """Runs partitions on ``max_workers`` threads (for operations that release the GIL).
 
+    The threads live for one sweep, or for every sweep of a ``with executor:`` block.
+
     Parameters
     ----------
     max_workers
@@ -41,7 +44,19 @@ class ThreadExecutor(Executor):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """Dask's threaded scheduler with ``max_workers`` threads."""
-        from dask.threaded import get
+        """Dask's threaded scheduler on a pool of ``max_workers`` threads, shut down after."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        yield Session(n_workers=self.max_workers, get=get, num_workers=self.max_workers)
+        from dask import threaded
+
+        # Dask's own pools live until the interpreter exits; this one ends with the session.
+        pool_class = getattr(threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
+        pool = pool_class(self.max_workers, thread_name_prefix="metalab-thread")
+        get = functools.partial(threaded.get, pool=pool)
+        try:
+            yield Session(n_workers=self.max_workers, get=get, num_workers=self.max_workers)
+        except BaseException:
+            # Ctrl-C or an error: do not wait for a run in flight (the stop flag ends it).
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)

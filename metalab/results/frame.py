@@ -3,11 +3,18 @@
 One partition per group of Parquet row groups whose statistics may match the filters,
 plus one per store for its live journals.  Deduplication needs every record of a run,
 wherever it sits, so one small task first finds the superseded rows of all partitions
-(:func:`_losers`, reading two columns) and each partition drops its own.
+(:func:`_losers`, reading three columns) and each partition drops its own.
+
+That first pass reads every run id, about as many bytes as the rest of a narrow store.
+It is skipped for a store whose files prove that no run id appears twice
+(:func:`_provably_distinct`: each file's footer says its run ids are distinct, its
+Parquet statistics bound them, the bounds of the files do not overlap, and no live
+journal).  Every partition of such a store checks the promise on what it reads.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +26,7 @@ import pyarrow.compute as pc
 from ..errors import StoreError
 from ..store.layout import Layout
 from ..store.reader import dedupe_latest, quarantine_parquet, unreadable
-from ..store.records import ATTEMPT, ENDED_AT, RUN_ID
+from ..store.records import ATTEMPT, DISTINCT_KEY, ENDED_AT, RUN_ID
 from .naming import EXPERIMENT
 from .query import Clause, filter_exprs, prunes_file
 from .scan import FORMAT, FS, Scan, conform
@@ -76,6 +83,8 @@ class _Reading:
     conflicts: set[str]
     names: dict[str, str]
     labels: dict[int, str | None]
+    #: Stores whose files prove their run ids distinct: no deduplication pass.
+    distinct: frozenset[int] = frozenset()
 
 
 def _part_table(
@@ -144,6 +153,63 @@ def _losers(
     return out
 
 
+def _run_id_span(md: Any) -> tuple[str, str] | None:
+    """(smallest, largest) run id of a file from its row-group statistics, or None."""
+    names = md.schema.names
+    if RUN_ID not in names:
+        return None
+    col = names.index(RUN_ID)
+    lo: str | None = None
+    hi: str | None = None
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        if rg.num_rows == 0:
+            continue
+        st = rg.column(col).statistics
+        if st is None or not st.has_min_max or st.null_count:
+            return None
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    if lo is None or hi is None:
+        return None
+    return str(lo), str(hi)
+
+
+def _provably_distinct(frags: Sequence[Any]) -> bool:
+    """True when no run id can be in two rows of these files (footers only, no data read).
+
+    Each file's footer says whether its run ids are distinct (written with the file and
+    covered by the footer checksum); its statistics bound them; files whose bounds do not
+    overlap share no run id.  Files without the footer entry (older stores, other writers)
+    or with overlapping bounds leave the deduplication pass in place.
+    """
+    spans = []
+    for frag in frags:
+        md = frag.metadata
+        if md.num_rows == 0:
+            continue
+        if (md.metadata or {}).get(DISTINCT_KEY) != b"1":
+            return False
+        span = _run_id_span(md)
+        if span is None:
+            return False
+        spans.append(span)
+    spans.sort()
+    return all(a[1] < b[0] for a, b in itertools.pairwise(spans))
+
+
+def _check_distinct(part: _Part, table: pa.Table) -> None:
+    """A file said its run ids were distinct: refuse a partition that shows otherwise."""
+    ids = table.column(RUN_ID)
+    if pc.count_distinct(ids).as_py() != len(ids):
+        raise StoreError(
+            5,
+            f"{part.path} says its run ids are distinct but holds one twice; the file was "
+            "not written by this metalab. Check the store: metalab verify <store>",
+            str(part.path),
+        )
+
+
 def _read_part(
     part: _Part,
     journals: dict[int, pa.Table],
@@ -158,6 +224,8 @@ def _read_part(
     filtered = [t.column for c in how.clauses for t in c if t.column in how.schema.names]
     need = list(dict.fromkeys([*how.columns, RUN_ID, ENDED_AT, ATTEMPT, *filtered]))
     t = _part_table(part, journals, how.schema, need, push)
+    if part.store in how.distinct:
+        _check_distinct(part, t)
     lose = losers.get(part)
     if lose is not None:
         mask = np.ones(t.num_rows, dtype=bool)
@@ -206,6 +274,18 @@ def _partitions(
     return parts, journals
 
 
+def _distinct_stores(snap: Scan, parts: list[_Part], journals: dict[int, Any]) -> frozenset[int]:
+    """The stores of the snapshot whose partitions need no deduplication pass."""
+    out = set()
+    for i, s in enumerate(snap.stores):
+        used = {p.path for p in parts if p.store == i}
+        if i in journals or not used:
+            continue
+        if _provably_distinct([f for f in s.fragments if f.path in used]):
+            out.add(i)
+    return frozenset(out)
+
+
 def lazy_frame(
     snap: Scan,
     *,
@@ -224,6 +304,7 @@ def lazy_frame(
 
     push, _ = filter_exprs(clauses, snap.schema, snap.conflicts)
     labels = {i: s.label for i, s in enumerate(snap.stores)}
+    parts, journals = _partitions(snap, clauses, push, rows_per_partition)
     how = _Reading(
         schema=snap.schema,
         columns=[c for c in columns if c in snap.schema.names],
@@ -231,8 +312,8 @@ def lazy_frame(
         conflicts=snap.conflicts,
         names=names,
         labels=labels,
+        distinct=_distinct_stores(snap, parts, journals),
     )
-    parts, journals = _partitions(snap, clauses, push, rows_per_partition)
     empty = snap.schema.empty_table().select(how.columns)
     if any(lbl is not None for lbl in labels.values()):
         empty = empty.append_column(EXPERIMENT, pa.array([], type=pa.string()))
@@ -241,7 +322,8 @@ def lazy_frame(
         frame: dd.DataFrame = dd.from_pandas(meta, npartitions=1)
         return frame
     d_journals = delayed(journals, pure=False)
-    d_losers = delayed(_losers, pure=False)(parts, d_journals, snap.schema, push)
+    dedupe = [p for p in parts if p.store not in how.distinct]
+    d_losers = delayed(_losers, pure=False)(dedupe, d_journals, snap.schema, push) if dedupe else {}
     d_ids = delayed(run_ids, pure=False) if run_ids is not None else None
     d_how = delayed(how, pure=False)
     read = delayed(_read_part, pure=False)

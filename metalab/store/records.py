@@ -47,6 +47,22 @@ HOST = "host"
 PID = "pid"
 WORKER = "worker"
 SWEEP = "sweep"
+
+#: Footer key: b"1" when every run id of the file is distinct (see ``results/frame.py``).
+DISTINCT_KEY = b"metalab.distinct_run_ids"
+
+
+def distinct_flag(table: pa.Table) -> dict[bytes, bytes]:
+    """The footer entry telling whether the table's run ids are all distinct (and present)."""
+    import pyarrow.compute as pc
+
+    if RUN_ID not in table.column_names:
+        return {}
+    ids = table.column(RUN_ID)
+    distinct = pc.count_distinct(ids).as_py() == len(ids)  # nulls are not counted
+    return {DISTINCT_KEY: b"1" if distinct else b"0"}
+
+
 # The run's definition (identical for every run of one sweep; part of its run id).
 EXPERIMENT_VERSION = "experiment_version"
 OPERATION_VERSION = "operation_version"
@@ -372,5 +388,5 @@ def write_table_file(table: pa.Table, path: Path, *, row_group_size: int) -> Non
         write_page_checksum=True,
     ) as writer:
         writer.write_table(table, row_group_size=row_group_size)
-        writer.add_key_value_metadata(parquet_key_value())
+        writer.add_key_value_metadata({**parquet_key_value(), **distinct_flag(table)})
     seal_parquet_footer(path)

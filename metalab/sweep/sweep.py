@@ -278,7 +278,7 @@ class Sweep:
         if not len(self.todo):
             return
         try:
-            with self.executor.session() as session:
+            with self.executor.sweep_session() as session:
                 payload, poller = self._ship(session)
                 parts = self._graph(session, payload)
                 display = ProgressDisplay(
