@@ -66,6 +66,9 @@ class SweepTask:
     stop: StopFlag | None = field(default=None, repr=False)
     #: Artifact formats registered on the driver (metalab.register_serializer), for workers.
     serializers: tuple[Any, ...] = field(default_factory=user_serializers, repr=False)
+    #: False (a search's trials): the journal is kept as the partition's records and the
+    #: driver folds many partitions' journals into one Parquet file (no file per task).
+    fold: bool = True
 
     def __dask_tokenize__(self) -> str:
         return f"metalab-sweep-{self.sweep}"
@@ -207,11 +210,24 @@ def execute_partition(
     """Run every descriptor of one partition; returns a one-row summary frame."""
     part = int(partition_info["number"]) if partition_info else 0
     layout = Layout(Path(task.store_root))
-    if task.serializers:
-        install_serializers(task.serializers)
     finished = _read_done_marker(layout, task.sweep, part)
     if finished is not None:  # Dask recomputed a partition whose result died with a worker
         return _summary({k: int(finished.get(k, 0)) for k in SUMMARY_COLUMNS})
+    attempt = run_partition(layout, task, payload, part, _descriptor_columns(pdf), _trials(pdf))
+    return _summary(attempt.counts)
+
+
+def run_partition(
+    layout: Layout,
+    task: SweepTask,
+    payload: Payload,
+    part: int,
+    cols: dict[str, list[Any]],
+    trials: list[int] | None = None,
+) -> _Attempt:
+    """Run the descriptors ``cols`` as partition ``part``; returns the finished attempt."""
+    if task.serializers:
+        install_serializers(task.serializers)
     operation, context = payload.resolve()  # on a cluster: read once per worker process
     execute = in_this_process(task, operation, context)
     child = None
@@ -228,8 +244,8 @@ def execute_partition(
     # A full disk (the journal, an artifact, the Parquet file) ends the task with one
     # StoreError naming the file; what reached the disk before is kept.
     with naming_full_disk(layout.journal):
-        attempt = _Attempt(layout, task, part, _descriptor_columns(pdf))
-        attempt.trials = _trials(pdf)
+        attempt = _Attempt(layout, task, part, cols)
+        attempt.trials = trials
     with naming_full_disk(attempt.journal.path):
         failed: BaseException | None = None
         try:
@@ -241,7 +257,7 @@ def execute_partition(
             if child is not None:
                 child.close()
             _close(attempt, failed)
-    return _summary(attempt.counts)
+    return attempt
 
 
 def _close(attempt: _Attempt, failed: BaseException | None) -> None:
@@ -368,6 +384,10 @@ class _Attempt:
     def close(self) -> None:
         """Fold this and the earlier attempts into Parquet; remove their journals."""
         self.journal.close()
+        if not self.task.fold:  # the journals are the records until the driver folds them
+            if not self.outcomes:
+                self.journal.discard()
+            return
         self._fold_to_parquet()
         if self.completed and not self.worker.startswith("local:"):
             _write_done_marker(self.layout, self.task.sweep, self.part, self.counts)
