@@ -195,7 +195,8 @@ class TrialRunner:
         client = self.session.client
         resources = dict(self.search.exp.operation.resources or {}) or None
         inflight: dict[Any, tuple[Any, Trial, int]] = {}
-        pending = as_completed([], loop=client.loop)
+        # Results are gathered as tasks finish, on the client's loop (no round trip later).
+        pending = as_completed([], loop=client.loop, with_results=True, raise_errors=False)
 
         def submit(trial: Trial, tries: int = 0) -> None:
             key = f"metalab-trial-{self.task.sweep}-{trial.number}-{self.attempts}"
@@ -215,10 +216,9 @@ class TrialRunner:
 
         try:
             fill()
-            for fut in pending:  # a new trial is asked as soon as one finishes
+            for fut, result in pending:  # a new trial is asked as soon as one finishes
                 _, trial, tries = inflight.pop(fut.key)
-                result = _result(fut)
-                if result is not None:
+                if fut.status == "finished" and isinstance(result, tuple):
                     self._done(trial, result)
                 elif tries == 0:  # e.g. its worker died: the journals keep finished runs
                     submit(trial, 1)
@@ -241,15 +241,6 @@ class TrialRunner:
             f"{type(first).__name__}: {first}); finished trials are kept, run again "
             "with resume=True to finish the search"
         ) from first
-
-
-def _result(fut: Any) -> Any:
-    if fut.status != "finished":
-        return None
-    try:
-        return fut.result()
-    except Exception:  # its worker died before the result was fetched
-        return None
 
 
 def _exception(fut: Any) -> BaseException:
