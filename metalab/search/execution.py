@@ -214,9 +214,15 @@ class TrialRunner:
                     return
                 submit(trial)
 
+        def cancel() -> None:  # also called from the watchdog's thread: a snapshot
+            client.cancel([f for f, _, _ in list(inflight.values())])
+
+        watchdog = self._watchdog(resources, cancel)
         try:
             fill()
             for fut, result in pending:  # a new trial is asked as soon as one finishes
+                if watchdog is not None and watchdog.error is not None:
+                    raise watchdog.error  # no usable worker: the trials were cancelled
                 _, trial, tries = inflight.pop(fut.key)
                 if fut.status == "finished" and isinstance(result, tuple):
                     self._done(trial, result)
@@ -226,8 +232,25 @@ class TrialRunner:
                     self._failed(trial, _exception(fut))
                 fill()
         except BaseException:
-            client.cancel([f for f, _, _ in inflight.values()])
+            cancel()
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+
+    def _watchdog(self, resources: dict[str, float] | None, cancel: Any) -> Any:
+        """Fail when no usable worker is connected for ``session.worker_timeout_s``."""
+        if self.session.worker_timeout_s is None:
+            return None
+        from ..sweep.watchdog import WorkerWatchdog
+
+        return WorkerWatchdog(
+            self.session.client,
+            self.session.worker_timeout_s,
+            resources=resources,
+            diagnose=self.session.diagnose,
+            on_fail=cancel,
+        ).start()
 
     def check(self) -> None:
         """Raise :class:`~metalab.ExecutorError` when some trial's task could not run."""
