@@ -53,12 +53,19 @@ def execute_trial(
     Returns the outcomes of the runs it executed, and the run ids an earlier attempt
     at the trial finished (their values are in the store).
     """
+    return _summary(run_attempt(cols, task, payload, number), metric)
+
+
+def run_attempt(cols: dict[str, list[Any]], task: SweepTask, payload: Payload, number: int) -> Any:
+    """Run the trial's partition; the finished attempt (its outcomes, its journal)."""
     from ..store.layout import Layout
     from ..sweep.partition import run_partition
 
     layout = Layout(Path(task.store_root))
-    trials = [number] * len(cols["run_id"])
-    attempt = run_partition(layout, task, payload, number, cols, trials)
+    return run_partition(layout, task, payload, number, cols, [number] * len(cols["run_id"]))
+
+
+def _summary(attempt: Any, metric: str) -> tuple[list[Outcome], list[str]]:
     runs = [(o[0], o[1], _value(o[4], metric)) for o in attempt.outcomes]
     return runs, list(attempt.done_before)
 
@@ -129,14 +136,20 @@ class TrialRunner:
         if self.on_told is not None:
             self.on_told()
 
-    def _done(self, trial: Trial, result: tuple[list[Outcome], list[str]]) -> None:
+    def _done(
+        self, trial: Trial, result: tuple[list[Outcome], list[str]], attempt: Any = None
+    ) -> None:
+        """Note the trial's outcomes, tell it; ``attempt``: run here, its records in memory."""
         runs, earlier = result
         s = self.search
         for rid, status, value in runs:
             s.outcomes[rid] = (status, value, 1)
             if self.session.distributed:
                 s.sweep.counts.add(SUCCESS if status in (SUCCESS, PRUNED) else FAILED)
-        self.folder.finished(trial.number)
+        if attempt is None or earlier:
+            self.folder.finished(trial.number)  # its records are read from its journals
+        else:
+            self.folder.keep(attempt)
         if earlier:  # an earlier attempt ran them (a worker died): their values are stored
             s.read_outcomes(earlier)
         if s.finished(trial):
@@ -166,8 +179,10 @@ class TrialRunner:
             self.folder.fold()
 
     def _run_direct(self, todo: list[Trial]) -> None:
+        metric = self.search.source.metric
         while (trial := self._next(todo)) is not None:
-            self._done(trial, execute_trial(*self.args(trial)))
+            attempt = run_attempt(*self.args(trial)[:4])
+            self._done(trial, _summary(attempt, metric), attempt)
 
     def _run_rounds(self, todo: list[Trial], cap: int) -> None:
         from dask.delayed import delayed

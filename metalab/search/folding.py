@@ -15,6 +15,7 @@ crash in between leaves a run both in Parquet and in a journal; readers keep one
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from .._hashing import canonical_json
@@ -34,11 +35,17 @@ class Folder:
     def __init__(self, store: Store, sweep_id: str, ledger: Ledger) -> None:
         self.store, self.sweep_id, self.ledger = store, sweep_id, ledger
         self.parts: set[int] = set()
+        self.kept: list[Any] = []  # attempts run in this process: records built from memory
 
     @property
     def pending(self) -> int:
         """Finished trials whose journals are not folded yet."""
-        return len(self.parts)
+        return len(self.parts) + len(self.kept)
+
+    def keep(self, attempt: Any) -> None:
+        """A trial run in this process (a ``partition._Attempt`` without earlier attempts)."""
+        if attempt.outcomes:
+            self.kept.append(attempt)
 
     def finished(self, number: int) -> None:
         """Trial ``number``'s task ended: its journals are complete."""
@@ -46,19 +53,26 @@ class Folder:
 
     def fold(self) -> int:
         """Fold the finished trials' journals into one Parquet file; returns runs folded."""
-        if not self.parts:
+        if not self.pending:
             return 0
         from ..store.files import write_partition
 
         layout = self.store.layout
         self.ledger.sync()
         journals = []
-        for path in list_journals(layout.journal, f"{self.sweep_id}-"):
-            if journal_part(path.name, self.sweep_id) in self.parts:
-                j = read_journal(layout, path)  # a damaged header: quarantined
-                if j is not None:
-                    journals.append(j)
+        if self.parts:
+            for path in list_journals(layout.journal, f"{self.sweep_id}-"):
+                if journal_part(path.name, self.sweep_id) in self.parts:
+                    j = read_journal(layout, path)  # a damaged header: quarantined
+                    if j is not None:
+                        journals.append(j)
         records, steps = _tables(journals)
+        kept, self.kept = self.kept, []
+        if kept:
+            rec, st = _memory_tables(kept)
+            records.append(rec)
+            if st is not None:
+                steps.append(st)
         if records:
             write_partition(
                 layout,
@@ -68,6 +82,8 @@ class Folder:
             )
         for j in journals:
             retire_journal(layout, j)  # deleted, or quarantined if lines were damaged
+        for a in kept:
+            a.journal.discard()
         self.parts.clear()
         return sum(t.num_rows for t in records)
 
@@ -107,3 +123,37 @@ def _tables(journals: list[Journal]) -> tuple[list[pa.Table], list[pa.Table]]:
         if st is not None:
             steps.append(st)
     return records, steps
+
+
+def _memory_tables(kept: list[Any]) -> tuple[pa.Table, pa.Table | None]:
+    """Records and steps of attempts run in this process, from their outcomes in memory.
+
+    Each ran every run of its partition in order (no earlier attempt), so its outcomes
+    align with the first rows of its descriptor columns.
+    """
+    from ..store.journal import HOST
+    from ..store.records import build_records, build_steps
+
+    first = kept[0]
+    outcomes: list[list[Any]] = []
+    params: list[dict[str, Any]] = []
+    aligned: dict[str, list[Any]] = {k: [] for k in ("params", "replicate", "seed", "attempt")}
+    for a in kept:
+        n = len(a.outcomes)
+        outcomes.extend(a.outcomes)
+        params.extend(a.params)
+        for k, col in aligned.items():
+            col.extend(a.cols[k][:n])
+    sweep = first.task.sweep
+    records = build_records(
+        outcomes,
+        {},
+        params=params,
+        aligned=aligned,
+        host=HOST,
+        pid=os.getpid(),
+        worker=first.worker,
+        sweep=sweep,
+        definition=first.task.definition,
+    )
+    return records, build_steps(outcomes, sweep)
