@@ -1,8 +1,8 @@
 """The ask -> run -> tell loop of a search, over the sweep's partition tasks.
 
-Each trial is one small descriptor frame (its configuration x the replicates) mapped
-by ``execute_partition`` like every sweep; its partition number is its trial number,
-so journals and done markers never collide.  With N workers (or ``batch_size=N``) N
+Each trial is one partition of the sweep (its configuration x the replicates), run by
+the sweep's own ``run_partition`` (see :mod:`metalab.search.execution`); its partition
+number is its trial number, so journals never collide.  With N workers (or ``batch_size=N``) N
 trials are in flight; on a cluster a new trial is asked as soon as one finishes.
 
 The store is the source of truth.  On every start the ledger

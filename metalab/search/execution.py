@@ -152,6 +152,9 @@ class TrialRunner:
             self.folder.keep(attempt)
         if earlier:  # an earlier attempt ran them (a worker died): their values are stored
             s.read_outcomes(earlier)
+            for rid in earlier:
+                status = s.outcomes.get(rid, (FAILED, None, 1))[0]
+                s.sweep.counts.add(SUCCESS if status in (SUCCESS, PRUNED) else FAILED)
         if s.finished(trial):
             self._tell(trial)
         if self.folder.pending >= FOLD_EVERY:
