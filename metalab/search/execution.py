@@ -213,8 +213,7 @@ class TrialRunner:
         client = self.session.client
         resources = dict(self.search.exp.operation.resources or {}) or None
         inflight: dict[Any, tuple[Any, Trial, int]] = {}
-        # Results are gathered as tasks finish, on the client's loop (no round trip later).
-        pending = as_completed([], loop=client.loop, with_results=True, raise_errors=False)
+        pending = as_completed([], loop=client.loop)
 
         def submit(trial: Trial, tries: int = 0) -> None:
             key = f"metalab-trial-{self.task.sweep}-{trial.number}-{self.attempts}"
@@ -238,11 +237,12 @@ class TrialRunner:
         watchdog = self._watchdog(resources, cancel)
         try:
             fill()
-            for fut, result in pending:  # a new trial is asked as soon as one finishes
+            for fut in pending:  # a new trial is asked as soon as one finishes
                 if watchdog is not None and watchdog.error is not None:
                     raise watchdog.error  # no usable worker: the trials were cancelled
                 _, trial, tries = inflight.pop(fut.key)
-                if fut.status == "finished" and isinstance(result, tuple):
+                result = self._result(fut, trial)
+                if result is not None:
                     self._done(trial, result)
                 elif tries == 0:  # e.g. its worker died: the journals keep finished runs
                     submit(trial, 1)
@@ -255,6 +255,32 @@ class TrialRunner:
         finally:
             if watchdog is not None:
                 watchdog.stop()
+
+    def _result(self, fut: Any, trial: Trial) -> tuple[list[Outcome], list[str]] | None:
+        """A finished trial's outcomes (None: its task failed).
+
+        Read from its journals in the store (closed before the task returned): the
+        worker's answer would cost one more round trip through the scheduler while the
+        worker idles; the future's result is the fallback.
+        """
+        if fut.status != "finished":
+            return None
+        from ..store.journal import Journal, journal_prefix, list_journals
+
+        metric = self.search.source.metric
+        found: dict[str, Outcome] = {}
+        prefix = journal_prefix(self.task.sweep, trial.number)
+        for path in list_journals(self.search.store.layout.journal, prefix):
+            for o in Journal(path).outcomes:
+                found[o[0]] = (o[0], o[1], _value(o[4], metric))
+        need = [r for r in trial.run_ids if r not in self.search.outcomes]
+        if all(r in found for r in need):
+            return [found[r] for r in need], []
+        try:
+            result: tuple[list[Outcome], list[str]] = fut.result()
+        except Exception:  # its worker died before the result was fetched
+            return None
+        return result
 
     def _watchdog(self, resources: dict[str, float] | None, cancel: Any) -> Any:
         """Fail when no usable worker is connected for ``session.worker_timeout_s``."""
