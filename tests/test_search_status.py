@@ -39,3 +39,15 @@ def test_search_whose_cluster_cannot_run_it_is_incomplete(tmp_path):
     (sweep,) = (tmp_path / "s" / "sweeps").glob("*.json")
     info = json.loads(sweep.read_text())
     assert info["status"] == "incomplete" and "ended" in info
+
+
+def test_trials_are_folded_into_parquet_in_batches(tmp_path, monkeypatch):
+    """Journals of finished trials become one Parquet file per fold, none is left."""
+    from metalab.search import execution
+
+    monkeypatch.setattr(execution, "FOLD_EVERY", 3)
+    result = metalab.run(_exp(8), store=tmp_path / "s")
+    assert sorted(result.trials()["trial"]) == list(range(8))
+    folded = list((tmp_path / "s" / "records").glob("*-trials-*.parquet"))
+    assert len(folded) == 3  # 3 + 3 trials, then the last 2 when the search ends
+    assert not list((tmp_path / "s" / "journal").glob("*.jsonl"))

@@ -4,8 +4,9 @@ A trial is one partition of the sweep (its configuration x the replicates withou
 record) run by the sweep's own :func:`~metalab.sweep.partition.run_partition`; the task
 returns each run's status and objective value, so the driver never reads them back.
 Its journal stays as the trial's records (``SweepTask.fold=False``) and the driver
-folds the journals of finished trials into one Parquet file every
-:data:`FOLD_EVERY` trials and at the end (see :mod:`metalab.search.folding`).
+folds the journals of finished trials into one Parquet file every :data:`FOLD_S`
+seconds (or :data:`FOLD_EVERY` trials) and at the end (see
+:mod:`metalab.search.folding`).
 
 On a ``distributed`` client each trial is one future; as soon as one finishes its
 result is told and a new trial is asked (``cap`` trials in flight).  In-process, a
@@ -29,8 +30,12 @@ if TYPE_CHECKING:
 
 #: One run's outcome as a trial task returns it: run id, status, objective value.
 Outcome = tuple[str, str, float | None]
-#: Fold the journals of finished trials into Parquet after this many trials.
-FOLD_EVERY = 64
+#: Fold the journals of finished trials into Parquet after this many trials...
+FOLD_EVERY = 256
+#: ... or after this many seconds (with a few trials to fold): an fsync'ed file per fold
+#: stays rare for fast trials, and readers (pruners) find few journals for slow ones.
+FOLD_S = 10.0
+FOLD_MIN = 8
 
 
 def _value(metrics: dict[str, Any] | None, metric: str) -> float | None:
@@ -157,7 +162,8 @@ class TrialRunner:
                 s.sweep.counts.add(SUCCESS if status in (SUCCESS, PRUNED) else FAILED)
         if s.finished(trial):
             self._tell(trial)
-        if self.folder.pending >= FOLD_EVERY:
+        pending = self.folder.pending
+        if pending >= FOLD_EVERY or (pending >= FOLD_MIN and self.folder.age() >= FOLD_S):
             self.folder.fold()
 
     def _failed(self, trial: Trial, exc: BaseException) -> None:

@@ -5,7 +5,7 @@ task ends, like every partition's journal): a SIGKILLed driver loses nothing, re
 see journals as records, and the next ``run()`` folds the journals of dead writers.
 A Parquet file per trial would cost a write and an fsync each, more than the trial
 itself on a no-op objective; the driver instead folds the journals of the trials that
-finished into one file every few dozen trials and when the search ends.
+finished into one file every few seconds (or few hundred trials) and when the search ends.
 
 Order of a fold: the ledger is synced (every folded trial is listed), the Parquet
 files are written atomically (synced, renamed), then the journals are deleted.  A
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._hashing import canonical_json
@@ -36,6 +37,11 @@ class Folder:
         self.store, self.sweep_id, self.ledger = store, sweep_id, ledger
         self.parts: set[int] = set()
         self.kept: list[Any] = []  # attempts run in this process: records built from memory
+        self.last = time.monotonic()  # of the last fold
+
+    def age(self) -> float:
+        """Seconds since the last fold (or since the search started)."""
+        return time.monotonic() - self.last
 
     @property
     def pending(self) -> int:
@@ -53,6 +59,7 @@ class Folder:
 
     def fold(self) -> int:
         """Fold the finished trials' journals into one Parquet file; returns runs folded."""
+        self.last = time.monotonic()
         if not self.pending:
             return 0
         from ..store.files import write_partition
