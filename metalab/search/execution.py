@@ -94,6 +94,7 @@ class TrialRunner:
             definition=sweep.definition,
             on_run=None if session.distributed else sweep.counts.add,
             fold=False,
+            fresh=not session.distributed,  # only a cluster retries a trial's task
         )
         self.folder = Folder(search.store, sweep.sweep_id, search.ledger)
         self.errors: list[BaseException] = []

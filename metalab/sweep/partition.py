@@ -69,6 +69,9 @@ class SweepTask:
     #: False (a search's trials): the journal is kept as the partition's records and the
     #: driver folds many partitions' journals into one Parquet file (no file per task).
     fold: bool = True
+    #: True: no earlier attempt at a partition can exist (a search's trial run by its
+    #: driver, in-process), so the journal folder is not searched for one per task.
+    fresh: bool = False
 
     def __dask_tokenize__(self) -> str:
         return f"metalab-sweep-{self.sweep}"
@@ -322,8 +325,10 @@ class _Attempt:
         self.task = task
         self.part = part
         self.cols = cols
-        self.prev, self.done_before, self.deaths = _previous_attempts(
-            layout, task.sweep, part, cols["run_id"]
+        self.prev, self.done_before, self.deaths = (
+            ([], {}, {})
+            if task.fresh
+            else _previous_attempts(layout, task.sweep, part, cols["run_id"])
         )
         self.worker = _worker_address()
         self.journal = JournalWriter(
