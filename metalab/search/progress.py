@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
-from ..sweep.progress import _rich_available, build_progress, short_label
+from ..sweep.progress import build_progress, short_label
+
+
+def _rich_available() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        print(
+            "metalab: progress=True needs rich; install it with: pip install 'metalab[rich]'",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def best_text(metric: str, best: float | None) -> str:
