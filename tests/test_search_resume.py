@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, time
     import metalab
 
-    store, side, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store, side, batch, where = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
     @metalab.operation(name="slow", version="1")
     def slow(params, seeds, capture):
@@ -35,10 +35,12 @@ SCRIPT = textwrap.dedent(
         capture.metric("loss", value)
 
     space = {"x": metalab.uniform(-1, 1), "k": metalab.randint(0, 3)}
-    params = metalab.optimize(space, metric="loss", n_trials=N_TRIALS, seed=5, batch_size=batch)
+    params = metalab.optimize(space, metric="loss", n_trials=N_TRIALS, seed=5,
+                              batch_size=batch or None)
     exp = metalab.Experiment(name="r", version="1", operation=slow, params=params,
                              seeds=metalab.seeds(base=0, replicates=2))
-    metalab.run(exp, store=store)
+    executor = metalab.ProcessExecutor(max_workers=2) if where == "process" else None
+    metalab.run(exp, store=store, executor=executor)
     """
 ).replace("N_TRIALS", str(N_TRIALS))
 
@@ -50,12 +52,16 @@ def _lines(path: Path) -> list[str]:
         return []
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_sigkilled_search_resumes_exactly(tmp_path, batch):
+@pytest.mark.parametrize(
+    "batch, where",
+    [(1, "inline"), (3, "inline"), (0, "process")],  # 0: one trial in flight per worker
+)
+def test_sigkilled_search_resumes_exactly(tmp_path, batch, where):
+    """SIGKILL of the driver mid-search; on a cluster its workers die with it (mid-run)."""
     script = tmp_path / "search.py"
     script.write_text(SCRIPT)
     store, side = tmp_path / "store", tmp_path / "side.txt"
-    args = [sys.executable, str(script), str(store), str(side), str(batch)]
+    args = [sys.executable, str(script), str(store), str(side), str(batch), where]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while len(_lines(side)) < 12 and proc.poll() is None and time.monotonic() < deadline:
@@ -74,6 +80,7 @@ def test_sigkilled_search_resumes_exactly(tmp_path, batch):
     trials = result.trials()
     assert sorted(trials["trial"]) == list(range(N_TRIALS))
     assert set(trials["n_runs"]) == {2} and len(result) == 2 * N_TRIALS
+    assert not list((store / "journal").glob("*.jsonl"))  # every journal folded into Parquet
     ledger = [
         json.loads(x) for x in (store / "search" / "trials.jsonl").read_text().split("\n") if x
     ]

@@ -28,6 +28,7 @@ from ..store.records import (
 from ._assets import CSS, JS
 from ._data import ReportData, fmt_value, summary
 from ._plots import learning_curves, metric_plots
+from ._search import is_search, render_search
 
 #: At most this many rows in the "all runs" table, and failures shown.
 MAX_RUN_ROWS = 2000
@@ -294,6 +295,8 @@ def render(data: ReportData) -> str:
         ("runs", "All runs", render_runs(data)),
         ("provenance", "Provenance", render_provenance(data)),
     ]
+    if is_search(data):  # a metalab.optimize store: its history and parameter plots
+        sections.insert(0, ("search", "Search", render_search(data)))
     nav = "".join(f'<a href="#{i}">{escape(t.split(" (")[0])}</a>' for i, t, _ in sections)
     body = "\n".join(_section(i, t, b) for i, t, b in sections)
     generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")

@@ -1,8 +1,8 @@
 """The ask -> run -> tell loop of a search, over the sweep's partition tasks.
 
-Each trial is one small descriptor frame (its configuration x the replicates) mapped
-by ``execute_partition`` like every sweep; its partition number is its trial number,
-so journals and done markers never collide.  With N workers (or ``batch_size=N``) N
+Each trial is one partition of the sweep (its configuration x the replicates), run by
+the sweep's own ``run_partition`` (see :mod:`metalab.search.execution`); its partition
+number is its trial number, so journals never collide.  With N workers (or ``batch_size=N``) N
 trials are in flight; on a cluster a new trial is asked as soon as one finishes.
 
 The store is the source of truth.  On every start the ledger
@@ -27,8 +27,6 @@ from .space import to_config, to_optuna, to_values
 from .study import make_pruner, make_sampler, need_optuna, new_study
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..sweep.sweep import Sweep
     from .source import Optimize
 
@@ -61,6 +59,10 @@ class Search:
         self.outcomes: dict[str, tuple[str, float | None, int]] = {}
         self.trials: list[Trial] = []
         self.sequential = False
+        self.states = need_optuna().trial.TrialState
+        self._seeds: dict[int, int] = {}  # replicate -> its seed (hashing costs ~0.1 ms)
+        self.told = 0  # trials told so far (the progress bar)
+        self.best: float | None = None  # the best aggregated objective told so far
 
     # runs and their records -------------------------------------------------------
     def run_ids(self, config: dict[str, Any]) -> list[str]:
@@ -68,19 +70,13 @@ class Search:
         cj, base = canonical_json(config), self.exp.seeds.base
         return [run_ids_for(self.prefix, [cj], base, r)[0] for r in range(self.reps)]
 
-    def read_outcomes(self, ids: list[str] | None = None, part: int | None = None) -> None:
-        """Status, objective value and attempt of runs (all, or ``ids``) from the store.
-
-        ``part``: the trial's partition number in this sweep; its records file is read
-        alone when it is there (one small file, not the whole store).
-        """
+    def read_outcomes(self, ids: list[str] | None = None) -> None:
+        """Status, objective value and attempt of runs (all, or ``ids``) from the store."""
         import pyarrow.compute as pc
 
         col = METRIC_PREFIX + self.source.metric
         flt = None if ids is None else pc.field("run_id").isin(ids)
-        t = self._partition_records(part, flt) if part is not None else None
-        if t is None:
-            t = self.store.records(columns=["run_id", "status", "attempt", col], filter=flt)
+        t = self.store.records(columns=["run_id", "status", "attempt", col], filter=flt)
         values = t.column(col).to_pylist() if col in t.column_names else [None] * t.num_rows
         for rid, st, att, v in zip(
             t.column("run_id").to_pylist(),
@@ -90,18 +86,6 @@ class Search:
             strict=True,
         ):
             self.outcomes[rid] = (st, None if v is None else float(v), int(att or 1))
-
-    def _partition_records(self, part: int, flt: Any) -> Any:
-        """The records file this sweep wrote for partition ``part`` (None: not found)."""
-        from ..store.reader import concat, read_parquet_file
-
-        folder = self.store.layout.records
-        paths = sorted(folder.glob(f"{self.sweep.sweep_id}-{part:06d}-*.parquet"))
-        try:
-            tables = [read_parquet_file(p, None, flt) for p in paths]
-        except (OSError, ValueError):
-            return None
-        return concat(tables) if tables else None
 
     def finished(self, trial: Trial) -> bool:
         """Every run of the trial has a record."""
@@ -139,17 +123,27 @@ class Search:
 
     def tell(self, trial: Trial) -> None:
         """Tell the sampler the trial's aggregated objective (or that it was pruned/failed)."""
-        optuna = need_optuna()
-        states = optuna.trial.TrialState
+        states = self.states
         outs = [self.outcomes[r] for r in trial.run_ids]
         vals = [v for s, v, _ in outs if s == SUCCESS and v is not None and not math.isnan(v)]
         if any(s == PRUNED for s, _, _ in outs):
             _tell(self.study, trial.asked, state=states.PRUNED)
         elif len(vals) == len(outs):
             agg = statistics.median if self.source.aggregate == "median" else statistics.fmean
-            _tell(self.study, trial.asked, agg(vals))
+            value = agg(vals)
+            _tell(self.study, trial.asked, value)
+            self._better(value)
         else:
             _tell(self.study, trial.asked, state=states.FAIL)
+        self.told += 1
+
+    def _better(self, value: float) -> None:
+        if self.best is None or math.isnan(self.best):
+            self.best = value
+        elif self.source.direction == "minimize":
+            self.best = min(self.best, value)
+        else:
+            self.best = max(self.best, value)
 
     def replay(self) -> list[Trial]:
         """Ask and tell the ledger's trials again; returns those with runs still to do."""
@@ -182,23 +176,22 @@ class Search:
             self.study.sampler.reseed_rng()
 
     # the descriptors of a trial -----------------------------------------------------
-    def frame(self, trial: Trial) -> pd.DataFrame:
-        """The descriptors of the trial's runs without a record."""
-        import numpy as np
-        import pandas as pd
-
+    def columns(self, trial: Trial) -> dict[str, list[Any]]:
+        """The descriptor columns of the trial's runs without a record."""
         reps = [r for r, rid in enumerate(trial.run_ids) if rid not in self.outcomes]
-        text = pd.StringDtype("pyarrow")
-        return pd.DataFrame(
-            {
-                "run_id": pd.Series([trial.run_ids[r] for r in reps], dtype=text),
-                "params": pd.Series([canonical_json(trial.config)] * len(reps), dtype=text),
-                "replicate": np.asarray(reps, dtype="int32"),
-                "seed": np.asarray([self.exp.seeds.seed_int(r) for r in reps], dtype="int64"),
-                "attempt": np.ones(len(reps), dtype="int32"),
-                "trial": np.full(len(reps), trial.number, dtype="int32"),
-            }
-        )
+        return {
+            "run_id": [trial.run_ids[r] for r in reps],
+            "params": [canonical_json(trial.config)] * len(reps),
+            "replicate": reps,
+            "seed": [self._seed(r) for r in reps],
+            "attempt": [1] * len(reps),
+        }
+
+    def _seed(self, replicate: int) -> int:
+        seed = self._seeds.get(replicate)
+        if seed is None:
+            seed = self._seeds[replicate] = self.exp.seeds.seed_int(replicate)
+        return seed
 
     def write_pruner(self) -> None:
         """Put the pruner where workers' ``capture.should_stop()`` find it (in the store)."""
@@ -232,19 +225,41 @@ def _tell(study: Any, asked: Any, *args: Any, **kwargs: Any) -> None:
 
 def run_search(sweep: Sweep, source: Optimize) -> None:
     """Drive the search ``source`` as the sweep ``sweep`` (see the module docstring)."""
-    from .execution import TrialRunner
+    from ..errors import ExecutorError
+    from ..store.records import SWEEP_INCOMPLETE
 
     search = Search(sweep, source)
     search.write_pruner()
-    with sweep.executor.session() as session:
-        cap = source.batch_size or max(1, session.n_workers)
-        search.sequential = cap == 1
-        todo = search.replay()
-        _record(sweep, search)
-        runner = TrialRunner(search, session)
-        runner.run(todo, cap)
-        runner.tally()
+    try:
+        with sweep.executor.sweep_session() as session:
+            cap = source.batch_size or max(1, session.n_workers)
+            search.sequential = cap == 1
+            todo = search.replay()
+            _record(sweep, search)
+            _run(search, session, todo, cap)
+    except ExecutorError:  # the cluster failed: what finished is kept, resume finishes it
+        sweep.status = SWEEP_INCOMPLETE
+        raise
+    finally:
+        search.ledger.close()
     _record(sweep, search, write=False)
+
+
+def _run(search: Search, session: Any, todo: list[Trial], cap: int) -> None:
+    """Run the trials on the session, with the progress bar when asked."""
+    from .execution import TrialRunner
+    from .progress import SearchProgress
+
+    sweep, source = search.sweep, search.source
+    runner = TrialRunner(search, session)
+    bar = SearchProgress(
+        source.n_trials, source.metric, enabled=sweep.options.progress, label=search.exp.name
+    )
+    with bar:
+        bar.update(search.told, search.best)
+        runner.on_told = lambda: bar.update(search.told, search.best)
+        runner.run(todo, cap)
+    runner.check()
 
 
 def _record(sweep: Sweep, search: Search, *, write: bool = True) -> None:

@@ -1,29 +1,78 @@
-"""Running trials on the session: futures on a cluster, rounds in-process.
+"""Running trials on the session: futures on a cluster, direct calls in-process.
+
+A trial is one partition of the sweep (its configuration x the replicates without a
+record) run by the sweep's own :func:`~metalab.sweep.partition.run_partition`; the task
+returns each run's status and objective value, so the driver never reads them back.
+Its journal stays as the trial's records (``SweepTask.fold=False``) and the driver
+folds the journals of finished trials into one Parquet file every :data:`FOLD_S`
+seconds (or :data:`FOLD_EVERY` trials) and at the end (see
+:mod:`metalab.search.folding`).
 
 On a ``distributed`` client each trial is one future; as soon as one finishes its
-result is told and a new trial is asked (``cap`` trials in flight).  In-process
-sessions (the default executor, threads) compute rounds of ``cap`` trials.
+result is told and a new trial is asked (``cap`` trials in flight).  In-process, a
+sequential search calls the partition function directly (no Dask graph per trial);
+threads compute rounds of ``cap`` trials.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..store.records import FAILED, SUCCESS
+from ..store.records import FAILED, PRUNED, SUCCESS
+from .folding import Folder
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..executors.base import Session
+    from ..sweep.partition import SweepTask
     from ..sweep.shipping import Payload
     from .driver import Search, Trial
 
+#: One run's outcome as a trial task returns it: run id, status, objective value.
+Outcome = tuple[str, str, float | None]
+#: Fold the journals of finished trials into Parquet after this many trials...
+FOLD_EVERY = 256
+#: ... or after this many seconds (with a few trials to fold): an fsync'ed file per fold
+#: stays rare for fast trials, and readers (pruners) find few journals for slow ones.
+FOLD_S = 10.0
+FOLD_MIN = 8
 
-def execute_trial(pdf: pd.DataFrame, task: Any, payload: Payload, number: int) -> pd.DataFrame:
-    """One trial's runs as partition ``number`` of the sweep (the Dask task)."""
-    from ..sweep.partition import execute_partition
 
-    return execute_partition(pdf, task, payload, partition_info={"number": number})
+def _value(metrics: dict[str, Any] | None, metric: str) -> float | None:
+    v = (metrics or {}).get(metric)
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def execute_trial(
+    cols: dict[str, list[Any]],
+    task: SweepTask,
+    payload: Payload,
+    number: int,
+    metric: str,
+) -> tuple[list[Outcome], list[str]]:
+    """One trial's runs as partition ``number`` of the sweep (the task on a worker).
+
+    Returns the outcomes of the runs it executed, and the run ids an earlier attempt
+    at the trial finished (their values are in the store).
+    """
+    return _summary(run_attempt(cols, task, payload, number), metric)
+
+
+def run_attempt(cols: dict[str, list[Any]], task: SweepTask, payload: Payload, number: int) -> Any:
+    """Run the trial's partition; the finished attempt (its outcomes, its journal)."""
+    from ..store.layout import Layout
+    from ..sweep.partition import run_partition
+
+    layout = Layout(Path(task.store_root))
+    return run_partition(layout, task, payload, number, cols, [number] * len(cols["run_id"]))
+
+
+def _summary(attempt: Any, metric: str) -> tuple[list[Outcome], list[str]]:
+    runs = [(o[0], o[1], _value(o[4], metric)) for o in attempt.outcomes]
+    return runs, list(attempt.done_before)
 
 
 class TrialRunner:
@@ -42,10 +91,15 @@ class TrialRunner:
             retries=sweep.options.retries,
             capture_output=sweep.options.capture_output,
             timeout_s=sweep.options.timeout_s,
+            definition=sweep.definition,
             on_run=None if session.distributed else sweep.counts.add,
+            fold=False,
+            fresh=not session.distributed,  # only a cluster retries a trial's task
         )
-        self.summaries: list[Any] = []
+        self.folder = Folder(search.store, sweep.sweep_id, search.ledger)
+        self.errors: list[BaseException] = []
         self.attempts = 0
+        self.on_told: Any = None  # called after each trial is told (the progress bar)
 
     def _ship(self) -> Payload:
         from ..sweep.shipping import Inline, ship, ship_code_by_value
@@ -58,16 +112,14 @@ class TrialRunner:
         sweep.payload_path = sweep.store.layout.sweeps / f"{sweep.sweep_id}.payload"
         return ship(sweep.payload_path, op, context)
 
-    def delayed(self, trial: Trial) -> Any:
-        """The trial's partition task (one partition: its runs without a record)."""
-        from dask.delayed import delayed
-
-        # One partition of descriptors: a delayed call of the same partition task that
-        # map_partitions builds (a Dask dataframe per trial costs ~10 ms for nothing).
-        key = f"metalab-trial-{self.task.sweep}-{trial.number}-{self.attempts}"
-        self.attempts += 1
-        return delayed(execute_trial, pure=False)(
-            self.search.frame(trial), self.task, self.payload, trial.number, dask_key_name=key
+    def args(self, trial: Trial) -> tuple[Any, ...]:
+        """The arguments of :func:`execute_trial` for the trial's runs without a record."""
+        return (
+            self.search.columns(trial),
+            self.task,
+            self.payload,
+            trial.number,
+            self.search.source.metric,
         )
 
     def _next(self, todo: list[Trial]) -> Trial | None:
@@ -81,24 +133,70 @@ class TrialRunner:
             else:
                 return None
             if s.finished(trial):  # proposed before: its runs are done, tell again
-                s.tell(trial)
+                self._tell(trial)
                 continue
             return trial
 
-    def _done(self, trial: Trial, summary: Any) -> None:
-        self.summaries.append(summary)
-        self.search.read_outcomes(trial.run_ids, part=trial.number)
-        if self.search.finished(trial):
-            self.search.tell(trial)
+    def _tell(self, trial: Trial) -> None:
+        self.search.tell(trial)
+        if self.on_told is not None:
+            self.on_told()
+
+    def _done(
+        self, trial: Trial, result: tuple[list[Outcome], list[str]], attempt: Any = None
+    ) -> None:
+        """Note the trial's outcomes, tell it; ``attempt``: run here, its records in memory."""
+        runs, earlier = result
+        s = self.search
+        for rid, status, value in runs:
+            s.outcomes[rid] = (status, value, 1)
+            if self.session.distributed:
+                s.sweep.counts.add(SUCCESS if status in (SUCCESS, PRUNED) else FAILED)
+        if attempt is None or earlier:
+            self.folder.finished(trial.number)  # its records are read from its journals
+        else:
+            self.folder.keep(attempt)
+        if earlier:  # an earlier attempt ran them (a worker died): their values are stored
+            s.read_outcomes(earlier)
+            for rid in earlier:
+                status = s.outcomes.get(rid, (FAILED, None, 1))[0]
+                s.sweep.counts.add(SUCCESS if status in (SUCCESS, PRUNED) else FAILED)
+        if s.finished(trial):
+            self._tell(trial)
+        pending = self.folder.pending
+        if pending >= FOLD_EVERY or (pending >= FOLD_MIN and self.folder.age() >= FOLD_S):
+            self.folder.fold()
+
+    def _failed(self, trial: Trial, exc: BaseException) -> None:
+        """The trial's task could not run (twice): its runs stay without a record."""
+        from ..store.atomic import is_disk_full
+
+        if is_disk_full(exc):
+            raise exc
+        self.errors.append(exc)
+        self.folder.finished(trial.number)
 
     def run(self, todo: list[Trial], cap: int) -> None:
         """Run the stored trials ``todo`` then new ones until ``n_trials``."""
-        if self.session.distributed:
-            self._run_futures(todo, cap)
-        else:
-            self._run_rounds(todo, cap)
+        try:
+            if self.session.distributed:
+                self._run_futures(todo, cap)
+            elif cap == 1:
+                self._run_direct(todo)
+            else:
+                self._run_rounds(todo, cap)
+        finally:
+            self.folder.fold()
+
+    def _run_direct(self, todo: list[Trial]) -> None:
+        metric = self.search.source.metric
+        while (trial := self._next(todo)) is not None:
+            attempt = run_attempt(*self.args(trial)[:4])
+            self._done(trial, _summary(attempt, metric), attempt)
 
     def _run_rounds(self, todo: list[Trial], cap: int) -> None:
+        from dask.delayed import delayed
+
         from ..sweep.compute import compute
 
         while True:
@@ -110,8 +208,10 @@ class TrialRunner:
                 batch.append(trial)
             if not batch:
                 return
-            results = compute(self.session, [self.delayed(t) for t in batch])
-            for trial, res in zip(batch, results, strict=True):
+            tasks = [
+                delayed(execute_trial, pure=False, traverse=False)(*self.args(t)) for t in batch
+            ]
+            for trial, res in zip(batch, compute(self.session, tasks), strict=True):
                 self._done(trial, res)
 
     def _run_futures(self, todo: list[Trial], cap: int) -> None:
@@ -123,7 +223,11 @@ class TrialRunner:
         pending = as_completed([], loop=client.loop)
 
         def submit(trial: Trial, tries: int = 0) -> None:
-            fut = client.compute(self.delayed(trial), resources=resources)
+            key = f"metalab-trial-{self.task.sweep}-{trial.number}-{self.attempts}"
+            self.attempts += 1
+            fut = client.submit(
+                execute_trial, *self.args(trial), key=key, pure=False, resources=resources
+            )
             inflight[fut.key] = (fut, trial, tries)
             pending.add(fut)
 
@@ -134,26 +238,88 @@ class TrialRunner:
                     return
                 submit(trial)
 
+        def cancel() -> None:  # also called from the watchdog's thread: a snapshot
+            client.cancel([f for f, _, _ in list(inflight.values())])
+
+        watchdog = self._watchdog(resources, cancel)
         try:
             fill()
             for fut in pending:  # a new trial is asked as soon as one finishes
+                if watchdog is not None and watchdog.error is not None:
+                    raise watchdog.error  # no usable worker: the trials were cancelled
                 _, trial, tries = inflight.pop(fut.key)
-                if fut.status == "finished":
-                    self._done(trial, fut.result())
+                result = self._result(fut, trial)
+                if result is not None:
+                    self._done(trial, result)
                 elif tries == 0:  # e.g. its worker died: the journals keep finished runs
                     submit(trial, 1)
                 else:
-                    self._done(trial, fut.exception())
+                    self._failed(trial, _exception(fut))
                 fill()
         except BaseException:
-            client.cancel([f for f, _, _ in inflight.values()])
+            cancel()
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
 
-    def tally(self) -> None:
-        """The sweep's success/failed counts (on a cluster, from the task summaries)."""
-        if not self.session.distributed:
+    def _result(self, fut: Any, trial: Trial) -> tuple[list[Outcome], list[str]] | None:
+        """A finished trial's outcomes (None: its task failed).
+
+        Read from its journals in the store (closed before the task returned): the
+        worker's answer would cost one more round trip through the scheduler while the
+        worker idles; the future's result is the fallback.
+        """
+        if fut.status != "finished":
+            return None
+        from ..store.journal import Journal, journal_prefix, list_journals
+
+        metric = self.search.source.metric
+        found: dict[str, Outcome] = {}
+        prefix = journal_prefix(self.task.sweep, trial.number)
+        for path in list_journals(self.search.store.layout.journal, prefix):
+            for o in Journal(path).outcomes:
+                found[o[0]] = (o[0], o[1], _value(o[4], metric))
+        need = [r for r in trial.run_ids if r not in self.search.outcomes]
+        if all(r in found for r in need):
+            return [found[r] for r in need], []
+        try:
+            result: tuple[list[Outcome], list[str]] = fut.result()
+        except Exception:  # its worker died before the result was fetched
+            return None
+        return result
+
+    def _watchdog(self, resources: dict[str, float] | None, cancel: Any) -> Any:
+        """Fail when no usable worker is connected for ``session.worker_timeout_s``."""
+        if self.session.worker_timeout_s is None:
+            return None
+        from ..sweep.watchdog import WorkerWatchdog
+
+        return WorkerWatchdog(
+            self.session.client,
+            self.session.worker_timeout_s,
+            resources=resources,
+            diagnose=self.session.diagnose,
+            on_fail=cancel,
+        ).start()
+
+    def check(self) -> None:
+        """Raise :class:`~metalab.ExecutorError` when some trial's task could not run."""
+        if not self.errors:
             return
-        ok = [r for r in self.summaries if not isinstance(r, BaseException)]
-        counts = self.search.sweep.counts
-        counts.success = sum(int(r[SUCCESS].sum()) for r in ok)
-        counts.failed = sum(int(r[FAILED].sum()) for r in ok)
+        from ..errors import ExecutorError
+
+        first = self.errors[0]
+        raise ExecutorError(
+            f"{len(self.errors)} trials could not run (first error: "
+            f"{type(first).__name__}: {first}); finished trials are kept, run again "
+            "with resume=True to finish the search"
+        ) from first
+
+
+def _exception(fut: Any) -> BaseException:
+    try:
+        exc: BaseException = fut.exception()
+    except Exception as e:  # cancelled: its inputs were lost with a worker
+        exc = e
+    return exc

@@ -1,9 +1,12 @@
 """The trials a search asked, in order: ``<store>/search/trials.jsonl``.
 
-A trial's line (its number and configuration) is written and synced *before* its runs
-are submitted, so after a crash the next start knows every trial that may have run:
+A trial's line (its number and configuration) is written *before* its runs are
+submitted, so after a killed driver the next start knows every trial that may have run:
 its runs are found by run id in the records; the ones without a record run then.
 A torn last line (the driver died while writing it) is ignored: its trial never ran.
+Lines reach the OS at once (a killed process loses none) and the disk when the trials'
+records are folded into Parquet (:meth:`Ledger.sync` first): like the runs' journals,
+an fsync per trial would cost more than a no-op trial.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class Ledger:
         self.folder = Path(store_root) / "search"
         self.path = self.folder / "trials.jsonl"
         self._checked = False
+        self._fd: int | None = None
 
     def read(self) -> list[dict[str, Any]]:
         """The complete lines, in the order written."""
@@ -41,16 +45,27 @@ class Ledger:
         return out
 
     def append(self, trial: int, params: dict[str, Any]) -> None:
-        """Write one trial's line and sync it to disk."""
+        """Write one trial's line (to the OS: it survives the process, see :meth:`sync`)."""
         self.folder.mkdir(exist_ok=True)
         line = '{"trial":' + str(int(trial)) + ',"params":' + canonical_json(params) + "}\n"
         if not self._checked:  # a torn last line must not swallow this one
             self._checked = True
             if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
                 line = "\n" + line if self.path.stat().st_size else line
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(self._fd, line.encode())
+
+    def sync(self) -> None:
+        """Make the lines written so far durable (before the trials' records are)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Sync and close the file."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

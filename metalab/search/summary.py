@@ -148,15 +148,20 @@ def plot_history(df: pd.DataFrame, spec: dict[str, Any], ax: Axes | None = None)
     return ax
 
 
-def plot_params(df: pd.DataFrame, spec: dict[str, Any]) -> Any:
-    """One panel per searched parameter: the objective of each complete trial against it."""
-    import matplotlib.pyplot as plt
+def plot_params(df: pd.DataFrame, spec: dict[str, Any], fig: Any = None) -> Any:
+    """One panel per searched parameter: the objective of each complete trial against it.
 
+    ``fig``: a matplotlib Figure to draw on (the report's); default a new pyplot figure.
+    """
     metric = spec["metric"]
     names = [k for k in spec.get("space", {}) if k in df.columns]
     if not names:
         raise ResultsError("no searched parameter in these trials to plot")
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(3.2 * len(names), 3))
+    axes = fig.subplots(1, len(names), squeeze=False)
     done = df[df["status"] == COMPLETE] if len(df) else df
     for ax, name in zip(axes[0], names, strict=True):
         ax.scatter(
@@ -169,7 +174,8 @@ def plot_params(df: pd.DataFrame, spec: dict[str, Any]) -> Any:
             ax.set_xscale("log")
         ax.set_xlabel(name)
         ax.set_ylabel(metric)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     return fig
 
 

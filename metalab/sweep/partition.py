@@ -83,6 +83,12 @@ class SweepTask:
     stop: StopFlag | None = field(default=None, repr=False)
     #: Artifact formats registered on the driver (metalab.register_serializer), for workers.
     serializers: tuple[Any, ...] = field(default_factory=user_serializers, repr=False)
+    #: False (a search's trials): the journal is kept as the partition's records and the
+    #: driver folds many partitions' journals into one Parquet file (no file per task).
+    fold: bool = True
+    #: True: no earlier attempt at a partition can exist (a search's trial run by its
+    #: driver, in-process), so the journal folder is not searched for one per task.
+    fresh: bool = False
 
     def __dask_tokenize__(self) -> str:
         return f"metalab-sweep-{self.sweep}"
@@ -242,11 +248,24 @@ def execute_partition(
     """Run every descriptor of one partition; returns a one-row summary frame."""
     part = int(partition_info["number"]) if partition_info else 0
     layout = Layout(Path(task.store_root))
-    if task.serializers:
-        install_serializers(task.serializers)
     finished = _read_done_marker(layout, task.sweep, part)
     if finished is not None:  # Dask recomputed a partition whose result died with a worker
         return _summary({k: int(finished.get(k, 0)) for k in SUMMARY_COLUMNS})
+    attempt = run_partition(layout, task, payload, part, _descriptor_columns(pdf), _trials(pdf))
+    return _summary(attempt.counts)
+
+
+def run_partition(
+    layout: Layout,
+    task: SweepTask,
+    payload: Payload,
+    part: int,
+    cols: dict[str, list[Any]],
+    trials: list[int] | None = None,
+) -> _Attempt:
+    """Run the descriptors ``cols`` as partition ``part``; returns the finished attempt."""
+    if task.serializers:
+        install_serializers(task.serializers)
     operation, context = payload.resolve()  # on a cluster: read once per worker process
     execute = in_this_process(task, operation, context)
     child = None
@@ -261,24 +280,30 @@ def execute_partition(
         )
         execute = child.run
     with _preemption.partition_running():  # SIGTERM now lets runs checkpoint first
-        attempt = _run_attempt(layout, task, part, pdf, execute, child)
+        attempt = _run_attempt(layout, task, part, (cols, trials), execute, child)
     if attempt.requeue and not attempt.worker.startswith("local:"):
         from distributed import Reschedule
 
         # Another worker continues the partition (this one got SIGTERM or its run
         # checkpointed when due); the journal left here tells it what is done.
         raise Reschedule()
-    return _summary(attempt.counts)
+    return attempt
 
 
 def _run_attempt(
-    layout: Layout, task: SweepTask, part: int, pdf: pd.DataFrame, execute: Any, child: Any
+    layout: Layout,
+    task: SweepTask,
+    part: int,
+    descriptors: tuple[dict[str, list[Any]], list[int] | None],
+    execute: Any,
+    child: Any,
 ) -> _Attempt:
     # A full disk (the journal, an artifact, the Parquet file) ends the task with one
     # StoreError naming the file; what reached the disk before is kept.
+    cols, trials = descriptors
     with naming_full_disk(layout.journal):
-        attempt = _Attempt(layout, task, part, _descriptor_columns(pdf))
-        attempt.trials = _trials(pdf)
+        attempt = _Attempt(layout, task, part, cols)
+        attempt.trials = trials
     with naming_full_disk(attempt.journal.path):
         failed: BaseException | None = None
         try:
@@ -358,8 +383,10 @@ class _Attempt:
         self.task = task
         self.part = part
         self.cols = cols
-        self.prev, self.done_before, self.deaths = _previous_attempts(
-            layout, task.sweep, part, cols["run_id"]
+        self.prev, self.done_before, self.deaths = (
+            ([], {}, {})
+            if task.fresh
+            else _previous_attempts(layout, task.sweep, part, cols["run_id"])
         )
         self.worker = _worker_address()
         self.journal = JournalWriter(
@@ -433,6 +460,10 @@ class _Attempt:
         """
         self.journal.close()
         if not fold:
+            return
+        if not self.task.fold:  # the journals are the records until the driver folds them
+            if not self.outcomes:
+                self.journal.discard()
             return
         self._fold_to_parquet()
         if self.completed and not self.worker.startswith("local:"):
