@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..executors.base import Session
+    from ..experiment import Experiment
     from .partition import SweepTask
     from .shipping import Payload
     from .sweep import Sweep
@@ -90,6 +91,18 @@ def _not_recorded_by(root: str, pdf: pd.DataFrame, holders: tuple[str, ...], k: 
 # -- the driver -------------------------------------------------------------------------
 
 
+def cohort_key(exp: Experiment, run_ids: list[str] | None = None) -> str:
+    """The cohort key of ``exp``'s plan (``run_ids``: its run ids, if already planned)."""
+    from ..store.records import CONTEXT_FINGERPRINT, EXPERIMENT_VERSION, OPERATION_VERSION
+
+    definition = {
+        EXPERIMENT_VERSION: exp.version,
+        OPERATION_VERSION: exp.operation.version,
+        CONTEXT_FINGERPRINT: exp.context.fingerprint,
+    }
+    return plan_key(definition, run_ids if run_ids is not None else exp.plan()["run_id"].tolist())
+
+
 def _positions(sweep: Sweep) -> Any:
     """Each run to do's position in the plan (both are in plan order)."""
     import pandas as pd
@@ -125,7 +138,7 @@ class SharedRounds:
         ttl = lease_seconds()
         self.poll_s = self.poll_s or min(2.0, ttl / 4)
         pos = _positions(sw)
-        key = plan_key(sw.definition, sw.planned["run_id"].tolist())
+        key = cohort_key(sw.experiment, sw.planned["run_id"].tolist())
         root = sw.store.root
         size, workers = sw.options.partition_size, self.session.n_workers
         n = len(sw.planned)

@@ -467,7 +467,10 @@ def run(
     >>> result = metalab.run(exp, executor=on_4, timeout_s=60)  # doctest: +SKIP
     >>> print(result.table())  # doctest: +SKIP
     """
+    from ..store.leases import lease_seconds
+
     exp = _check_experiment(experiment)
+    lease_seconds()  # a bad $METALAB_LEASE_S is named before any work
     options = SweepOptions(
         resume=resume,
         progress=progress,
