@@ -40,12 +40,14 @@ EXPERIMENT = textwrap.dedent(
         while not os.path.exists(os.environ["SIDE_GO"]):
             time.sleep(0.005)
 
+    TASK = os.environ.get("SLURM_ARRAY_TASK_ID", "-")
+
     @metalab.operation(name="side", version="1")
     def side(params, capture):
         fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(fd, f"start {params['x']} {os.getpid()}\\n".encode())
+        os.write(fd, f"start {params['x']} {os.getpid()} {TASK}\\n".encode())
         time.sleep(float(os.environ.get("SIDE_SLEEP", "0.03")))
-        os.write(fd, f"end {params['x']} {os.getpid()}\\n".encode())
+        os.write(fd, f"end {params['x']} {os.getpid()} {TASK}\\n".encode())
         os.close(fd)
         capture.metric("y", params["x"] * 2)
 
@@ -58,11 +60,16 @@ EXPERIMENT = textwrap.dedent(
 
 def _events(log: Path) -> list[tuple[str, int, int]]:
     """(start|end, x, pid) of every complete line of the side channel."""
+    return [(a, x, p) for a, x, p, _task in events_with_task(log)]
+
+
+def events_with_task(log: Path) -> list[tuple[str, int, int, str]]:
+    """(start|end, x, pid, SLURM array task id or "-") of every complete line."""
     try:
         lines = log.read_text().split("\n")[:-1]
     except FileNotFoundError:
         return []
-    return [(a, int(x), int(p)) for a, x, p in (ln.split() for ln in lines)]
+    return [(a, int(x), int(p), t) for a, x, p, t in (ln.split() for ln in lines)]
 
 
 def _starts(log: Path) -> collections.Counter[int]:

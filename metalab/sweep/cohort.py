@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store.leases import DONE, EXPIRED, FREE, Cohort, lease_seconds, plan_key
 from .partition import SUMMARY_COLUMNS, execute_partition, summary_meta
+from .planning import store_stamp
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,6 +144,10 @@ class SharedRounds:
         size, workers = sw.options.partition_size, self.session.n_workers
         n = len(sw.planned)
         cohort = Cohort.join(root, key, lambda: _first_bounds(n, pos, workers, size), ttl, n)
+        if store_stamp(sw.store.layout) != sw.stamp:
+            # Runs were recorded since this driver planned (by drivers of the cohort, or of
+            # one that has ended): plan again, so that none of them runs twice.
+            pos = self._plan_again()
         summaries: list[Any] = []
         try:
             while cohort.alive():  # retired: a driver found every partition done
@@ -159,6 +164,17 @@ class SharedRounds:
         finally:
             cohort.leave()
         return summaries
+
+    def _plan_again(self) -> Any:
+        """The runs to do as of now (the sweep's todo and skipped count are updated)."""
+        from .planning import plan_todo
+
+        sw, opts = self.sweep, self.sweep.options
+        _, sw.todo, skipped = plan_todo(
+            sw.experiment, sw.store, resume=opts.resume, retry_failed=opts.retry_failed
+        )
+        sw.counts.skipped = skipped
+        return _positions(sw)
 
     def _round(self, cohort: Cohort, ks: list[int], cuts: Any) -> list[Any]:
         """Compute one task per partition of ``ks`` (done at once when it has no run)."""

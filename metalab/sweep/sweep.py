@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ..results.results import Results
     from ..store.sweep_files import Heartbeat
     from .partition import SweepTask
+    from .planning import Stamp
     from .shipping import Payload
 
 
@@ -198,6 +199,8 @@ class Sweep:
     #: Touches the sweep file while the sweep runs (see ``store/sweep_files.py``).
     heartbeat: Heartbeat | None = None
     _task: SweepTask | None = field(default=None, init=False, repr=False)
+    #: The store's record files when the sweep was planned (see ``planning.store_stamp``).
+    stamp: Stamp = field(default_factory=frozenset, repr=False)
 
     @classmethod
     def open(
@@ -217,9 +220,10 @@ class Sweep:
 
     def plan(self) -> None:
         """Every run, and those to execute now (all of them without ``resume``)."""
-        from .planning import plan_todo
+        from .planning import plan_todo, store_stamp
 
         exp, opts = self.experiment, self.options
+        self.stamp = store_stamp(self.store.layout)  # taken first: what planning saw
         self.planned, self.todo, skipped = plan_todo(
             exp, self.store, resume=opts.resume, retry_failed=opts.retry_failed
         )
