@@ -105,9 +105,11 @@ class _Renewer:
         self._paths: dict[str, tuple[int, float]] = {}  # path -> (inode, ttl)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._interval = float("inf")  # of the thread's current sleep
 
     def add(self, path: str, ino: int, ttl: float) -> None:
         with self._lock:
+            shorter = ttl < self._interval * 5
             self._paths[path] = (ino, ttl)
             # After a fork the child has no thread, whatever the copied object says.
             if self._thread is None or not self._thread.is_alive():
@@ -115,7 +117,8 @@ class _Renewer:
                     target=self._run, name="metalab-leases", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()  # a shorter ttl may need an earlier beat
+        if shorter:  # the thread sleeps too long for this lease: wake it now
+            self._wake.set()
 
     def discard(self, path: str) -> None:
         with self._lock:
@@ -125,10 +128,12 @@ class _Renewer:
         while True:
             with self._lock:
                 items = list(self._paths.items())
-            interval = min((ttl for _, (_, ttl) in items), default=DEFAULT_LEASE_S) / 5
             for path, (ino, _ttl) in items:
                 _touch_if(path, ino)
-            self._wake.wait(max(0.05, interval))
+            with self._lock:
+                ttls = [ttl for _, ttl in self._paths.values()]
+                self._interval = max(0.05, min(ttls, default=DEFAULT_LEASE_S) / 5)
+            self._wake.wait(self._interval)
             self._wake.clear()
 
 
@@ -163,7 +168,7 @@ def _real_dir(path: Path) -> None:
         )
 
 
-def _write_new(path: Path, text: str) -> int | None:
+def _write_new(path: str | Path, text: str) -> int | None:
     """Create ``path`` exclusively with ``text``; its inode, or None when it exists."""
     try:
         fd = os.open(path, _FLAGS | _CLOEXEC, 0o666)
@@ -176,7 +181,7 @@ def _write_new(path: Path, text: str) -> int | None:
         os.close(fd)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: str | Path) -> dict[str, Any] | None:
     """A lease or table file's content (None: gone, being written, or not ours)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | _CLOEXEC)
@@ -233,8 +238,9 @@ class Cohort:
         """How many partitions."""
         return len(self.bounds) - 1
 
-    def path(self, k: int, suffix: str) -> Path:
-        return Path(self.folder) / f"{k:06d}.{suffix}"
+    def path(self, k: int, suffix: str) -> str:
+        """The lease or done-marker file of partition ``k`` (``suffix``: lease, done)."""
+        return os.path.join(self.folder, f"{k:06d}.{suffix}")
 
     @classmethod
     def join(
@@ -330,7 +336,7 @@ class Cohort:
                 if os.path.lexists(self.path(k, "done")):  # finished just before
                     got.release(done=False)
                     return None
-                _RENEWER.add(str(lease), ino, self.ttl)
+                _RENEWER.add(lease, ino, self.ttl)
                 return got
             try:
                 seen = os.lstat(lease)
@@ -348,10 +354,11 @@ class Cohort:
                 previous = [h for h in chain if isinstance(h, str) and h and h != sweep]
         return None
 
-    def _take_over(self, lease: Path, seen: int) -> bool:
+    def _take_over(self, lease: str, seen: int) -> bool:
         """Move the expired lease of inode ``seen`` aside; False when another driver was
         faster (the file at that name is no longer the stale one)."""
-        tomb = lease.with_name(f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:12]}-{lease.name}")
+        head, name = os.path.split(lease)
+        tomb = os.path.join(head, f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:12]}-{name}")
         try:
             os.rename(lease, tomb)
         except FileNotFoundError:
@@ -383,7 +390,7 @@ class Claim:
             return
         self.released = True
         lease = self.cohort.path(self.part, "lease")
-        _RENEWER.discard(str(lease))
+        _RENEWER.discard(lease)
         if done:  # before the lease goes: a claimer checks for it after its create
             with contextlib.suppress(OSError):
                 _write_new(self.cohort.path(self.part, "done"), json.dumps(owner(self.sweep)))

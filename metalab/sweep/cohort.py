@@ -13,6 +13,7 @@ driver recorded (its journals are folded into Parquet first).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 from ..store.leases import DONE, EXPIRED, FREE, Cohort, lease_seconds, plan_key
 from .partition import SUMMARY_COLUMNS, execute_partition, summary_meta
 from .planning import store_stamp
+
+#: Environment variable: ``0`` runs a sweep without leases (one driver per store only).
+LEASES_ENV = "METALAB_LEASES"
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,6 +140,8 @@ class SharedRounds:
         import numpy as np
 
         sw = self.sweep
+        if os.environ.get(LEASES_ENV, "").strip().lower() in ("0", "off", "no", "false"):
+            return self._alone()
         ttl = lease_seconds()
         self.poll_s = self.poll_s or min(2.0, ttl / 4)
         pos = _positions(sw)
@@ -164,6 +170,26 @@ class SharedRounds:
         finally:
             cohort.leave()
         return summaries
+
+    def _alone(self) -> list[Any]:
+        """Every partition in one round, without leases (``METALAB_LEASES=0``)."""
+        from ..descriptors import to_dask
+        from .compute import compute
+
+        sw, session = self.sweep, self.session
+        ddf = to_dask(
+            sw.todo, n_workers=session.n_workers, partition_size=sw.options.partition_size
+        )
+        out = ddf.map_partitions(
+            execute_partition,
+            sw.task(session),
+            self.payload,
+            meta=summary_meta(),
+            enforce_metadata=False,
+            align_dataframes=False,
+        )
+        parts = list(out.to_delayed())
+        return compute(session, parts, resources=sw.experiment.operation.resources)
 
     def _plan_again(self) -> Any:
         """The runs to do as of now (the sweep's todo and skipped count are updated)."""
