@@ -169,6 +169,25 @@ def test_three_cli_drivers_run_every_run_once(tmp_path):
     _no_cohort_left(d.store)
 
 
+def test_drivers_on_different_executors_share_the_partitions(tmp_path):
+    """A Dask cluster driver (leases claimed in its worker processes) and a threads
+    driver: the first driver's cuts hold for both, every run executes once."""
+    n = 120
+    d = Drivers(tmp_path, n)
+    try:
+        procs = [d.start("--executor", "processes:2"), d.start("--executor", "threads:2")]
+        d.release()
+        for p in procs:
+            d.finish(p)
+    finally:
+        d.kill_all()
+    starts = _starts(d.log)
+    assert set(starts) == set(range(n))
+    assert set(starts.values()) == {1}, {x: c for x, c in starts.items() if c > 1}
+    _one_record_each(d.store, n)
+    _no_cohort_left(d.store)
+
+
 def test_killed_driver_partitions_are_taken_over(tmp_path):
     """A driver SIGKILLed mid-sweep: a waiting driver takes its partitions over once its
     lease expires; the runs it finished are kept, not run again."""
@@ -266,7 +285,7 @@ def test_one_of_racing_processes_gets_a_lease_and_keeps_it(tmp_path):
             p.communicate()
 
 
-def test_a_dead_holders_lease_is_taken_over_after_it_expires(tmp_path):
+def test_a_dead_holders_lease_is_taken_over(tmp_path):
     procs, root = _claimers(tmp_path, 1, hold=600.0)
     (holder,) = procs
     try:
@@ -291,6 +310,26 @@ def test_a_dead_holders_lease_is_taken_over_after_it_expires(tmp_path):
         if holder.poll() is None:
             os.killpg(holder.pid, signal.SIGKILL)
             holder.communicate()
+
+
+def test_a_lease_of_another_host_expires_by_its_age(tmp_path):
+    """A holder on another host cannot be asked whether it lives: its lease is taken
+    only once not renewed for the lease time (its mtime is the renewal)."""
+    cohort = Cohort.join(tmp_path, "k" * 32, lambda: [0, 10], 30.0, 10)
+    lease = cohort.path(0, "lease")
+    with open(lease, "w") as f:
+        json.dump({"host": "elsewhere", "pid": 1, "sweep": "far", "holders": ["farther"]}, f)
+    assert cohort.state(0)[0] == "held"
+    assert cohort.claim(0, "near") is None
+    old = time.time() - 31
+    os.utime(lease, (old, old))  # as if its holder stopped renewing 31 s ago
+    assert cohort.state(0)[0] == "expired"
+    claim = cohort.claim(0, "near")
+    assert claim is not None and claim.previous == ("farther", "far")
+    assert json.loads(Path(lease).read_text())["sweep"] == "near"
+    assert not [p for p in Path(cohort.folder).iterdir() if p.name.startswith(".tmp-")]
+    claim.release(done=False)
+    assert cohort.state(0)[0] == "free"
 
 
 @metalab.operation(name="count", version="1")

@@ -12,7 +12,9 @@ Any number of drivers (``metalab.run`` in two terminals, the tasks of an ``sbatc
 A lease is created with ``O_CREAT | O_EXCL`` (atomic on local file systems and on NFS v3
 and later), so exactly one driver gets it.  Its holder's process renews it (one ``utime``
 every ``ttl / 5`` seconds, from a daemon thread) while the partition runs; a lease not
-renewed for ``ttl`` seconds has expired (its holder died) and may be taken over: the taker
+renewed for ``ttl`` seconds has expired (its holder died), as has the lease of a dead
+process of this host (a driver killed and restarted on a laptop waits for nothing), and
+may be taken over: the taker
 renames it to a unique tombstone name (only one rename of a name succeeds), checks that it
 moved the stale file it saw (same inode), then creates its own lease exclusively.  The
 holder writes ``<k>.done`` *before* removing its lease, and a claimer checks for
@@ -219,7 +221,30 @@ def _checked_bounds(value: object, n_runs: int) -> tuple[int, ...] | None:
 
 def owner(sweep: str, holders: Sequence[str] = ()) -> dict[str, Any]:
     """What a lease says about its holder (for humans and for a taker)."""
-    return {"host": HOST, "pid": os.getpid(), "sweep": sweep, "holders": list(holders)}
+    return {
+        "host": HOST,
+        "pid": os.getpid(),
+        "at": time.time(),
+        "sweep": sweep,
+        "holders": list(holders),
+    }
+
+
+def _stale(info: dict[str, Any] | None, mtime: float, ttl: float, sweep: str) -> bool:
+    """Whether a lease may be taken: not renewed for ``ttl`` seconds, or its holder is a
+    dead process of this host, or it is ``sweep``'s own (an attempt that died)."""
+    if time.time() - mtime > ttl:
+        return True
+    if info is None:  # being written: its holder is alive
+        return False
+    if sweep and info.get("sweep") == sweep:
+        return True
+    pid, at = info.get("pid"), info.get("at")
+    if info.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    from .housekeeping import process_alive
+
+    return not process_alive(pid, at if isinstance(at, (int, float)) else None)
 
 
 @dataclass(frozen=True)
@@ -306,7 +331,8 @@ class Cohort:
 
     def state(self, k: int, sweep: str = "") -> tuple[str, dict[str, Any] | None]:
         """Partition ``k``: DONE, HELD (by a live driver), FREE or EXPIRED, and the lease's
-        content. A lease of ``sweep`` itself (an earlier attempt that died) is EXPIRED."""
+        content. A lease of ``sweep`` itself (an earlier attempt that died), or of a dead
+        process of this host, is EXPIRED at once."""
         if os.path.lexists(self.path(k, "done")):
             return DONE, None
         lease = self.path(k, "lease")
@@ -315,8 +341,7 @@ class Cohort:
         except FileNotFoundError:
             return FREE, None
         info = _read_json(lease)
-        mine = sweep and info is not None and info.get("sweep") == sweep
-        if mine or time.time() - st.st_mtime > self.ttl:
+        if _stale(info, st.st_mtime, self.ttl, sweep):
             return EXPIRED, info
         return HELD, info
 
@@ -343,8 +368,7 @@ class Cohort:
             except FileNotFoundError:
                 continue  # released meanwhile: try again
             info = _read_json(lease)
-            mine = info is not None and info.get("sweep") == sweep  # an attempt that died
-            if not mine and time.time() - seen.st_mtime <= self.ttl:
+            if not _stale(info, seen.st_mtime, self.ttl, sweep):
                 return None  # held by a live driver (or being written by one)
             if not self._take_over(lease, seen.st_ino):
                 continue
