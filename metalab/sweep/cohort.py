@@ -110,8 +110,11 @@ def cohort_key(exp: Experiment, run_ids: list[str] | None = None) -> str:
 
 def _positions(sweep: Sweep) -> Any:
     """Each run to do's position in the plan (both are in plan order)."""
+    import numpy as np
     import pandas as pd
 
+    if len(sweep.todo) == len(sweep.planned):  # nothing was done before: the whole plan
+        return np.arange(len(sweep.todo))
     return pd.Index(sweep.planned["run_id"]).get_indexer(sweep.todo["run_id"])
 
 
