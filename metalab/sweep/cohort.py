@@ -88,6 +88,8 @@ def _not_recorded_by(root: str, pdf: pd.DataFrame, holders: tuple[str, ...], k: 
         store.recover_journals(sweep=f"{h}-{k:06d}", dead_only=False)
     ids = pa.array(pdf["run_id"].tolist(), pa.string())
     table = store.records(columns=["run_id", "sweep"], filter=pc.field("run_id").isin(ids))
+    if not table.num_rows or "sweep" not in table.column_names:  # nothing recorded at all
+        return pdf
     mask = pc.is_in(table.column("sweep"), pa.array(list(holders), pa.string()))
     kept = set(table.column("run_id").filter(mask).to_pylist())
     return pdf[~pdf["run_id"].isin(kept)]
