@@ -160,16 +160,22 @@ class SharedRounds:
             # one that has ended): plan again, so that none of them runs twice.
             pos = self._plan_again()
         summaries: list[Any] = []
+        failed: set[int] = set()  # partitions whose task failed here: not tried again
         try:
             while cohort.alive():  # retired: a driver found every partition done
                 # The runs to do of each partition: todo rows between its bounds.
                 cuts = np.searchsorted(pos, np.asarray(cohort.bounds))
                 states = {k: cohort.state(k, sw.sweep_id)[0] for k in range(cohort.n)}
-                open_ = [k for k, s in states.items() if s in (FREE, EXPIRED)]
+                open_ = [k for k, s in states.items() if s in (FREE, EXPIRED) and k not in failed]
                 if open_:
-                    summaries += self._round(cohort, open_, cuts)
+                    for k, summary in self._round(cohort, open_, cuts):
+                        if summary is None and cohort.state(k)[0] == DONE:
+                            summary = _zero()  # its records are written, its counts lost
+                        if summary is None or isinstance(summary, BaseException):
+                            failed.add(k)
+                        summaries.append(summary)
                     continue
-                if not self.wait or all(s == DONE for s in states.values()):
+                if not self.wait or all(s == DONE or k in failed for k, s in states.items()):
                     break
                 time.sleep(self.poll_s)  # others run the rest: look again soon
         finally:
@@ -207,8 +213,9 @@ class SharedRounds:
         sw.counts.skipped = skipped
         return _positions(sw)
 
-    def _round(self, cohort: Cohort, ks: list[int], cuts: Any) -> list[Any]:
-        """Compute one task per partition of ``ks`` (done at once when it has no run)."""
+    def _round(self, cohort: Cohort, ks: list[int], cuts: Any) -> list[tuple[int, Any]]:
+        """Compute one task per partition of ``ks`` (done at once when it has no run);
+        returns (partition, summary or the exception of a lost task) pairs."""
         from .compute import compute
 
         sw = self.sweep
@@ -223,7 +230,8 @@ class SharedRounds:
         if not with_runs:
             return []
         parts = _leased_graph(sw, self.session, self.payload, cohort, with_runs, cuts)
-        return compute(self.session, parts, resources=sw.experiment.operation.resources)
+        out = compute(self.session, parts, resources=sw.experiment.operation.resources)
+        return list(zip(with_runs, out, strict=True))
 
 
 def _leased_graph(

@@ -340,6 +340,8 @@ class Sweep:
 
     def _tally(self, session: Session, summaries: list[Any]) -> None:
         """Count the runs (cluster: from the summaries); fail if a partition could not run."""
+        lost = ExecutorError("its summary was lost with its worker")  # gathered twice, in vain
+        summaries = [lost if r is None else r for r in summaries]
         errors = [r for r in summaries if isinstance(r, BaseException)]
         if session.distributed:
             ok = [r for r in summaries if not isinstance(r, BaseException)]
