@@ -273,6 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             retries=args.retries,
             retry_failed=not args.no_retry_failed,
             timeout=args.timeout,
+            wait=args.wait,
         )
     except RunInterrupted as exc:
         again = ["metalab", "run", args.experiment]
@@ -282,6 +283,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             again += ["--executor", args.executor]
         if args.store:
             again += ["--store", args.store]
+        if args.wait:
+            again.append("--wait")
         raise RunInterrupted(
             experiment=exc.experiment, store=exc.store, done=exc.done, resume=" ".join(again)
         ) from None
@@ -457,6 +460,13 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument(
         "--no-resume", action="store_true", help="run every run again, even those already done"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with several drivers on one store (sbatch --array, two terminals): return "
+        "when the whole sweep is done, taking over the partitions of a driver that died, "
+        "instead of when no partition is left to claim",
     )
     add_run_options(p)
     p.add_argument("--progress", action="store_true", help="show a progress bar")

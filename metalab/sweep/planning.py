@@ -6,6 +6,7 @@ record; the partition policy lives in :mod:`metalab.descriptors` (re-exported he
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from ..store.records import PRUNED, REQUEUED, SUCCESS
@@ -15,6 +16,28 @@ if TYPE_CHECKING:
 
     from ..experiment import Experiment
     from ..store import Store
+    from ..store.layout import Layout
+
+#: What a store's records look like at one moment (see :func:`store_stamp`).
+Stamp = frozenset[tuple[str, int, int]]
+
+
+def store_stamp(layout: Layout) -> Stamp:
+    """Name, size and mtime of every file in ``records/`` and ``journal/``: when this is
+    unchanged, so are the store's records (a journal grows with each run it records)."""
+    out = set()
+    for folder in (layout.records, layout.journal):
+        try:
+            with os.scandir(folder) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # folded or compacted meanwhile: a change
+                        continue
+                    out.add((f"{folder.name}/{e.name}", st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            continue
+    return frozenset(out)
 
 
 def plan_todo(

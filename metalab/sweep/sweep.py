@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
     from ..results.results import Results
     from ..store.sweep_files import Heartbeat
+    from .partition import SweepTask
+    from .planning import Stamp
     from .shipping import Payload
 
 
@@ -125,8 +127,11 @@ class SweepOptions:
     retry_failed: bool = True
     capture_output: bool = False
     timeout_s: float | None = None
+    wait: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.wait, bool):
+            raise ExperimentError(f"wait must be True or False, got {self.wait!r}")
         retries = self.retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ExperimentError(f"retries must be an int >= 0, got {retries!r}")
@@ -201,6 +206,9 @@ class Sweep:
     stop: StopFlag = field(default_factory=StopFlag)
     #: Touches the sweep file while the sweep runs (see ``store/sweep_files.py``).
     heartbeat: Heartbeat | None = None
+    _task: SweepTask | None = field(default=None, init=False, repr=False)
+    #: The store's record files when the sweep was planned (see ``planning.store_stamp``).
+    stamp: Stamp = field(default_factory=frozenset, repr=False)
 
     @classmethod
     def open(
@@ -220,9 +228,10 @@ class Sweep:
 
     def plan(self) -> None:
         """Every run, and those to execute now (all of them without ``resume``)."""
-        from .planning import plan_todo
+        from .planning import plan_todo, store_stamp
 
         exp, opts = self.experiment, self.options
+        self.stamp = store_stamp(self.store.layout)  # taken first: what planning saw
         self.planned, self.todo, skipped = plan_todo(
             exp, self.store, resume=opts.resume, retry_failed=opts.retry_failed
         )
@@ -272,15 +281,15 @@ class Sweep:
         self.heartbeat = Heartbeat(path).start()
 
     def execute(self) -> None:
-        """Ship, build the graph of partition tasks and compute it (if any run is to do)."""
-        from .compute import compute
+        """Ship, build the partition tasks and compute them (if any run is to do): under
+        leases shared with the other drivers of this sweep (see :mod:`.cohort`)."""
+        from .cohort import SharedRounds
 
         if not len(self.todo):
             return
         try:
             with self.executor.sweep_session() as session:
                 payload, poller = self._ship(session)
-                parts = self._graph(session, payload)
                 display = ProgressDisplay(
                     len(self.todo),
                     self.counts,
@@ -290,12 +299,8 @@ class Sweep:
                 )
                 try:
                     with display:
-                        summaries = compute(
-                            session,
-                            parts,
-                            poller=poller,
-                            resources=self.experiment.operation.resources,
-                        )
+                        rounds = SharedRounds(self, session, payload, wait=self.options.wait)
+                        summaries = rounds.run()
                 except BaseException:
                     self.stop.set()  # before the session closes: tasks in flight stop too
                     raise
@@ -319,15 +324,16 @@ class Sweep:
         _show_dashboard(session)
         return ref, JournalPoller(self.store.layout.journal, self.sweep_id)
 
-    def _graph(self, session: Session, payload: Payload) -> list[Any]:
-        """One delayed partition task per partition of the runs to do."""
-        from ..descriptors import to_dask
-        from .partition import SweepTask, execute_partition, summary_meta
+    def task(self, session: Session) -> SweepTask:
+        """What every partition task of this sweep gets (built once per sweep)."""
+        from .partition import SweepTask
 
+        if self._task is not None:
+            return self._task
         opts = self.options
         if session.distributed:  # workers in other processes look for a marker file
             self.stop = StopFlag(str(self.store.layout.journal / f".tmp-stop-{self.sweep_id}"))
-        task = SweepTask(
+        self._task = SweepTask(
             store_root=str(self.store.root),
             sweep=self.sweep_id,
             seed_base=self.experiment.seeds.base,
@@ -338,19 +344,12 @@ class Sweep:
             on_run=None if session.distributed else self.counts.add,
             stop=self.stop,
         )
-        ddf = to_dask(self.todo, n_workers=session.n_workers, partition_size=opts.partition_size)
-        out = ddf.map_partitions(
-            execute_partition,
-            task,
-            payload,
-            meta=summary_meta(),
-            enforce_metadata=False,
-            align_dataframes=False,
-        )
-        return list(out.to_delayed())
+        return self._task
 
     def _tally(self, session: Session, summaries: list[Any]) -> None:
         """Count the runs (cluster: from the summaries); fail if a partition could not run."""
+        lost = ExecutorError("its summary was lost with its worker")  # gathered twice, in vain
+        summaries = [lost if r is None else r for r in summaries]
         errors = [r for r in summaries if isinstance(r, BaseException)]
         if session.distributed:
             ok = [r for r in summaries if not isinstance(r, BaseException)]
@@ -413,6 +412,7 @@ def run(
     capture_output: bool = False,
     timeout_s: float | None = None,
     timeout: float | None = None,
+    wait: bool = False,
 ) -> Results:
     """Run every (params, replicate) of ``experiment`` and return its :class:`Results`.
 
@@ -449,6 +449,13 @@ def run(
         (default) runs operations directly in the worker, with no time limit.
     timeout
         The old name of ``timeout_s`` (still accepted; give one of the two).
+    wait
+        Several drivers (``metalab.run`` or ``metalab run``, e.g. the tasks of an
+        ``sbatch --array``) started on one store share the sweep: each claims partitions
+        with leases in the store and runs only those, so every run executes once.  A
+        driver returns when no partition is left to claim (default); with ``wait=True``
+        it returns when every partition is done, and takes over the partitions of a
+        driver that died (after its lease expires: ``$METALAB_LEASE_S``, 60 s).
 
     Returns
     -------
@@ -474,7 +481,10 @@ def run(
     >>> result = metalab.run(exp, executor=on_4, timeout_s=60)  # doctest: +SKIP
     >>> print(result.table())  # doctest: +SKIP
     """
+    from ..store.leases import lease_seconds
+
     exp = _check_experiment(experiment)
+    lease_seconds()  # a bad $METALAB_LEASE_S is named before any work
     options = SweepOptions(
         resume=resume,
         progress=progress,
@@ -483,6 +493,7 @@ def run(
         retry_failed=retry_failed,
         capture_output=capture_output,
         timeout_s=SweepOptions.timeout_from(timeout, timeout_s),
+        wait=wait,
     )
     # The raw value goes to Store.open, which refuses "" (Path("") would be the cwd).
     path = store if store is not None else Path("runs") / exp.name
