@@ -47,3 +47,31 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "slurm" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(options)`` mounts a tmpfs and returns it (tests run as root); the test is
+    skipped where mounting is not allowed. Unmounted at the end."""
+    import subprocess
+    from pathlib import Path
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for m in mounted:
+        subprocess.run(["umount", "-l", str(m)], check=False)

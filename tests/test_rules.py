@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 import time
 import warnings
 import zlib
@@ -85,30 +84,6 @@ def test_compaction_merges_a_folder_once_it_holds_16_files(tmp_path):
     assert len(_parquet(store / "metrics")) == 1
     assert len(res) == 16 and sorted(r.params["x"] for r in res) == list(range(16))
     assert len(res.metric_frame().compute()) == 16
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """Mount a tmpfs (tests run as root); skipped where mounting is not allowed."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mounted: list[Path] = []
-
-    def mount(options: str) -> Path:
-        r = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if r.returncode:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-        mounted.append(mnt)
-        return mnt
-
-    yield mount
-    for m in mounted:
-        subprocess.run(["umount", "-l", str(m)], check=False)
 
 
 def _fill(folder: Path) -> None:

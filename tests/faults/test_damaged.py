@@ -117,35 +117,12 @@ def test_damaged_artifact_is_reported_quarantined_and_rerun(tmp_path, damage):
         assert [p.name for p in (store / "quarantine").iterdir()] == [f"{run.run_id}-{path.name}"]
 
 
-@pytest.fixture
-def mount_point(tmp_path):
-    """A tmpfs mount (tests run as root); skipped where mounting is not allowed."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mounted: list[Path] = []
-
-    def mount(options: str) -> Path:
-        r = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-        mounted.append(mnt)
-        return mnt
-
-    yield mount
-    for m in mounted:
-        subprocess.run(["umount", "-l", str(m)], check=False)
-
-
 def _remount_ro(mnt: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
 
 
-def test_read_only_store_fails_early_with_path_and_errno(tmp_path, mount_point):
-    mnt = mount_point("size=16m")
+def test_read_only_store_fails_early_with_path_and_errno(tmp_path, tmpfs):
+    mnt = tmpfs("size=16m")
     log = tmp_path / "exec.log"
     store = mnt / "s"
     metalab.run(_exp(log, 5), store=store)
@@ -163,8 +140,8 @@ def test_read_only_store_fails_early_with_path_and_errno(tmp_path, mount_point):
 
 
 @pytest.mark.parametrize("fill", [False, True], ids=["tiny-disk", "filled-disk"])
-def test_full_disk_fails_early_with_path_and_errno(tmp_path, mount_point, fill):
-    mnt = mount_point("size=64k" if not fill else "size=4m")
+def test_full_disk_fails_early_with_path_and_errno(tmp_path, tmpfs, fill):
+    mnt = tmpfs("size=64k" if not fill else "size=4m")
     if fill:  # leave a few KiB free
         fd = os.open(mnt / "ballast", os.O_WRONLY | os.O_CREAT)
         try:

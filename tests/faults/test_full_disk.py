@@ -25,29 +25,6 @@ N = 600
 MAX_LOST_PER_WRITER = 3 + 1
 
 
-@pytest.fixture
-def mount_point(tmp_path):
-    """A tmpfs mount; skipped where mounting is not allowed."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mounted: list[Path] = []
-
-    def mount(options: str) -> Path:
-        r = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode:
-            pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-        mounted.append(mnt)
-        return mnt
-
-    yield mount
-    for m in mounted:
-        subprocess.run(["umount", "-l", str(m)], check=False)
-
-
 def _exp(log: Path) -> metalab.Experiment:
     @metalab.operation(name="fills")
     def fills(params, capture):
@@ -76,10 +53,8 @@ def _executed(log: Path) -> list[int]:
         ),
     ],
 )
-def test_full_disk_is_named_and_resume_finishes(
-    tmp_path, mount_point, size, make_executor, writers
-):
-    mnt = mount_point(f"size={size}")
+def test_full_disk_is_named_and_resume_finishes(tmp_path, tmpfs, size, make_executor, writers):
+    mnt = tmpfs(f"size={size}")
     store, log = mnt / "s", tmp_path / "exec.log"
     exp = _exp(log)
     opts = {"partition_size": 100}
