@@ -229,7 +229,7 @@ _CLAIMER = textwrap.dedent(
     from metalab.store.leases import Cohort
 
     root, go, hold = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-    cohort = Cohort.join(root, "k" * 32, lambda: [0, 5, 10], 2.0, 10)
+    cohort = Cohort.join(root, "k" * 32, lambda: [0, 5, 10], float(sys.argv[4]), 10)
     Path(go + f".ready-{os.getpid()}").touch()
     while not os.path.exists(go):
         time.sleep(0.001)
@@ -241,14 +241,16 @@ _CLAIMER = textwrap.dedent(
 )
 
 
-def _claimers(tmp_path: Path, n: int, hold: float) -> tuple[list[subprocess.Popen[str]], Path]:
+def _claimers(
+    tmp_path: Path, n: int, hold: float, ttl: float = 2.0
+) -> tuple[list[subprocess.Popen[str]], Path]:
     script = tmp_path / "claimer.py"
     script.write_text(_CLAIMER)
     root, go = tmp_path / "store", tmp_path / "go"
     root.mkdir(exist_ok=True)
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(root), str(go), str(hold)],
+            [sys.executable, str(script), str(root), str(go), str(hold), str(ttl)],
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
@@ -264,7 +266,10 @@ def _claimers(tmp_path: Path, n: int, hold: float) -> tuple[list[subprocess.Pope
 
 
 def test_one_of_racing_processes_gets_a_lease_and_keeps_it(tmp_path):
-    procs, root = _claimers(tmp_path, 6, hold=8.0)  # 4 lease times
+    # The holder holds until killed: had it ended on its own, a claim racing its exit
+    # would rightly take a dead process's lease.  A 5 s lease renewed every 1 s keeps a
+    # busy machine's scheduling delays far inside the lease time.
+    procs, root = _claimers(tmp_path, 6, hold=600.0, ttl=5.0)
     try:
         answers = []
         for p in procs:
@@ -272,10 +277,12 @@ def test_one_of_racing_processes_gets_a_lease_and_keeps_it(tmp_path):
             answers.append(json.loads(p.stdout.readline()))
         assert answers.count(True) == 1
         holder = procs[answers.index(True)]
-        cohort = Cohort.join(root, "k" * 32, lambda: [0, 10], 2.0, 10)
+        cohort = Cohort.join(root, "k" * 32, lambda: [0, 10], 5.0, 10)
         assert cohort.bounds == (0, 5, 10)  # the first driver's cuts, not ours
-        # While its holder lives the lease is renewed: never taken, however long we try.
-        while holder.poll() is None:
+        # While its holder lives the lease is renewed: never taken over three lease times.
+        end = time.monotonic() + 15.0
+        while time.monotonic() < end:
+            assert holder.poll() is None
             assert cohort.claim(0, "thief") is None
             time.sleep(0.2)
     finally:
