@@ -461,13 +461,6 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--no-resume", action="store_true", help="run every run again, even those already done"
     )
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="with several drivers on one store (sbatch --array, two terminals): return "
-        "when the whole sweep is done, taking over the partitions of a driver that died, "
-        "instead of when no partition is left to claim",
-    )
     add_run_options(p)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the table")

@@ -51,7 +51,8 @@ def _positive(kind: type[int] | type[float]) -> Any:
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    """``--set``, ``--retries``, ``--timeout``, ``--partition-size``, ``--no-retry-failed``."""
+    """``--set``, ``--retries``, ``--timeout``, ``--partition-size``, ``--no-retry-failed``,
+    ``--wait``."""
     p.add_argument(
         "--set",
         action="append",
@@ -84,4 +85,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--no-retry-failed",
         action="store_true",
         help="when resuming, keep failed runs as they are instead of running them again",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with several drivers on one store (sbatch --array, two terminals): return "
+        "when the whole sweep is done, taking over the partitions of a driver that died, "
+        "instead of when no partition is left to claim",
     )
