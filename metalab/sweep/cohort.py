@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..store.leases import DONE, EXPIRED, FREE, Cohort, lease_seconds, plan_key
-from .partition import SUMMARY_COLUMNS, execute_partition, summary_meta
+from .partition import SUMMARY_COLUMNS, execute_partition, finished_summary, summary_meta
 from .planning import store_stamp
 
 #: Environment variable: ``0`` runs a sweep without leases (one driver per store only).
@@ -61,6 +61,9 @@ def execute_leased(
     partition done or held by another driver returns an empty summary at once."""
     number = int(partition_info["number"]) if partition_info else 0
     k = leased.parts[number]
+    finished = finished_summary(task, k)  # recomputed after its worker died: keep counts
+    if finished is not None:
+        return finished
     claim = leased.cohort.claim(k, task.sweep)
     if claim is None:
         return _zero()

@@ -248,11 +248,21 @@ def execute_partition(
     """Run every descriptor of one partition; returns a one-row summary frame."""
     part = int(partition_info["number"]) if partition_info else 0
     layout = Layout(Path(task.store_root))
-    finished = _read_done_marker(layout, task.sweep, part)
-    if finished is not None:  # Dask recomputed a partition whose result died with a worker
-        return _summary({k: int(finished.get(k, 0)) for k in SUMMARY_COLUMNS})
+    finished = finished_summary(task, part)
+    if finished is not None:
+        return finished
     attempt = run_partition(layout, task, payload, part, _descriptor_columns(pdf), _trials(pdf))
     return _summary(attempt.counts)
+
+
+def finished_summary(task: SweepTask, part: int) -> pd.DataFrame | None:
+    """The summary of partition ``part`` when this sweep already finished it: Dask
+    recomputes a task whose result died with its worker, and the runs must not run again
+    nor their counts be lost."""
+    finished = _read_done_marker(Layout(Path(task.store_root)), task.sweep, part)
+    if finished is None:
+        return None
+    return _summary({k: int(finished.get(k, 0)) for k in SUMMARY_COLUMNS})
 
 
 def run_partition(
