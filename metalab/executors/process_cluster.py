@@ -149,9 +149,25 @@ def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return cluster, worker
 
 
+class _QuietShutdown(logging.Filter):
+    """Drops distributed's INFO record of a comm closed as the cluster shuts down: it
+    carries a traceback, printed after the silenced logging is restored, that users
+    take for an error of their script."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not str(record.msg).startswith(
+            "Batched Comm Closed"
+        )
+
+
+_QUIET = _QuietShutdown()
+
+
 def start_cluster(n_workers: int, kwargs: dict[str, Any]) -> tuple[Any, Path]:
     """Start the scheduler here and ``n_workers`` worker processes; return it and its log."""
     from distributed import Scheduler, SpecCluster
+
+    logging.getLogger("distributed.batched").addFilter(_QUIET)  # once: filters are a set
 
     opts, worker_opts = _split_kwargs(kwargs)
     host = opts.get("host") or "127.0.0.1"
