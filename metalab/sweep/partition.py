@@ -291,7 +291,7 @@ def run_partition(
         execute = child.run
     with _preemption.partition_running():  # SIGTERM now lets runs checkpoint first
         attempt = _run_attempt(layout, task, part, (cols, trials), execute, child)
-    if attempt.requeue and not attempt.worker.startswith("local:"):
+    if attempt.hands_over:
         from distributed import Reschedule
 
         # Another worker continues the partition (this one got SIGTERM or its run
@@ -332,7 +332,7 @@ def _close(attempt: _Attempt, failed: BaseException | None) -> None:
     """Close the attempt; after a full disk, the first failed write is the one reported."""
     try:
         # A requeued attempt on a worker leaves its journal to the next attempt.
-        attempt.close(fold=not (attempt.requeue and not attempt.worker.startswith("local:")))
+        attempt.close(fold=not attempt.hands_over)
     except OSError as exc:
         if failed is None or not (is_disk_full(exc) and is_disk_full(failed)):
             raise
@@ -415,6 +415,12 @@ class _Attempt:
         #: Stopped early on purpose (SIGTERM, a requeued run): another attempt continues.
         self.requeue = False
         self.trials: list[int] | None = None
+
+    @property
+    def hands_over(self) -> bool:
+        """Stopped early on a Dask worker: the partition is rescheduled, and the next
+        attempt continues from this one's journal (in-process, resume continues it)."""
+        return self.requeue and not self.worker.startswith("local:")
 
     def run_all(self, execute: RunFunction) -> None:
         """Execute the partition's runs in order, journaling each outcome."""
