@@ -64,3 +64,17 @@ def test_a_random_source_is_listed_by_value(tmp_path):
     metalab.run(exp, store=tmp_path / "s", progress=False)
     values = [float(r["lr"]) for r in _table_rows(tmp_path / "s")]
     assert values == sorted(values)
+
+
+def test_a_manual_list_over_1000_configurations_is_listed_by_value(tmp_path):
+    # docs/cli.md: manual lists of up to 1,000 configurations keep their order in the
+    # manifest; a longer one is not described there, so its runs come by value.
+    space = metalab.manual([{"x": i} for i in range(1000, -1, -1)])  # 1,001, descending
+    exp = metalab.Experiment(name="order_long", operation=op, params=space)
+    metalab.run(exp, store=tmp_path / "s", progress=False)
+    values = [int(r["x"]) for r in _table_rows(tmp_path / "s")]
+    assert values == list(range(1001))
+    short = metalab.manual([{"x": i} for i in range(1000, 0, -1)])  # 1,000: plan order
+    exp = metalab.Experiment(name="order_short", operation=op, params=short)
+    metalab.run(exp, store=tmp_path / "t", progress=False)
+    assert [int(r["x"]) for r in _table_rows(tmp_path / "t")] == list(range(1000, 0, -1))
