@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..store.leases import DONE, EXPIRED, FREE, Cohort, lease_seconds, plan_key
-from .partition import SUMMARY_COLUMNS, execute_partition, finished_summary, summary_meta
+from .partition import (
+    SUMMARY_COLUMNS,
+    execute_partition,
+    finished_summary,
+    run_frame,
+    summary_meta,
+)
 from .planning import store_stamp
 
 #: Environment variable: ``0`` runs a sweep without leases (one driver per store only).
@@ -71,7 +77,7 @@ def execute_leased(
     try:
         if claim.previous:  # a dead driver's partition: keep what it recorded
             pdf = _not_recorded_by(task.store_root, pdf, claim.previous, k)
-        out = execute_partition(pdf, task, payload, {"number": k}) if len(pdf) else _zero()
+        out = run_frame(pdf, task, payload, k) if len(pdf) else _zero()
         done = task.stop is None or not task.stop.is_set()
         return out
     finally:

@@ -247,10 +247,14 @@ def execute_partition(
 ) -> pd.DataFrame:
     """Run every descriptor of one partition; returns a one-row summary frame."""
     part = int(partition_info["number"]) if partition_info else 0
-    layout = Layout(Path(task.store_root))
     finished = finished_summary(task, part)
-    if finished is not None:
-        return finished
+    return finished if finished is not None else run_frame(pdf, task, payload, part)
+
+
+def run_frame(pdf: pd.DataFrame, task: SweepTask, payload: Payload, part: int) -> pd.DataFrame:
+    """Run the descriptors ``pdf`` as partition ``part`` (its done marker already
+    checked by the caller); returns the one-row summary frame."""
+    layout = Layout(Path(task.store_root))
     attempt = run_partition(layout, task, payload, part, _descriptor_columns(pdf), _trials(pdf))
     return _summary(attempt.counts)
 
