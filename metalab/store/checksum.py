@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +131,12 @@ def parquet_key_value() -> dict[bytes, bytes]:
     return {FOOTER_KEY: _PLACEHOLDER}
 
 
-def _footer_bounds(fd: int, size: int) -> tuple[int, int] | str:
+def _footer_bounds(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, int] | str:
     """(start, length) of the Parquet footer, or the reason the file is damaged."""
     if size < 12:
         return f"{size} bytes, too short for Parquet"
-    tail = os.pread(fd, 8, size - 8)
-    if tail[4:] != _MAGIC or os.pread(fd, 4, 0) != _MAGIC:
+    tail = read_at(8, size - 8)
+    if tail[4:] != _MAGIC or read_at(4, 0) != _MAGIC:
         return "not a Parquet file (bad magic bytes)"
     length = int.from_bytes(tail[:4], "little")
     if length <= 0 or length > size - 12:
@@ -160,7 +161,7 @@ def seal_parquet_footer(path: Path) -> None:
     """Patch the CRC-32 of the footer into the placeholder written with the file."""
     fd = os.open(path, os.O_RDWR)
     try:
-        bounds = _footer_bounds(fd, os.fstat(fd).st_size)
+        bounds = _footer_bounds(lambda n, at: os.pread(fd, n, at), os.fstat(fd).st_size)
         if isinstance(bounds, str):
             raise ValueError(f"{path}: {bounds}")
         start, length = bounds
@@ -187,13 +188,19 @@ def parquet_footer_damage(path: Path) -> str | None:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             return FOLDER
-        bounds = _footer_bounds(fd, st.st_size)
-        if isinstance(bounds, str):
-            return bounds
-        start, length = bounds
-        footer = os.pread(fd, length + 4, start)
+        return footer_damage(lambda n, at: os.pread(fd, n, at), st.st_size)
     finally:
         os.close(fd)
+
+
+def footer_damage(read_at: Callable[[int, int], bytes], size: int) -> str | None:
+    """:func:`parquet_footer_damage` of a ``size``-byte file read by ``read_at(n, offset)``
+    (a local file descriptor, or range requests to an object store)."""
+    bounds = _footer_bounds(read_at, size)
+    if isinstance(bounds, str):
+        return bounds
+    start, length = bounds
+    footer = read_at(length + 4, start)
     at = _value_at(footer)
     if at is None:
         return None  # written before footer checksums

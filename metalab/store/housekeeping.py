@@ -57,11 +57,13 @@ def check_artifacts(store: Store, table: pa.Table | None) -> set[str]:
     if "artifacts" not in table.column_names or table.num_rows == 0:
         return set()
     table = table.filter(pc.is_valid(table.column("artifacts")))
+    # A remote store: one listing (a request per 1,000 objects), not a request per file.
+    listing = store.mirror.remote.list("artifacts/") if store.mirror is not None else None
     bad: set[str] = set()
     for run_id, raw in zip(
         table.column("run_id").to_pylist(), table.column("artifacts").to_pylist(), strict=True
     ):
-        if not _run_artifacts_ok(store, run_id, raw):
+        if not _run_artifacts_ok(store, run_id, raw, listing):
             bad.add(run_id)
     return bad
 
@@ -74,7 +76,9 @@ def _warn(text: str) -> None:
     )
 
 
-def _run_artifacts_ok(store: Store, run_id: str, raw: str) -> bool:
+def _run_artifacts_ok(
+    store: Store, run_id: str, raw: str, listing: dict[str, tuple[int, str]] | None
+) -> bool:
     """Check one run's artifact entries: one ``lstat`` per file (and one for its folder)."""
     where = f"the record of run {run_id!r}"
     try:
@@ -94,6 +98,9 @@ def _run_artifacts_ok(store: Store, run_id: str, raw: str) -> bool:
             _warn(str(exc))
             ok = False
             continue
+        if listing is not None:
+            ok = _listed_ok(store, run_id, "/".join(parts), entry, listing) and ok
+            continue
         path = store.root.joinpath(*parts)
         if not folder_checked:
             folder_checked = True
@@ -101,6 +108,22 @@ def _run_artifacts_ok(store: Store, run_id: str, raw: str) -> bool:
                 return False
         ok = _artifact_file_ok(store, run_id, path, entry) and ok
     return ok
+
+
+def _listed_ok(
+    store: Store, run_id: str, rel: str, entry: dict[str, Any], listing: dict[str, Any]
+) -> bool:
+    """One artifact of a remote store, checked against the bucket's listing."""
+    seen = listing.get(rel)
+    if seen is None:
+        _warn(f"artifact {store.location}/{rel} of run {run_id} is missing")
+        return False
+    if seen[0] != entry.get("size", seen[0]):
+        _warn(
+            f"artifact {store.location}/{rel} has {seen[0]} bytes, the run recorded {entry['size']}"
+        )
+        return False
+    return True
 
 
 def _lstat(path: Path) -> os.stat_result | None:

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
@@ -129,6 +130,8 @@ class JournalWriter:
         self._pending = 0
         self._flush_every = flush_every
         self._last_flush_us = time.time_ns() // 1000  # the header was just flushed
+        #: Called after each flush (a remote store uploads its journal in batches).
+        self.after_flush: Callable[[], None] | None = None
 
     def append(self, outcome: list[Any]) -> None:
         """Write one outcome line; flush every ``flush_every`` lines or after a slow run."""
@@ -143,12 +146,16 @@ class JournalWriter:
             self._f.flush()
             self._pending = 0
             self._last_flush_us = t1
+            if self.after_flush is not None:
+                self.after_flush()
 
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
         self._f.write(seal_line(f"{START_MARK}\t{run_id}") + "\n")
         self._f.flush()
         self._pending = 0
+        if self.after_flush is not None:
+            self.after_flush()
 
     def close(self) -> None:
         """Close the file (flushing what is buffered); the journal stays on disk."""

@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -48,8 +48,11 @@ from .reader import (
     read_records,
     retire_journal,
 )
-from .urls import check_store_path
+from .urls import is_url, local_path
 from .verify import read_manifest_file, read_sweep_files, totals_for_sweep_file
+
+if TYPE_CHECKING:
+    from .mirror import Mirror
 
 COMPACT_AT_FILES = 16
 #: A store on a disk with less free space than this fails at start (errno ENOSPC).
@@ -61,20 +64,49 @@ TEMP_MAX_AGE_S = 3600.0
 class Store:
     """One store folder. Create or open it with :meth:`Store.open`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mirror: Mirror | None = None) -> None:
         self.root = root
         self.layout = Layout(root)
+        #: A store on a remote filesystem: ``root`` is this process's local mirror of it.
+        self.mirror = mirror
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, as shown to users: its folder, or its URL."""
+        return self.mirror.remote.url if self.mirror is not None else str(self.root)
+
+    def sync(self) -> None:
+        """A remote store: upload what changed here (a local store: nothing to do)."""
+        if self.mirror is not None:
+            self.mirror.push()
+
+    def refresh(self) -> None:
+        """A remote store: download what other processes wrote (local: nothing to do)."""
+        if self.mirror is not None:
+            self.mirror.pull()
 
     # opening -----------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
+    def open(
+        cls,
+        path: str | os.PathLike[str] | Store,
+        *,
+        create: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> Store:
         """Open a store, creating its folders when ``create`` (validates the path first).
 
         The root is resolved once (a store reached through a link is fine); every path
         inside is then taken relative to that real root, and the store's own folders
-        (``records/``, ``journal/``...) must not be links (:class:`StoreError`).
+        (``records/``, ``journal/``...) must not be links (:class:`StoreError`).  A URL
+        (``s3://bucket/prefix``) opens a remote store through fsspec (see
+        :mod:`metalab.store.mirror`); ``storage_options`` go to its filesystem.
         """
-        check_store_path(path)  # "s3://b/x" would otherwise become a local folder "s3:"
+        if isinstance(path, Store):
+            return path
+        if is_url(path):  # "s3://b/x" must never become a local folder "s3:"
+            return cls._open_remote(os.fspath(path), create, storage_options)
+        path = local_path(path)
         if not str(os.fspath(path)).strip():  # "" would resolve to the current folder
             raise StoreError(
                 errno.EINVAL,
@@ -106,6 +138,29 @@ class Store:
                 errno.ENOENT,
                 f"{root} is a folder but not a metalab store (no manifest.json or records/)",
                 str(root),
+            )
+        return store
+
+    @classmethod
+    def _open_remote(cls, url: str, create: bool, storage_options: dict[str, Any] | None) -> Store:
+        from .mirror import Mirror, new_cache_dir
+        from .remote import Remote
+
+        remote = Remote.open(url, storage_options=storage_options)
+        remote.check()  # a missing bucket or bad credentials fail here, naming the URL
+        store = cls(Path("."))
+        store.root = new_cache_dir(store)
+        store.layout = Layout(store.root)
+        store.mirror = Mirror(remote, store.root)
+        store.mirror.pull()
+        if create:
+            for d in store.layout.folders():
+                d.mkdir(parents=True, exist_ok=True)
+        elif not store.layout.manifest.exists() and not remote.list("records"):
+            raise StoreError(
+                errno.ENOENT,
+                f"no metalab store at {remote.url}; check the URL (stores are made by metalab.run)",
+                remote.url,
             )
         return store
 

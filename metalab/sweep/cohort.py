@@ -156,6 +156,8 @@ class SharedRounds:
         sw = self.sweep
         if os.environ.get(LEASES_ENV, "").strip().lower() in ("0", "off", "no", "false"):
             return self._alone()
+        if sw.store.mirror is not None:  # no exclusive create on object stores: no leases
+            return self._alone()
         ttl = lease_seconds()
         self.poll_s = self.poll_s or min(2.0, ttl / 4)
         pos = _positions(sw)

@@ -49,10 +49,12 @@ from ..store.records import (
     error_outcome,
     now_us,
 )
+from .remote_task import localized
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..store.remote import Remote
     from .shipping import Payload
     from .timeout import RunFunction
 
@@ -89,6 +91,11 @@ class SweepTask:
     #: True: no earlier attempt at a partition can exist (a search's trial run by its
     #: driver, in-process), so the journal folder is not searched for one per task.
     fresh: bool = False
+    #: A store on a remote filesystem (``store_root`` is then its URL): each partition
+    #: runs in a local mirror (see remote_task.py).  Holds no credential in its repr.
+    remote: Remote | None = field(default=None, repr=False)
+    #: Called after each journal flush (a remote partition's batch uploads; not pickled).
+    on_flush: Callable[[], None] | None = field(default=None, repr=False)
 
     def __dask_tokenize__(self) -> str:
         return f"metalab-sweep-{self.sweep}"
@@ -96,6 +103,7 @@ class SweepTask:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["on_run"] = None
+        state["on_flush"] = None
         return state
 
 
@@ -247,8 +255,9 @@ def execute_partition(
 ) -> pd.DataFrame:
     """Run every descriptor of one partition; returns a one-row summary frame."""
     part = int(partition_info["number"]) if partition_info else 0
-    finished = finished_summary(task, part)
-    return finished if finished is not None else run_frame(pdf, task, payload, part)
+    with localized(task, part) as (task, _):
+        finished = finished_summary(task, part)
+        return finished if finished is not None else run_frame(pdf, task, payload, part)
 
 
 def run_frame(pdf: pd.DataFrame, task: SweepTask, payload: Payload, part: int) -> pd.DataFrame:
@@ -412,6 +421,7 @@ class _Attempt:
             flush_every=1 if self.prev else task.flush_every,
             definition=task.definition,
         )
+        self.journal.after_flush = task.on_flush
         self.outcomes: list[list[Any]] = []
         self.params: list[dict[str, Any]] = []
         self.counts = dict.fromkeys(SUMMARY_COLUMNS, 0)

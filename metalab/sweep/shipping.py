@@ -30,6 +30,7 @@ from ..errors import ExecutorError
 
 if TYPE_CHECKING:
     from ..operation import Operation
+    from ..store.remote import Remote
 
 _lock = threading.Lock()
 _cache: dict[str, tuple[Operation, Any]] = {}  # digest -> (operation, context), this process
@@ -55,9 +56,11 @@ class Inline:
 class ShippedRef:
     """What a cluster's partition task receives: where the operation and context are."""
 
-    def __init__(self, path: str, digest: str) -> None:
+    def __init__(self, path: str, digest: str, remote: Remote | None = None) -> None:
         self.path = path
         self.digest = digest
+        #: A remote store: ``path`` is then the payload's store-relative key.
+        self.remote = remote
 
     def __dask_tokenize__(self) -> str:
         return self.digest
@@ -70,7 +73,7 @@ class ShippedRef:
         with _lock:
             value = _cache.get(self.digest)
             if value is None:
-                value = _load(self.path, self.digest)
+                value = _load(self.path, self.digest, self.remote)
                 while len(_cache) >= _CACHE_SIZE:
                     _cache.pop(next(iter(_cache)))
                 _cache[self.digest] = value
@@ -81,11 +84,11 @@ class ShippedRef:
 Payload: TypeAlias = Inline | ShippedRef
 
 
-def _load(path: str, digest: str) -> tuple[Operation, Any]:
+def _load(path: str, digest: str, remote: Remote | None) -> tuple[Operation, Any]:
     import cloudpickle
 
     try:
-        blob = Path(path).read_bytes()
+        blob = Path(path).read_bytes() if remote is None else remote.get(path)
     except OSError as exc:
         raise ExecutorError(
             f"a worker cannot read the sweep's operation and context from {path} ({exc}); "

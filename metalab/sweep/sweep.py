@@ -128,6 +128,8 @@ class SweepOptions:
     capture_output: bool = False
     timeout_s: float | None = None
     wait: bool = False
+    #: A remote store's filesystem options (credentials, endpoint): never shown.
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.wait, bool):
@@ -219,11 +221,12 @@ class Sweep:
         options: SweepOptions,
     ) -> Sweep:
         """Open (or create) the store and tidy what dead sweeps left in it."""
-        st = Store.open(store, create=True)
+        st = Store.open(store, create=True, storage_options=options.storage_options)
         provenance = Collector(experiment.operation)  # git calls run while the sweep is planned
         st.ensure_manifest({**experiment.manifest(), "provenance": environment()})
         st.recover_journals()
         st.clean_temp_files()
+        st.sync()
         return cls(experiment, executor, st, options, provenance)
 
     def plan(self) -> None:
@@ -279,6 +282,7 @@ class Sweep:
         )
         path = self.store.layout.sweeps / f"{self.sweep_id}.json"
         self.heartbeat = Heartbeat(path).start()
+        self.store.sync()
 
     def execute(self) -> None:
         """Ship, build the partition tasks and compute them (if any run is to do): under
@@ -311,7 +315,7 @@ class Sweep:
 
     def _ship(self, session: Session) -> tuple[Payload, JournalPoller | None]:
         """The operation and context as the partition tasks get them, and a journal poller."""
-        from .shipping import Inline, ship, ship_code_by_value
+        from .shipping import Inline, ShippedRef, ship, ship_code_by_value
 
         op, context = self.experiment.operation, self.experiment.context
         if not session.distributed:
@@ -321,6 +325,11 @@ class Sweep:
         # through the scheduler, and still there for replacements).
         self.payload_path = self.store.layout.sweeps / f"{self.sweep_id}.payload"
         ref = ship(self.payload_path, op, context)
+        if self.store.mirror is not None:  # workers read it from the bucket
+            self.store.sync()
+            ref = ShippedRef(
+                f"sweeps/{self.payload_path.name}", ref.digest, self.store.mirror.remote
+            )
         _show_dashboard(session)
         return ref, JournalPoller(self.store.layout.journal, self.sweep_id)
 
@@ -334,7 +343,8 @@ class Sweep:
         if session.distributed:  # workers in other processes look for a marker file
             self.stop = StopFlag(str(self.store.layout.journal / f".tmp-stop-{self.sweep_id}"))
         self._task = SweepTask(
-            store_root=str(self.store.root),
+            store_root=self.store.location,
+            remote=self.store.mirror.remote if self.store.mirror is not None else None,
             sweep=self.sweep_id,
             seed_base=self.experiment.seeds.base,
             retries=opts.retries,
@@ -365,7 +375,7 @@ class Sweep:
     def interrupted(self) -> RunInterrupted:
         """The error that tells how to resume this sweep after Ctrl-C or SIGTERM."""
         self.status = SWEEP_INTERRUPTED
-        root = str(self.store.root)
+        root = self.store.location
         return sweep_interrupted(self.experiment.name, root, self.counts.done)
 
     def finish(self) -> None:
@@ -373,6 +383,7 @@ class Sweep:
         st = self.store
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        st.refresh()  # a remote store: what the workers uploaded
         if self.payload_path is not None:
             with contextlib.suppress(OSError):
                 self.payload_path.unlink()
@@ -388,6 +399,7 @@ class Sweep:
         self.info.update(ended=time.time(), status=self.status, success=c.success, failed=c.failed)
         with contextlib.suppress(OSError):
             st.write_sweep(self.sweep_id, self.info)
+        st.sync()
 
     def results(self) -> Results:
         """The :class:`~metalab.Results` of every planned run."""
@@ -413,6 +425,7 @@ def run(
     timeout_s: float | None = None,
     timeout: float | None = None,
     wait: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> Results:
     """Run every (params, replicate) of ``experiment`` and return its :class:`Results`.
 
@@ -429,7 +442,8 @@ def run(
         ``ThreadExecutor``, ``DaskExecutor(client | cluster | address)``,
         ``SlurmExecutor(...)``, ``PBSExecutor(...)``.
     store
-        Store folder; default ``./runs/<experiment name>``.
+        Store folder, or a URL (``s3://bucket/prefix``, ``gs://``, ``az://``,
+        ``memory://``; see docs/stores.md); default ``./runs/<experiment name>``.
     resume
         Skip runs that already have a successful record (default). ``False`` runs all again.
     progress
@@ -456,6 +470,11 @@ def run(
         driver returns when no partition is left to claim (default); with ``wait=True``
         it returns when every partition is done, and takes over the partitions of a
         driver that died (after its lease expires: ``$METALAB_LEASE_S``, 60 s).
+    storage_options
+        For a store on object storage (``store="s3://bucket/prefix"``): options of its
+        fsspec filesystem (``{"key": ..., "secret": ..., "endpoint_url": ...}``); by
+        default credentials come from the environment and the provider's config files.
+        Never written into the store.
 
     Returns
     -------
@@ -494,11 +513,17 @@ def run(
         capture_output=capture_output,
         timeout_s=SweepOptions.timeout_from(timeout, timeout_s),
         wait=wait,
+        storage_options=storage_options,
     )
     # The raw value goes to Store.open, which refuses "" (Path("") would be the cwd).
     path = store if store is not None else Path("runs") / exp.name
     sweep = Sweep.open(exp, _resolve_executor(executor), path, options)
     drive = getattr(exp.params, "drive", None)  # an adaptive source (metalab.optimize)
+    if drive is not None and sweep.store.mirror is not None:
+        raise ExperimentError(
+            f"metalab.optimize() cannot record into a store on object storage yet "
+            f"({sweep.store.location}); run the search into a local or shared folder"
+        )
     if drive is None:
         sweep.plan()
         sweep.record()
