@@ -93,14 +93,14 @@ def _results(store: Store, definitions: str = "current") -> Results:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OtherDefinitionsWarning)
-        results = load_results(store.root, definitions=definitions)
+        results = load_results(store, definitions=definitions)
     for w in caught:
         msg = w.message
         if isinstance(msg, OtherDefinitionsWarning):
             s = "s" if msg.definitions != 1 else ""
             print(
                 safe_text(
-                    f"metalab: note: {store.root}: showing the current definition "
+                    f"metalab: note: {store.location}: showing the current definition "
                     f"({msg.current}); {msg.hidden} run{'s' if msg.hidden != 1 else ''} of "
                     f"{msg.definitions} other definition{s} left out (add --definitions all "
                     "to see every run, grouped by definition)"
@@ -313,7 +313,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     store = _open_store(args.store)
     try:
-        out = write_report(store.root, args.output, definitions=args.definitions)
+        out = write_report(store, args.output, definitions=args.definitions)
     except ImportError as exc:  # matplotlib missing: name the extra to install
         raise CLIError(str(exc)) from None
     _out(f"wrote {out}")

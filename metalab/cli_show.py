@@ -39,7 +39,7 @@ def manifest_lines(store: Store, manifest: dict[str, Any]) -> Iterator[str]:
     from .results.definitions import describe
     from .store.manifest import HISTORY, same_definition
 
-    yield f"{'store':<20} {store.root}"
+    yield f"{'store':<20} {store.location}"
     for key in MANIFEST_KEYS:
         if key in manifest and manifest[key] != "":
             value = fmt_time(manifest[key]) if key in ("created", "updated") else manifest[key]

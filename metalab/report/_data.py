@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._text import MISSING
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 class ReportData:
     """The content of a report: provenance, runs, and stepped metrics."""
 
-    root: Path
+    root: str  # the store's folder or URL, as shown
     manifest: dict[str, Any]
     sweeps: list[dict[str, Any]]
     runs: pd.DataFrame  # one row per run, user column names (full record)
@@ -35,10 +34,11 @@ class ReportData:
     pending: int = 0
     #: Why runs of the store are not shown (other definitions), or "".
     note: str = ""
+    store: Any = None  # the open Store
 
     @property
     def title(self) -> str:
-        return str(self.manifest.get("experiment") or self.root.name)
+        return str(self.manifest.get("experiment") or self.root.rstrip("/").rsplit("/", 1)[-1])
 
 
 def hashable(value: Any) -> Any:
@@ -75,7 +75,7 @@ def _load_results(store: Store, definitions: str) -> tuple[Results, str]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OtherDefinitionsWarning)
-        results = load_results(store.root, definitions=definitions)
+        results = load_results(store, definitions=definitions)
     note = ""
     for w in caught:
         msg = w.message
@@ -121,7 +121,8 @@ def load(store: Store, *, definitions: str = "current", reduce: str = "last") ->
         if p in steps.columns and steps[p].dtype == object:
             steps[p] = steps[p].map(hashable)
     return ReportData(
-        root=store.root,
+        root=store.location,
+        store=store,
         manifest=store.read_manifest(),
         sweeps=store.read_sweeps(),
         runs=runs,

@@ -22,7 +22,7 @@ def search_plots(data: ReportData) -> list[tuple[str, str]]:
     from ..search.summary import plot_history, plot_params, search_spec
 
     spec = search_spec(data.manifest)
-    df = load_results(data.root).trials()
+    df = load_results(data.store if data.store is not None else data.root).trials()
     if not len(df):
         return []
     metric = spec["metric"]

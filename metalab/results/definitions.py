@@ -160,6 +160,8 @@ def keep_current(sel: Selection, path: Any) -> None:
         return
     defs = "; ".join(describe(d) for d in found.others)
     where = repr(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else "paths"
+    if hasattr(path, "location"):  # a Store
+        where = repr(path.location)
     k = len(found.others)
     warning = OtherDefinitionsWarning(
         f"load_results shows the current definition ({describe(found.current[-1])}) and "

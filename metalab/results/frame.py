@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,8 @@ from .scan import FORMAT, FS, Scan, conform
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
+
+    from ..store.remote import Remote
 
 __all__ = ["lazy_frame", "to_frame_pandas"]
 
@@ -71,6 +73,8 @@ class _Part:
     store: int
     path: str | None  # None: the journal snapshot of the store
     row_groups: tuple[int, ...] = ()
+    #: The bucket of a remote store (``path`` is then an object key); None: local.
+    remote: Remote | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ def _part_table(
         if push is not None:
             j = j.filter(push)
         return j.select(columns)
-    frag = FORMAT.make_fragment(part.path, filesystem=FS, row_groups=list(part.row_groups))
+    fs = FS if part.remote is None else part.remote.arrow()
+    frag = FORMAT.make_fragment(part.path, filesystem=fs, row_groups=list(part.row_groups))
     try:
         return frag.to_table(schema=schema, columns=columns, filter=push)
     except FileNotFoundError as exc:
@@ -109,7 +114,11 @@ def _part_table(
         raise unreadable(Path(part.path), exc) from exc
     except (pa.ArrowException, OSError) as exc:  # a page failed its checksum
         path = Path(part.path)
-        quarantine_parquet(Layout(path.parent.parent), path, str(exc).splitlines()[0][:200])
+        reason = str(exc).splitlines()[0][:200]
+        if part.remote is not None:
+            part.remote.set_aside(part.remote.rel(part.path), reason)
+        else:
+            quarantine_parquet(Layout(path.parent.parent), path, reason)
         raise StoreError(
             5,
             f"{path} is damaged and was moved to quarantine/; its runs count as not run "
@@ -249,6 +258,7 @@ def _partitions(
     parts: list[_Part] = []
     journals: dict[int, pa.Table] = {}
     for i, s in enumerate(snap.stores):
+        remote = s.store.mirror.remote if s.store.mirror is not None else None
         for frag in s.fragments:
             if prunes_file(clauses, set(frag.physical_schema.names)):
                 continue
@@ -262,12 +272,12 @@ def _partitions(
             for piece in pieces:
                 rg = piece.row_groups[0]
                 if group and rows + rg.num_rows > rows_per_partition:
-                    parts.append(_Part(i, frag.path, tuple(group)))
+                    parts.append(_Part(i, frag.path, tuple(group), remote))
                     group, rows = [], 0
                 group.append(rg.id)
                 rows += rg.num_rows
             if group:
-                parts.append(_Part(i, frag.path, tuple(group)))
+                parts.append(_Part(i, frag.path, tuple(group), remote))
         if s.journal is not None and s.journal.num_rows:
             journals[i] = s.journal
             parts.append(_Part(i, None))

@@ -559,9 +559,10 @@ class Results(SearchResults):
 
 
 def load_results(
-    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    path: str | os.PathLike[str] | Store | Sequence[str | os.PathLike[str] | Store],
     *,
     definitions: str = "current",
+    storage_options: dict[str, Any] | None = None,
 ) -> Results:
     """Open the results of one store, or of several stores side by side.
 
@@ -588,10 +589,14 @@ def load_results(
     from .definitions import check_definitions, keep_current
 
     check_definitions(definitions)
-    if isinstance(path, (str, os.PathLike)):
-        stores, labelled = [Store.open(path)], False
+
+    def open_(p: str | os.PathLike[str] | Store) -> Store:
+        return Store.open(p, storage_options=storage_options, reading=True)
+
+    if isinstance(path, (str, os.PathLike, Store)):
+        stores, labelled = [open_(path)], False
     else:
-        stores, labelled = [Store.open(p) for p in path], True
+        stores, labelled = [open_(p) for p in path], True
     if not stores:
         raise ResultsError("load_results() needs a store path or a non-empty list of them")
     results = Results(stores, label_experiments=labelled)

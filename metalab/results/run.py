@@ -155,8 +155,12 @@ class Run:
     def _entry_path(self, entry: dict[str, Any]) -> Path:
         from ..store.paths import artifact_file
 
-        where = f"the record of run {self.run_id[:8]} in {self._store.root}"
-        return artifact_file(self._store.root, self.run_id, entry.get("path"), where)
+        store = self._store
+        where = f"the record of run {self.run_id[:8]} in {store.location}"
+        path = artifact_file(store.root, self.run_id, entry.get("path"), where)
+        if store.mirror is not None:  # a remote store: fetched when first asked for
+            store.mirror.fetch(path.relative_to(store.root).as_posix())
+        return path
 
     def artifact_path(self, name: str, *, format: str | None = None) -> Path:
         """The file of an artifact inside the store (the first format unless ``format=``)."""

@@ -32,6 +32,7 @@ from ..store.reader import (
     unreadable,
 )
 from ..store.records import ATTEMPT, ENDED_AT, RUN_ID, STARTED_AT, build_records
+from ..store.remote_reading import remote_fragments
 from .naming import EXPERIMENT
 from .query import Clause, filter_exprs, prunes_file
 
@@ -130,6 +131,12 @@ class StoreScan:
     journal: pa.Table | None
     label: str | None = None
 
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        """Where the fragments are read from: the local disk, or the store's bucket."""
+        mirror = self.store.mirror
+        return FS if mirror is None else mirror.remote.arrow()
+
 
 @dataclass
 class Scan:
@@ -181,7 +188,9 @@ def scan_store(store: Store, label: str | None = None) -> StoreScan:
     recs, _ = journal_tables(store.layout)
     journal = concat(recs) if recs else None
     frags = []
-    for path in parquet_files(store.layout.records):
+    if store.mirror is not None:  # records are read from the bucket, not copied
+        frags = remote_fragments(store.mirror.remote, FORMAT)
+    for path in parquet_files(store.layout.records) if store.mirror is None else []:
         frag = _verified_fragment(store, path)
         if frag is not None:
             frags.append(frag)
@@ -225,6 +234,7 @@ def _quarantine_damaged(
 ) -> None:
     """Find the files whose pages fail verification (a dataset error names none): quarantine."""
     found = False
+    remote = s.store.mirror.remote if s.store.mirror is not None else None
     for frag in frags:
         path = Path(frag.path)
         try:
@@ -234,8 +244,11 @@ def _quarantine_damaged(
         except PermissionError as exc:
             raise unreadable(path, exc) from exc
         except (pa.ArrowException, OSError) as exc:
-            if path.exists():
-                quarantine_parquet(s.store.layout, path, str(exc).splitlines()[0][:200])
+            reason = str(exc).splitlines()[0][:200]
+            if remote is not None:
+                remote.set_aside(remote.rel(frag.path), reason)
+            elif path.exists():
+                quarantine_parquet(s.store.layout, path, reason)
             found = True
     if not found:
         raise StoreError(5, f"reading the store {s.store.root} failed: {error}") from error
@@ -257,7 +270,7 @@ def read_store(
     tables = []
     frags = [f for f in s.fragments if not prunes_file(clauses, set(f.physical_schema.names))]
     if frags:
-        dset = ds.FileSystemDataset(frags, schema=schema, format=FORMAT, filesystem=FS)
+        dset = ds.FileSystemDataset(frags, schema=schema, format=FORMAT, filesystem=s.filesystem)
         try:
             tables.append(dset.to_table(columns=need, filter=push))
         except FileNotFoundError as exc:

@@ -58,7 +58,7 @@ def check_artifacts(store: Store, table: pa.Table | None) -> set[str]:
         return set()
     table = table.filter(pc.is_valid(table.column("artifacts")))
     # A remote store: one listing (a request per 1,000 objects), not a request per file.
-    listing = store.mirror.remote.list("artifacts/") if store.mirror is not None else None
+    listing = store.mirror.remote.listing("artifacts/") if store.mirror is not None else None
     bad: set[str] = set()
     for run_id, raw in zip(
         table.column("run_id").to_pylist(), table.column("artifacts").to_pylist(), strict=True

@@ -107,7 +107,7 @@ class Mirror:
         the start of paths), except the lazy folders; returns the files downloaded."""
         skip = tuple(self.lazy if lazy is None else lazy)
         with self._lock:
-            listing = self.remote.list(under)
+            listing = self.remote.listing(under)
             got = 0
             for rel, seen in sorted(listing.items()):
                 if rel.startswith(skip) or os.path.basename(rel).startswith(TMP_PREFIX):

@@ -61,7 +61,14 @@ class Remote:
         text = redact(str(exc)) or type(exc).__name__
         code = errno.ENOENT if isinstance(exc, FileNotFoundError) else errno.EIO
         if isinstance(exc, PermissionError) or any(
-            w in text for w in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+            w in text
+            for w in (
+                "AccessDenied",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "Unable to locate credentials",
+                "Forbidden",
+            )
         ):
             code = errno.EACCES
             fix = (
@@ -87,7 +94,7 @@ class Remote:
         except Exception as exc:  # botocore/aiohttp errors: named and explained
             raise self.error(exc, "opening the store") from exc
 
-    def list(self, under: str = "") -> dict[str, tuple[int, str]]:
+    def listing(self, under: str = "") -> dict[str, tuple[int, str]]:
         """Objects whose store-relative path starts with ``under`` (a folder ending in
         ``/``, or a folder and the start of a name): path -> ``(size, version tag)``."""
         folder, _, start = under.rpartition("/")
@@ -141,6 +148,33 @@ class Remote:
             pass
         except Exception as exc:
             raise self.error(exc, f"deleting {rels[0]}") from exc
+
+    def set_aside(self, rel: str, reason: str) -> None:
+        """Quarantine a damaged object: copied to ``quarantine/``, then deleted, with a
+        :class:`~metalab.errors.DamagedFileWarning` (an object store has no move)."""
+        import uuid
+        import warnings
+
+        from ..errors import DamagedFileWarning
+        from . import reader
+
+        reader.damage_seen += 1
+        name = f"{rel.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.put(f"quarantine/{name}", self.get(rel))
+        except FileNotFoundError:
+            return  # gone already (another reader set it aside)
+        self.delete([rel])
+        warnings.warn(
+            f"{self.url}/{rel} is damaged ({reason}); moved to {self.url}/quarantine/{name}. "
+            "Its runs count as not run: run the sweep again with resume=True",
+            DamagedFileWarning,
+            stacklevel=3,
+        )
+
+    def rel(self, key: str) -> str:
+        """The store-relative path of an object key (inverse of :meth:`key`)."""
+        return key.strip("/")[len(self.root.strip("/")) + 1 :]
 
     def arrow(self) -> pafs.FileSystem:
         """The filesystem as pyarrow reads it (range requests, footers, row groups)."""

@@ -93,6 +93,7 @@ class Store:
         *,
         create: bool = False,
         storage_options: dict[str, Any] | None = None,
+        reading: bool = False,
     ) -> Store:
         """Open a store, creating its folders when ``create`` (validates the path first).
 
@@ -100,12 +101,14 @@ class Store:
         inside is then taken relative to that real root, and the store's own folders
         (``records/``, ``journal/``...) must not be links (:class:`StoreError`).  A URL
         (``s3://bucket/prefix``) opens a remote store through fsspec (see
-        :mod:`metalab.store.mirror`); ``storage_options`` go to its filesystem.
+        :mod:`metalab.store.mirror`); ``storage_options`` go to its filesystem, and
+        ``reading`` (opened for results) leaves its records in the bucket: results read
+        them there, fetching only the row groups a filter may need.
         """
         if isinstance(path, Store):
             return path
         if is_url(path):  # "s3://b/x" must never become a local folder "s3:"
-            return cls._open_remote(os.fspath(path), create, storage_options)
+            return cls._open_remote(os.fspath(path), create, storage_options, reading)
         path = local_path(path)
         if not str(os.fspath(path)).strip():  # "" would resolve to the current folder
             raise StoreError(
@@ -142,7 +145,9 @@ class Store:
         return store
 
     @classmethod
-    def _open_remote(cls, url: str, create: bool, storage_options: dict[str, Any] | None) -> Store:
+    def _open_remote(
+        cls, url: str, create: bool, storage_options: dict[str, Any] | None, reading: bool
+    ) -> Store:
         from .mirror import Mirror, new_cache_dir
         from .remote import Remote
 
@@ -152,11 +157,13 @@ class Store:
         store.root = new_cache_dir(store)
         store.layout = Layout(store.root)
         store.mirror = Mirror(remote, store.root)
+        if reading:
+            store.mirror.lazy = ("artifacts/", "records/")
         store.mirror.pull()
         if create:
             for d in store.layout.folders():
                 d.mkdir(parents=True, exist_ok=True)
-        elif not store.layout.manifest.exists() and not remote.list("records"):
+        elif not store.layout.manifest.exists() and not remote.listing("records/"):
             raise StoreError(
                 errno.ENOENT,
                 f"no metalab store at {remote.url}; check the URL (stores are made by metalab.run)",
