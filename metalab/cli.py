@@ -53,7 +53,7 @@ def _out(text: str = "") -> None:
 def _open_store(path: str) -> Store:
     from .store import Store
 
-    return Store.open(path)
+    return Store.open(path, reading=True)  # a remote store's records stay in the bucket
 
 
 def _is_store(path: Path) -> bool:

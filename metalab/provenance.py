@@ -425,4 +425,5 @@ def acknowledge_source(store: str | os.PathLike[str], operation: Any) -> list[st
     older = sorted(set(_other_hashes(st, op).values()))
     if older:
         _write_note(st, op, "acknowledged", older)
+        st.sync()
     return older

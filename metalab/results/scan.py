@@ -196,7 +196,7 @@ def scan_store(store: Store, label: str | None = None) -> StoreScan:
             frags.append(frag)
     totals = store_totals(store.layout, [f.metadata.metadata for f in frags], recs)
     if reader.damage_seen == seen == before:  # else a damage warning has just said it
-        warn_missing(store.layout, totals)
+        warn_missing(store.layout, totals, store.location)
     return StoreScan(store, frags, journal, label)
 
 

@@ -89,6 +89,7 @@ def repair(store: Store) -> RepairReport:
         from .ledger import shortfall
 
         report.messages += shortfall(read_sweep_files(layout), totals)
+    store.sync()  # a remote store: the moves and the rebuilt manifest go to the bucket
     return report
 
 

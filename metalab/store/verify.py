@@ -152,12 +152,13 @@ def totals_for_sweep_file(layout: Layout) -> dict[str, int]:
     return {} if totals is None else dict(zip(TOTAL_KEYS, totals, strict=True))
 
 
-def warn_missing(layout: Layout, totals: list[int] | None) -> None:
-    """Warn (naming the store) when it holds less than a sweep file says it held."""
+def warn_missing(layout: Layout, totals: list[int] | None, where: str | None = None) -> None:
+    """Warn (naming the store: ``where``, else its folder) when it holds less than a
+    sweep file says it held."""
     if totals is None:
         return
     for m in shortfall(read_sweep_files(layout), totals):
-        warnings.warn(f"store {layout.root}: {m}", DamagedFileWarning, stacklevel=3)
+        warnings.warn(f"store {where or layout.root}: {m}", DamagedFileWarning, stacklevel=3)
 
 
 def verify_artifact(
