@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from s3_server import s3_server, s3_store  # noqa: F401  (the S3 fixtures: tests/s3_server.py)
 
 
 @pytest.fixture(autouse=True)
