@@ -47,3 +47,10 @@ def test_scaling_benchmark_runs():
 def test_frame_bytes_benchmark_runs():
     out = _bench("frame_bytes.py", "--runs", "300")
     assert "| after compaction | 1 |" in out
+
+
+@pytest.mark.s3
+def test_s3_benchmark_runs():
+    pytest.importorskip("moto", reason="moto[server] is not installed")
+    out = _bench("s3.py", "--smoke")
+    assert "| S3 / local |" in out and "| filter(a=7): 1% | 20 |" in out
