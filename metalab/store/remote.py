@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from .urls import redact, store_url
+from .urls import store_url
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -58,7 +58,7 @@ class Remote:
 
     def error(self, exc: BaseException, doing: str) -> StoreError:
         """A :class:`StoreError` naming the store's URL (never a credential) and the fix."""
-        text = redact(str(exc)) or type(exc).__name__
+        text = scrub(str(exc), self.fs) or type(exc).__name__
         code = errno.ENOENT if isinstance(exc, FileNotFoundError) else errno.EIO
         if isinstance(exc, PermissionError) or any(
             w in text
@@ -181,6 +181,25 @@ class Remote:
         import pyarrow.fs as pafs
 
         return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+
+
+_SECRET_OPTIONS = ("secret", "token", "password", "key", "credential", "sas", "signature")
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def scrub(text: str, fs: Any = None) -> str:
+    """``text`` with every credential metalab can know of replaced by ``***``: the
+    secret-looking options of ``fs`` and the AWS credentials in the environment."""
+    import os
+
+    secrets = [os.environ.get(k, "") for k in _SECRET_ENV]
+    options = getattr(fs, "storage_options", None) or {}
+    secrets += [
+        str(v) for k, v in options.items() if any(w in str(k).lower() for w in _SECRET_OPTIONS)
+    ]
+    for secret in sorted({x for x in secrets if len(x) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from .partition import (
     summary_meta,
 )
 from .planning import store_stamp
+from .remote_task import remote_partition_size
 
 #: Environment variable: ``0`` runs a sweep without leases (one driver per store only).
 LEASES_ENV = "METALAB_LEASES"
@@ -199,9 +200,10 @@ class SharedRounds:
         from .compute import compute
 
         sw, session = self.sweep, self.session
-        ddf = to_dask(
-            sw.todo, n_workers=session.n_workers, partition_size=sw.options.partition_size
-        )
+        size = sw.options.partition_size
+        if size is None and sw.store.mirror is not None:
+            size = remote_partition_size(len(sw.todo), session.n_workers)
+        ddf = to_dask(sw.todo, n_workers=session.n_workers, partition_size=size)
         out = ddf.map_partitions(
             execute_partition,
             sw.task(session),

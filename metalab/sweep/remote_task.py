@@ -18,6 +18,7 @@ deleted.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -41,6 +42,22 @@ BATCH_RUNS = int(os.environ.get("METALAB_REMOTE_BATCH_RUNS", "256"))
 BATCH_S = float(os.environ.get("METALAB_REMOTE_BATCH_S", "5"))
 #: A journal flushes every few runs (``JournalWriter.flush_every``), counted as this many.
 _RUNS_PER_FLUSH = 4
+
+
+#: Largest partition on a remote store: a partition's journal is uploaded whole with
+#: every batch, so its size bounds the bytes of each upload (2,048 runs: ~4x the
+#: journal's bytes in all).
+REMOTE_MAX_PARTITION = 2048
+
+
+def remote_partition_size(n: int, n_workers: int) -> int | None:
+    """Runs per partition for ``n`` runs into a remote store: metalab's usual sizes,
+    unless a partition would exceed :data:`REMOTE_MAX_PARTITION` (None: the usual)."""
+    from ..descriptors import partition_bounds
+
+    bounds = partition_bounds(n, n_workers)
+    widest = max(b - a for a, b in itertools.pairwise(bounds))
+    return REMOTE_MAX_PARTITION if widest > REMOTE_MAX_PARTITION else None
 
 
 class BatchUploads:
