@@ -104,7 +104,7 @@ def main() -> None:
         files, size = record_bytes(url)
         full = fetched(server, url)
         one = fetched(server, url, a=7)
-        # s3fs's default read-ahead cache fetches whole blocks (5 MiB) per range read.
+        # s3fs's default read-ahead cache fetches whole blocks (50 MiB) per range read.
         uncached = {"default_cache_type": "none"}
         full_nc, one_nc = fetched(server, url, uncached), fetched(server, url, uncached, a=7)
 
