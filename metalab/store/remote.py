@@ -99,6 +99,8 @@ class Remote:
         ``/``, or a folder and the start of a name): path -> ``(size, version tag)``."""
         folder, _, start = under.rpartition("/")
         base = self.key(folder).rstrip("/")
+        # fsspec caches listings per process: another process's writes would stay unseen.
+        self.fs.invalidate_cache()
         try:
             if start and "s3" in _protocols(self.fs):  # the prefix filters server-side
                 found = self.fs.find(base, prefix=start, detail=True)
