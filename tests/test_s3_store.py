@@ -214,6 +214,28 @@ def test_a_reader_sees_what_another_process_wrote_since_it_last_read(s3_store):
     assert len(res) == 3 and res.counts()["success"] == 3
 
 
+@metalab.operation(name="grid_op", version="1")
+def grid_op(params, capture):
+    capture.metric("y", params["a"] * params["x"])
+
+
+def test_a_full_read_costs_requests_per_file_not_per_run(s3_server, s3_store):
+    """Two one-file stores, of 100 and 2,000 runs: reading either takes about as many
+    requests (counted by the server)."""
+    reads = []
+    for n in (100, 2_000):
+        url = f"{s3_store}-{n}"
+        exp = metalab.Experiment("g", grid_op, params=metalab.grid(a=range(100), x=range(n // 100)))
+        metalab.run(exp, store=url, progress=False)
+        assert len(_fs().glob(f"{url.removeprefix('s3://')}/records/*.parquet")) == 1
+        s3_server.reset()
+        assert len(metalab.load_results(url).table(as_dataframe=True)) == n
+        reads.append(s3_server.counts())
+    # 20 times the runs: at most one more request (the small file's data came with its
+    # footer in the one ranged read of its last 64 KiB).
+    assert reads[1]["requests"] <= reads[0]["requests"] + 1 <= 16, reads
+
+
 # -- the CLI ------------------------------------------------------------------------------
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
