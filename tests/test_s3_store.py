@@ -85,7 +85,17 @@ def _raw_run_ids(url: str) -> collections.Counter[str]:
 
 # -- one sweep on a ProcessExecutor, read by several tests --------------------------------
 @pytest.fixture(scope="module")
-def swept(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def workers(s3_server: MotoServer) -> Iterator[metalab.ProcessExecutor]:
+    """ProcessExecutor(max_workers=2), its cluster started once for the module's sweeps
+    (its worker processes inherit the session server's AWS_* environment)."""
+    with metalab.ProcessExecutor(max_workers=2) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def swept(
+    workers: metalab.ProcessExecutor, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A 24-run sweep on ProcessExecutor(max_workers=2) into a fresh bucket; its URL."""
     url = f"s3://bucket-{uuid.uuid4().hex[:16]}/sweep"
     _fs().mkdir(url.removeprefix("s3://").split("/")[0])
@@ -94,9 +104,7 @@ def swept(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> It
     os.chdir(cwd)
     try:
         exp = metalab.Experiment("s3exp", s3_op, params=metalab.grid(x=list(range(N_SWEEP))))
-        res = metalab.run(
-            exp, store=url, executor=metalab.ProcessExecutor(max_workers=2), partition_size=6
-        )
+        res = metalab.run(exp, store=url, executor=workers, partition_size=6)
         assert res.counts() == {"success": N_SWEEP, "failed": 0, "pending": 0}
         assert sorted(p.name for p in cwd.iterdir()) == []  # no local "s3:" folder
     finally:
@@ -476,12 +484,15 @@ def ok_op(params):
     return {"y": params["x"]}
 
 
-def test_wrong_credentials_fail_at_once_without_showing_the_secret(auth_server, tmp_path):
+def test_wrong_credentials_fail_at_once_without_showing_the_secret(auth_server, workers, tmp_path):
     endpoint, key_id, secret = auth_server
     url = "s3://guarded/store"
     good = {"key": key_id, "secret": secret, "endpoint_url": endpoint}
     exp = metalab.Experiment("okexp", ok_op, params=metalab.grid(x=[1, 2]))
-    assert metalab.run(exp, store=url, storage_options=good).counts()["success"] == 2
+    # Worker processes whose environment holds other credentials (the session server's):
+    # storage_options reach them with the task graph.
+    res = metalab.run(exp, store=url, storage_options=good, executor=workers)
+    assert res.counts()["success"] == 2
     wrong_secret = "wrong-" + uuid.uuid4().hex
     for bad in ({**good, "secret": wrong_secret}, {**good, "key": "AKIA" + wrong_secret}):
         with pytest.raises(metalab.StoreError) as info:
