@@ -239,17 +239,13 @@ def test_a_full_read_costs_requests_per_file_not_per_run(s3_server, s3_store):
         s3_server.reset()
         assert len(metalab.load_results(url).table(as_dataframe=True)) == n
         reads.append(s3_server.counts())
-    # 20 times the runs: at most one more request (the small file's data came with its
-    # footer in the one ranged read of its last 64 KiB).
-    assert reads[1]["requests"] <= reads[0]["requests"] + 1 <= 16, reads
+    # 20 times the runs, a few more requests: the small file's data comes with its footer
+    # in the one ranged read of its last 64 KiB, the larger one's column chunks in ranged
+    # reads of their own (s3fs reads no further ahead than asked).
+    assert reads[1]["requests"] <= reads[0]["requests"] + 3, reads
+    assert reads[1]["requests"] <= 16, reads
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: s3fs opens objects with its 'readahead' cache and 50 MiB blocks, so each "
-    "ranged read of the footer or a row group fetches the whole file (a 1% filter fetched "
-    "291% of a 100k-run store in benchmarks/s3.py; 17.6% with default_cache_type='none')",
-)
 def test_a_selective_filter_fetches_a_fraction_of_the_records(s3_server, s3_store):
     """34,000 runs compacted into one file of row groups of 16,384, 16,384 and 1,232
     rows; a 1% filter on the slowest axis (``a=99``) needs the last row group and the

@@ -415,7 +415,14 @@ class Selection:
             mine = table
             if label is not None:
                 mine = table.filter(pc.equal(table.column(EXPERIMENT), label))
-            done = pc.sum(pc.equal(mine.column(SWEEP), last.get("sweep", ""))).as_py()
+            # A run of the latest sweep done by a sweep running beside it (another driver
+            # on the store) has that sweep's record: it is done, not pending.
+            beside = [
+                str(w.get("sweep", ""))
+                for w in sweeps
+                if w is last or float(w.get("ended") or 1e300) >= float(last.get("started", 0))
+            ]
+            done = pc.sum(pc.is_in(mine.column(SWEEP), value_set=pa.array(beside))).as_py()
             total += max(0, int(last.get("to_run", 0)) - int(done or 0))
         return total
 

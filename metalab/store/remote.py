@@ -210,6 +210,10 @@ def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
 
 
 def _filesystem(url: str, scheme: str, options: dict[str, Any]) -> AbstractFileSystem:
+    if scheme in ("s3", "s3a") and "default_cache_type" not in options:
+        # s3fs reads ahead in 50 MiB blocks by default: a footer or one row group would
+        # fetch the whole file, and a filter would save nothing.
+        options = {**options, "default_cache_type": "none"}
     try:
         import fsspec
 
