@@ -15,6 +15,7 @@
 
     uv run python benchmarks/search.py            # the figures of docs/performance.md
     uv run python benchmarks/search.py --quick    # a tiny run (seconds, for checking)
+    uv run python benchmarks/search.py --only ab  # tables (a) and (b) only
 """
 
 from __future__ import annotations
@@ -253,44 +254,55 @@ def main() -> None:
     global QUICK
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a check, not figures")
+    ap.add_argument("--only", default="abcd", help="the tables to print, e.g. 'ab'")
     args = ap.parse_args()
     QUICK = args.quick
     n_over, rep, n_wall, n_q, n_svc, seeds = (
         (8, 1, 6, 8, 4, 2) if QUICK else (100, 3, 40, 60, 40, 5)
     )
     print(machine())
-    print_table(
-        "(a) per-trial overhead, no-op objective (TPE, sequential; median of alternating runs)",
-        ["trials", "metalab ms/trial", "optuna ms/trial", "ratio", "marginal ms: metalab / optuna"],
-        [overhead(n_over, rep)],
-    )
-    print_table(
-        "(b) 100 ms trials: metalab on 2 worker processes (started) vs Optuna sequential",
-        ["trials", "metalab s", "optuna s", "speed-up", "worker idle between trials"],
-        [wall(n_wall, 0.1)],
-    )
-    print_table(
-        "(c) best value after the budget (TPE, median over seeds)",
-        ["function", "trials", "seeds", "metalab", "optuna"],
-        [
-            quality("branin", n_q, seeds),
-            quality("hartmann6", n_q, seeds),
-            quality("svc", n_svc, seeds),
-        ],
-    )
-    print_table(
-        "(d) noisy Branin: true value of the configuration reported best (optimum 0.398)",
-        [
-            "trials",
-            "noise sd",
-            "seeds",
-            "optuna",
-            "metalab, 1 replicate",
-            "metalab, mean of 3, a third of the trials",
-            "metalab, mean of 3",
-        ],
-        [noisy(n_q, 3, seeds, 10.0)],
-    )
+    if "a" in args.only:
+        print_table(
+            "(a) per-trial overhead, no-op objective (TPE, sequential; median of alternating runs)",
+            [
+                "trials",
+                "metalab ms/trial",
+                "optuna ms/trial",
+                "ratio",
+                "marginal ms: metalab / optuna",
+            ],
+            [overhead(n_over, rep)],
+        )
+    if "b" in args.only:
+        print_table(
+            "(b) 100 ms trials: metalab on 2 worker processes (started) vs Optuna sequential",
+            ["trials", "metalab s", "optuna s", "speed-up", "worker idle between trials"],
+            [wall(n_wall, 0.1)],
+        )
+    if "c" in args.only:
+        print_table(
+            "(c) best value after the budget (TPE, median over seeds)",
+            ["function", "trials", "seeds", "metalab", "optuna"],
+            [
+                quality("branin", n_q, seeds),
+                quality("hartmann6", n_q, seeds),
+                quality("svc", n_svc, seeds),
+            ],
+        )
+    if "d" in args.only:
+        print_table(
+            "(d) noisy Branin: true value of the configuration reported best (optimum 0.398)",
+            [
+                "trials",
+                "noise sd",
+                "seeds",
+                "optuna",
+                "metalab, 1 replicate",
+                "metalab, mean of 3, a third of the trials",
+                "metalab, mean of 3",
+            ],
+            [noisy(n_q, 3, seeds, 10.0)],
+        )
 
 
 if __name__ == "__main__":
