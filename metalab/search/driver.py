@@ -3,7 +3,8 @@
 Each trial is one partition of the sweep (its configuration x the replicates), run by
 the sweep's own ``run_partition`` (see :mod:`metalab.search.execution`); its partition
 number is its trial number, so journals never collide.  With N workers (or ``batch_size=N``) N
-trials are in flight; on a cluster a new trial is asked as soon as one finishes.
+trials run at once; on a cluster a new trial is asked as soon as one finishes (and by
+default each worker holds one more, asked ahead).
 
 The store is the source of truth.  On every start the ledger
 (:mod:`metalab.search.ledger`) lists the trials asked so far; each is asked again
