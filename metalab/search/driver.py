@@ -30,6 +30,8 @@ from .space import to_config, to_optuna, to_values
 from .study import make_pruner, make_sampler, need_optuna, new_study
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..sweep.sweep import Sweep
     from .source import Optimize
 
@@ -256,11 +258,16 @@ def run_search(sweep: Sweep, source: Optimize) -> None:
             cap = source.batch_size or max(1, session.n_workers)
             search.sequential = cap == 1
             todo = search.replay()
-            _plan(sweep, search)
             # The sweep's record waits for its provenance (git calls) and is fsynced:
             # written while the first trials run, not before them (the ledger and the
             # records, not the sweep's record, are what a resume reads).
-            recording = _Background(sweep.record, "metalab-search-record")
+            replayed = list(search.trials)
+
+            def record() -> None:
+                _plan(sweep, replayed, search.seed)
+                sweep.record()
+
+            recording = _Background(record, "metalab-search-record")
             _run(search, session, todo, cap)
     except ExecutorError:  # the cluster failed: what finished is kept, resume finishes it
         sweep.status = SWEEP_INCOMPLETE
@@ -271,7 +278,7 @@ def run_search(sweep: Sweep, source: Optimize) -> None:
             recording.wait()  # before run() completes the record (Sweep.finish)
     if recording is not None:
         recording.check()
-    _plan(sweep, search)
+    _plan(sweep, search.trials, search.seed)
     sweep.info["planned"] = len(sweep.planned)
 
 
@@ -317,7 +324,7 @@ def _run(search: Search, session: Any, todo: list[Trial], cap: int) -> None:
     runner.check()
 
 
-def _plan(sweep: Sweep, search: Search) -> None:
+def _plan(sweep: Sweep, trials: list[Trial], seed: Callable[[int], int]) -> None:
     """The sweep's plan is the runs of the trials decided so far (for its record and its
     Results), as ``Experiment.plan`` lists them, from the trials' own run ids."""
     import numpy as np
@@ -328,7 +335,7 @@ def _plan(sweep: Sweep, search: Search) -> None:
     params: list[str] = []
     reps: list[int] = []
     seen: set[str] = set()
-    for t in search.trials:
+    for t in trials:
         for r, rid in enumerate(t.run_ids):
             if rid not in seen:  # a configuration proposed twice: its runs once
                 seen.add(rid)
@@ -342,7 +349,7 @@ def _plan(sweep: Sweep, search: Search) -> None:
             "run_id": pd.Series(pa.array(ids, pa.string()), dtype=text),
             "params": pd.Series(pa.array(params, pa.string()), dtype=text),
             "replicate": replicate,
-            "seed": np.asarray([search.seed(r) for r in reps], dtype="int64"),
+            "seed": np.asarray([seed(r) for r in reps], dtype="int64"),
             "attempt": np.ones(len(ids), dtype="int32"),
         }
     )

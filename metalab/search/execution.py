@@ -25,6 +25,7 @@ from .folding import Folder
 
 if TYPE_CHECKING:
     from ..executors.base import Session
+    from ..store.layout import Layout
     from ..sweep.partition import SweepTask
     from ..sweep.shipping import Payload
     from .driver import Search, Trial
@@ -62,12 +63,20 @@ def execute_trial(
     return _summary(run_attempt(cols, task, payload, number), metric)
 
 
-def run_attempt(cols: dict[str, list[Any]], task: SweepTask, payload: Payload, number: int) -> Any:
+def run_attempt(
+    cols: dict[str, list[Any]],
+    task: SweepTask,
+    payload: Payload,
+    number: int,
+    layout: Layout | None = None,
+) -> Any:
     """Run the trial's partition; the finished attempt (its outcomes, its journal)."""
-    from ..store.layout import Layout
     from ..sweep.partition import run_partition
 
-    layout = Layout(Path(task.store_root))
+    if layout is None:
+        from ..store.layout import Layout
+
+        layout = Layout(Path(task.store_root))
     return run_partition(layout, task, payload, number, cols, [number] * len(cols["run_id"]))
 
 
@@ -196,8 +205,10 @@ class TrialRunner:
 
     def _run_direct(self, todo: list[Trial]) -> None:
         metric = self.search.source.metric
+        layout = self.search.store.layout
         while (trial := self._next(todo)) is not None:
-            attempt = run_attempt(*self.args(trial)[:4])
+            cols = self.search.columns(trial)
+            attempt = run_attempt(cols, self.task, self.payload, trial.number, layout)
             self._done(trial, _summary(attempt, metric), attempt)
 
     def _run_rounds(self, todo: list[Trial], cap: int) -> None:
