@@ -6,6 +6,9 @@
 (b) wall time of trials that sleep 100 ms: metalab with 2 worker processes (a cluster
     started outside the timing) against Optuna sequential, and the median idle gap of a
     worker between two trials;
+    (a) and (b) time metalab and Optuna back to back in pairs (the order alternated)
+    and give the median of the pairs' ratios: on a shared machine the load changes
+    from second to second, and a pair sees nearly the same load on both sides;
 (c) best value after the budget, median over seeds, on Branin (minimum 0.397887),
     Hartmann-6 (minimum -3.32237) and an SVC on the digits data (validation error):
     metalab and Optuna with the same TPE sampler and seed;
@@ -15,6 +18,7 @@
 
     uv run python benchmarks/search.py            # the figures of docs/performance.md
     uv run python benchmarks/search.py --quick    # a tiny run (seconds, for checking)
+    uv run python benchmarks/search.py --only ab  # tables (a) and (b) only
 """
 
 from __future__ import annotations
@@ -172,15 +176,34 @@ def run_optuna(
     return time.perf_counter() - t0, study
 
 
+def _pair(m: Any, o: Any, first_m: bool) -> tuple[Any, Any]:
+    """One metalab and one Optuna measurement back to back (order alternated: a load
+    change on a shared machine then hits both sides of the ratio alike)."""
+    if first_m:
+        a = m()
+        return a, o()
+    b = o()
+    return m(), b
+
+
 def overhead(n: int, repeat: int) -> list[Any]:
-    """Median seconds of ``repeat`` alternating runs of each, at ``n`` and ``n // 4`` trials."""
+    """``repeat`` back-to-back pairs at ``n`` and ``n // 4`` trials: median seconds of
+    each side, and the median of the pairs' ratios."""
     run_metalab("branin", 3, 0)  # warm imports
     small = max(1, n // 4)
     times: dict[tuple[str, int], list[float]] = {}
-    for _ in range(repeat):
+    ratios = []
+    for i in range(repeat):
         for k in (small, n):
-            times.setdefault(("m", k), []).append(run_metalab("branin", k, 0)[0])
-            times.setdefault(("o", k), []).append(run_optuna("branin", k, 0)[0])
+            m, o = _pair(
+                lambda k=k: run_metalab("branin", k, 0)[0],
+                lambda k=k: run_optuna("branin", k, 0)[0],
+                i % 2 == 0,
+            )
+            times.setdefault(("m", k), []).append(m)
+            times.setdefault(("o", k), []).append(o)
+            if k == n:
+                ratios.append(m / o)
     med = {key: statistics.median(v) for key, v in times.items()}
     m, o = med["m", n], med["o", n]
     dm = (med["m", n] - med["m", small]) / (n - small)  # marginal: fixed costs cancel
@@ -189,7 +212,7 @@ def overhead(n: int, repeat: int) -> list[Any]:
         n,
         f"{1000 * m / n:.2f}",
         f"{1000 * o / n:.2f}",
-        f"{m / o:.2f}x",
+        f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
         f"{1000 * dm:.2f} / {1000 * do:.2f} = {dm / do:.2f}x",
     ]
 
@@ -206,21 +229,38 @@ def _gaps(rows: list[Any]) -> list[float]:
     return out
 
 
-def wall(n: int, sleep: float) -> list[Any]:
-    """A local cluster of 2 worker processes started (and warmed) outside the timing."""
+def wall(n: int, sleep: float, repeat: int) -> list[Any]:
+    """``repeat`` back-to-back pairs: metalab on a local cluster of 2 worker processes
+    (started and warmed outside the timing), Optuna sequential; medians of each side
+    and of the pairs' speed-ups."""
     from distributed import Client
 
     from metalab.executors.process_cluster import start_cluster
 
+    ms, os_, ups, gaps = [], [], [], []
     cluster, log = start_cluster(2, {"dashboard_address": ":0"})
     with cluster, Client(cluster) as client:
         ex = metalab.DaskExecutor(client)
         run_metalab("branin", 4, 1, executor=ex)  # workers import metalab and optuna
-        m, _, rows = run_metalab("branin", n, 0, sleep=sleep, executor=ex)
+        for i in range(repeat):
+            (m, _, rows), (o, _) = _pair(
+                lambda: run_metalab("branin", n, 0, sleep=sleep, executor=ex),
+                lambda: run_optuna("branin", n, 0, sleep=sleep),
+                i % 2 == 0,
+            )
+            ms.append(m)
+            os_.append(o)
+            ups.append(o / m)
+            gaps += _gaps(rows)
     shutil.rmtree(log.parent, ignore_errors=True)
-    o, _ = run_optuna("branin", n, 0, sleep=sleep)
-    gap = statistics.median(_gaps(rows)) if len(rows) > 2 else math.nan
-    return [n, f"{m:.2f}", f"{o:.2f}", f"{o / m:.2f}x", f"{1000 * gap:.0f} ms"]
+    gap = statistics.median(gaps) if gaps else math.nan
+    return [
+        n,
+        f"{statistics.median(ms):.2f}",
+        f"{statistics.median(os_):.2f}",
+        f"{statistics.median(ups):.2f}x ({min(ups):.2f}-{max(ups):.2f})",
+        f"{1000 * gap:.0f} ms",
+    ]
 
 
 def quality(fn: str, n: int, seeds: int) -> list[Any]:
@@ -253,44 +293,61 @@ def main() -> None:
     global QUICK
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a check, not figures")
+    ap.add_argument("--only", default="abcd", help="the tables to print, e.g. 'ab'")
     args = ap.parse_args()
     QUICK = args.quick
-    n_over, rep, n_wall, n_q, n_svc, seeds = (
-        (8, 1, 6, 8, 4, 2) if QUICK else (100, 3, 40, 60, 40, 5)
+    n_over, rep, n_wall, rep_wall, n_q, n_svc, seeds = (
+        (8, 1, 6, 1, 8, 4, 2) if QUICK else (100, 5, 40, 3, 60, 40, 5)
     )
     print(machine())
-    print_table(
-        "(a) per-trial overhead, no-op objective (TPE, sequential; median of alternating runs)",
-        ["trials", "metalab ms/trial", "optuna ms/trial", "ratio", "marginal ms: metalab / optuna"],
-        [overhead(n_over, rep)],
-    )
-    print_table(
-        "(b) 100 ms trials: metalab on 2 worker processes (started) vs Optuna sequential",
-        ["trials", "metalab s", "optuna s", "speed-up", "worker idle between trials"],
-        [wall(n_wall, 0.1)],
-    )
-    print_table(
-        "(c) best value after the budget (TPE, median over seeds)",
-        ["function", "trials", "seeds", "metalab", "optuna"],
-        [
-            quality("branin", n_q, seeds),
-            quality("hartmann6", n_q, seeds),
-            quality("svc", n_svc, seeds),
-        ],
-    )
-    print_table(
-        "(d) noisy Branin: true value of the configuration reported best (optimum 0.398)",
-        [
-            "trials",
-            "noise sd",
-            "seeds",
-            "optuna",
-            "metalab, 1 replicate",
-            "metalab, mean of 3, a third of the trials",
-            "metalab, mean of 3",
-        ],
-        [noisy(n_q, 3, seeds, 10.0)],
-    )
+    if "a" in args.only:
+        print_table(
+            "(a) per-trial overhead, no-op objective (TPE, sequential; median of alternating runs)",
+            [
+                "trials",
+                "metalab ms/trial",
+                "optuna ms/trial",
+                "ratio",
+                "marginal ms: metalab / optuna",
+            ],
+            [overhead(n_over, rep)],
+        )
+    if "b" in args.only:
+        print_table(
+            "(b) 100 ms trials: metalab on 2 worker processes (started) vs Optuna sequential",
+            [
+                "trials",
+                "metalab s",
+                "optuna s",
+                "speed-up: median of pairs (range)",
+                "worker idle between trials",
+            ],
+            [wall(n_wall, 0.1, rep_wall)],
+        )
+    if "c" in args.only:
+        print_table(
+            "(c) best value after the budget (TPE, median over seeds)",
+            ["function", "trials", "seeds", "metalab", "optuna"],
+            [
+                quality("branin", n_q, seeds),
+                quality("hartmann6", n_q, seeds),
+                quality("svc", n_svc, seeds),
+            ],
+        )
+    if "d" in args.only:
+        print_table(
+            "(d) noisy Branin: true value of the configuration reported best (optimum 0.398)",
+            [
+                "trials",
+                "noise sd",
+                "seeds",
+                "optuna",
+                "metalab, 1 replicate",
+                "metalab, mean of 3, a third of the trials",
+                "metalab, mean of 3",
+            ],
+            [noisy(n_q, 3, seeds, 10.0)],
+        )
 
 
 if __name__ == "__main__":

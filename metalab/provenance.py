@@ -62,20 +62,27 @@ _IMPORT_NAMES = {"scikit-learn": "sklearn", "dask-jobqueue": "dask_jobqueue"}
 
 
 def _package_versions(names: Iterable[str]) -> dict[str, str]:
-    from importlib import metadata
-
     out: dict[str, str] = {}
     for name in names:
         mod = sys.modules.get(_IMPORT_NAMES.get(name, name))
         version = getattr(mod, "__version__", None) if mod is not None else None
         if version is None and name in _CORE_PACKAGES:
-            try:
-                version = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                version = None
+            version = _installed_version(name)
         if version is not None:
             out[name] = str(version)
     return out
+
+
+@functools.cache
+def _installed_version(name: str) -> str | None:
+    """A distribution's installed version (cached: a lookup scans ``sys.path``, ~0.5 ms,
+    and every sweep records the same few twice)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _metalab_version() -> str:
@@ -84,12 +91,7 @@ def _metalab_version() -> str:
     Not ``from . import __version__``: ``metalab/__init__.py`` imports this module, and
     a leaf module must not import the package's front door back.
     """
-    from importlib import metadata
-
-    try:
-        return metadata.version("metalab")
-    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        return "unknown"
+    return _installed_version("metalab") or "unknown"  # None: a source tree, not installed
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -198,6 +200,38 @@ def test_maximize_grid_and_cmaes(tmp_path):
         seed=0,
     )
     assert len(metalab.run(_exp(cm), store=tmp_path / "c")) == 5
+
+
+@metalab.operation(name="waits", version="1")
+def waits_for_asked(params, capture, context):
+    """Waits (bounded) until the search's ledger lists 4 trials: with 2 workers, the
+    two running and the two asked ahead of them."""
+    ledger = Path(context["store"]) / "search" / "trials.jsonl"
+    deadline = time.monotonic() + 120
+    lines = 0
+    while lines < 4 and time.monotonic() < deadline:
+        lines = ledger.read_text().count("\n") if ledger.exists() else 0
+        time.sleep(0.01)
+    capture.metric("loss", params["x"] ** 2)
+    capture.metric("asked", lines)
+
+
+def test_a_cluster_search_asks_one_trial_ahead_per_worker(tmp_path):
+    """Each worker holds a trial besides the one it runs: it never waits for the driver."""
+    src = metalab.optimize(
+        {"x": metalab.uniform(-1, 1)}, metric="loss", n_trials=6, sampler="random", seed=0
+    )
+    store = tmp_path / "s"
+    exp = metalab.Experiment(
+        name="ahead",
+        version="1",
+        operation=waits_for_asked,
+        params=src,
+        context={"store": str(store)},
+    )
+    result = metalab.run(exp, store=store, executor=metalab.ProcessExecutor(max_workers=2))
+    assert sorted(result.trials()["trial"]) == list(range(6))
+    assert (result.to_pandas()["asked"] >= 4).all()  # 2 running + 2 asked ahead
 
 
 @pytest.mark.parametrize(

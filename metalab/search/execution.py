@@ -9,7 +9,8 @@ seconds (or :data:`FOLD_EVERY` trials) and at the end (see
 :mod:`metalab.search.folding`).
 
 On a ``distributed`` client each trial is one future; as soon as one finishes its
-result is told and a new trial is asked (``cap`` trials in flight).  In-process, a
+result is told and a new trial is asked (``cap`` trials running, and by default one
+more per worker asked ahead and queued, see :meth:`TrialRunner.ahead`).  In-process, a
 sequential search calls the partition function directly (no Dask graph per trial);
 threads compute rounds of ``cap`` trials.
 """
@@ -24,6 +25,7 @@ from .folding import Folder
 
 if TYPE_CHECKING:
     from ..executors.base import Session
+    from ..store.layout import Layout
     from ..sweep.partition import SweepTask
     from ..sweep.shipping import Payload
     from .driver import Search, Trial
@@ -61,12 +63,20 @@ def execute_trial(
     return _summary(run_attempt(cols, task, payload, number), metric)
 
 
-def run_attempt(cols: dict[str, list[Any]], task: SweepTask, payload: Payload, number: int) -> Any:
+def run_attempt(
+    cols: dict[str, list[Any]],
+    task: SweepTask,
+    payload: Payload,
+    number: int,
+    layout: Layout | None = None,
+) -> Any:
     """Run the trial's partition; the finished attempt (its outcomes, its journal)."""
-    from ..store.layout import Layout
     from ..sweep.partition import run_partition
 
-    layout = Layout(Path(task.store_root))
+    if layout is None:
+        from ..store.layout import Layout
+
+        layout = Layout(Path(task.store_root))
     return run_partition(layout, task, payload, number, cols, [number] * len(cols["run_id"]))
 
 
@@ -98,6 +108,7 @@ class TrialRunner:
         )
         self.folder = Folder(search.store, sweep.sweep_id, search.ledger)
         self.errors: list[BaseException] = []
+        self.read: dict[int, list[Any]] = {}  # trial -> the journals _result read
         self.attempts = 0
         self.on_told: Any = None  # called after each trial is told (the progress bar)
 
@@ -130,6 +141,10 @@ class TrialRunner:
                 trial = todo.pop(0)
             elif len(s.trials) < s.source.n_trials:
                 trial = s.new_trial()
+                if len(s.trials) == s.source.n_trials:
+                    # The ledger is complete: it reaches the disk while the last trials
+                    # run (on a cluster, the driver waits then), not in the final fold.
+                    s.ledger.sync()
             else:
                 return None
             if s.finished(trial):  # proposed before: its runs are done, tell again
@@ -152,8 +167,8 @@ class TrialRunner:
             s.outcomes[rid] = (status, value, 1)
             if self.session.distributed:
                 s.sweep.counts.add(SUCCESS if status in (SUCCESS, PRUNED) else FAILED)
-        if attempt is None or earlier:
-            self.folder.finished(trial.number)  # its records are read from its journals
+        if attempt is None or earlier:  # its records are read from its journals
+            self.folder.finished(trial.number, self.read.pop(trial.number, None))
         else:
             self.folder.keep(attempt)
         if earlier:  # an earlier attempt ran them (a worker died): their values are stored
@@ -174,7 +189,7 @@ class TrialRunner:
         if is_disk_full(exc):
             raise exc
         self.errors.append(exc)
-        self.folder.finished(trial.number)
+        self.folder.finished(trial.number, self.read.pop(trial.number, None))
 
     def run(self, todo: list[Trial], cap: int) -> None:
         """Run the stored trials ``todo`` then new ones until ``n_trials``."""
@@ -190,8 +205,10 @@ class TrialRunner:
 
     def _run_direct(self, todo: list[Trial]) -> None:
         metric = self.search.source.metric
+        layout = self.search.store.layout
         while (trial := self._next(todo)) is not None:
-            attempt = run_attempt(*self.args(trial)[:4])
+            cols = self.search.columns(trial)
+            attempt = run_attempt(cols, self.task, self.payload, trial.number, layout)
             self._done(trial, _summary(attempt, metric), attempt)
 
     def _run_rounds(self, todo: list[Trial], cap: int) -> None:
@@ -221,6 +238,7 @@ class TrialRunner:
         resources = dict(self.search.exp.operation.resources or {}) or None
         inflight: dict[Any, tuple[Any, Trial, int]] = {}
         pending = as_completed([], loop=client.loop)
+        limit = cap + self.ahead(cap)
 
         def submit(trial: Trial, tries: int = 0) -> None:
             key = f"metalab-trial-{self.task.sweep}-{trial.number}-{self.attempts}"
@@ -232,7 +250,7 @@ class TrialRunner:
             pending.add(fut)
 
         def fill() -> None:
-            while len(inflight) < cap:
+            while len(inflight) < limit:
                 trial = self._next(todo)
                 if trial is None:
                     return
@@ -245,16 +263,20 @@ class TrialRunner:
         try:
             fill()
             for fut in pending:  # a new trial is asked as soon as one finishes
-                if watchdog is not None and watchdog.error is not None:
-                    raise watchdog.error  # no usable worker: the trials were cancelled
-                _, trial, tries = inflight.pop(fut.key)
-                result = self._result(fut, trial)
-                if result is not None:
-                    self._done(trial, result)
-                elif tries == 0:  # e.g. its worker died: the journals keep finished runs
-                    submit(trial, 1)
-                else:
-                    self._failed(trial, _exception(fut))
+                done = [fut]
+                while pending.has_ready():  # finished together: all told before asking
+                    done.append(next(pending))
+                for f in done:
+                    if watchdog is not None and watchdog.error is not None:
+                        raise watchdog.error  # no usable worker: the trials were cancelled
+                    _, trial, tries = inflight.pop(f.key)
+                    result = self._result(f, trial)
+                    if result is not None:
+                        self._done(trial, result)
+                    elif tries == 0:  # e.g. its worker died: the journals keep finished runs
+                        submit(trial, 1)
+                    else:
+                        self._failed(trial, _exception(f))
                 fill()
         except BaseException:
             cancel()
@@ -262,6 +284,20 @@ class TrialRunner:
         finally:
             if watchdog is not None:
                 watchdog.stop()
+
+    def ahead(self, cap: int) -> int:
+        """Trials asked ahead and queued behind the running ones on a cluster.
+
+        By default (``batch_size=None``) each worker holds one more trial than it runs,
+        so it starts the next the moment one ends instead of idling while the driver
+        hears of it, tells the sampler, asks it again and submits (about 15-25 ms
+        through the scheduler).  The sampler then proposes with up to ``2 * cap - 1``
+        results outstanding instead of ``cap - 1``.  None for a sequential search (its
+        sampler sees every result before the next proposal) or an explicit batch size.
+        """
+        if self.search.sequential or self.search.source.batch_size is not None:
+            return 0
+        return cap
 
     def _result(self, fut: Any, trial: Trial) -> tuple[list[Outcome], list[str]] | None:
         """A finished trial's outcomes (None: its task failed).
@@ -272,14 +308,20 @@ class TrialRunner:
         """
         if fut.status != "finished":
             return None
-        from ..store.journal import Journal, journal_prefix, list_journals
+        from ..store.journal import journal_prefix, list_journals
+        from ..store.reader import read_journal
 
         metric = self.search.source.metric
         found: dict[str, Outcome] = {}
-        prefix = journal_prefix(self.task.sweep, trial.number)
-        for path in list_journals(self.search.store.layout.journal, prefix):
-            for o in Journal(path).outcomes:
-                found[o[0]] = (o[0], o[1], _value(o[4], metric))
+        layout = self.search.store.layout
+        journals = []
+        for path in list_journals(layout.journal, journal_prefix(self.task.sweep, trial.number)):
+            j = read_journal(layout, path)  # None: a damaged header, quarantined
+            if j is not None:
+                journals.append(j)
+                for o in j.outcomes:
+                    found[o[0]] = (o[0], o[1], _value(o[4], metric))
+        self.read[trial.number] = journals  # folded later without reading them again
         need = [r for r in trial.run_ids if r not in self.search.outcomes]
         if all(r in found for r in need):
             return [found[r] for r in need], []

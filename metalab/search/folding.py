@@ -37,6 +37,7 @@ class Folder:
         self.store, self.sweep_id, self.ledger = store, sweep_id, ledger
         self.parts: set[int] = set()
         self.kept: list[Any] = []  # attempts run in this process: records built from memory
+        self.read: dict[str, Journal] = {}  # journals the driver read already, by path
         self.last = time.monotonic()  # of the last fold
 
     def age(self) -> float:
@@ -53,9 +54,12 @@ class Folder:
         if attempt.outcomes:
             self.kept.append(attempt)
 
-    def finished(self, number: int) -> None:
-        """Trial ``number``'s task ended: its journals are complete."""
+    def finished(self, number: int, journals: list[Journal] | None = None) -> None:
+        """Trial ``number``'s task ended: its journals are complete (``journals``: the
+        ones the driver read, not read again when they are folded)."""
         self.parts.add(number)
+        for j in journals or ():
+            self.read[str(j.path)] = j
 
     def fold(self) -> int:
         """Fold the finished trials' journals into one Parquet file; returns runs folded."""
@@ -70,8 +74,8 @@ class Folder:
         if self.parts:
             for path in list_journals(layout.journal, f"{self.sweep_id}-"):
                 if journal_part(path.name, self.sweep_id) in self.parts:
-                    j = read_journal(layout, path)  # a damaged header: quarantined
-                    if j is not None:
+                    j = self.read.pop(str(path), None) or read_journal(layout, path)
+                    if j is not None:  # None: a damaged header, quarantined
                         journals.append(j)
         records, steps = _tables(journals)
         kept, self.kept = self.kept, []
@@ -92,6 +96,7 @@ class Folder:
         for a in kept:
             a.journal.discard()
         self.parts.clear()
+        self.read.clear()
         return sum(t.num_rows for t in records)
 
 

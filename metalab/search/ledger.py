@@ -16,8 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._hashing import canonical_json
-
 
 class Ledger:
     """Append-only list of ``{"trial": k, "params": {...}}`` lines."""
@@ -44,15 +42,16 @@ class Ledger:
                 out.append(entry)
         return out
 
-    def append(self, trial: int, params: dict[str, Any]) -> None:
-        """Write one trial's line (to the OS: it survives the process, see :meth:`sync`)."""
-        self.folder.mkdir(exist_ok=True)
-        line = '{"trial":' + str(int(trial)) + ',"params":' + canonical_json(params) + "}\n"
+    def append(self, trial: int, params_json: str) -> None:
+        """Write one trial's line, its configuration as canonical JSON (to the OS: it
+        survives the process, see :meth:`sync`)."""
+        line = '{"trial":' + str(int(trial)) + ',"params":' + params_json + "}\n"
         if not self._checked:  # a torn last line must not swallow this one
             self._checked = True
             if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
                 line = "\n" + line if self.path.stat().st_size else line
         if self._fd is None:
+            self.folder.mkdir(exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._fd, line.encode())
 
