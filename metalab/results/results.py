@@ -577,26 +577,21 @@ def load_results(
     sweep) and warns once (:class:`~metalab.OtherDefinitionsWarning`) how many runs of
     other definitions it left out; ``definitions="all"`` returns every run, told apart by
     the columns ``experiment_version``, ``operation_version`` and ``context_fingerprint``
-    (statistics then group by the ones that differ).
+    (statistics then group by the ones that differ).  A store on object storage is a URL
+    (``s3://bucket/prefix``; ``storage_options`` go to its fsspec filesystem).
 
     Examples
     --------
     >>> result = metalab.load_results("./runs/pi_mc")  # doctest: +SKIP
     >>> every = metalab.load_results("./runs/pi_mc", definitions="all")  # doctest: +SKIP
     >>> both = metalab.load_results(["./runs/v1", "./runs/v2"])  # doctest: +SKIP
-    >>> both.summary(group_by=["experiment", "lr"])  # doctest: +SKIP
     """
     from .definitions import check_definitions, keep_current
 
     check_definitions(definitions)
-
-    def open_(p: str | os.PathLike[str] | Store) -> Store:
-        return Store.open(p, storage_options=storage_options, reading=True)
-
-    if isinstance(path, (str, os.PathLike, Store)):
-        stores, labelled = [open_(path)], False
-    else:
-        stores, labelled = [open_(p) for p in path], True
+    labelled = not isinstance(path, (str, os.PathLike, Store))
+    paths: list[Any] = list(path) if labelled else [path]  # type: ignore[arg-type]
+    stores = [Store.open(p, storage_options=storage_options, reading=True) for p in paths]
     if not stores:
         raise ResultsError("load_results() needs a store path or a non-empty list of them")
     results = Results(stores, label_experiments=labelled)
