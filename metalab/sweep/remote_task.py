@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .partition import SweepTask
 
 #: Upload the journal after this many runs at most (see the module docstring).
-BATCH_RUNS = int(os.environ.get("METALAB_REMOTE_BATCH_RUNS", "256"))
+BATCH_RUNS = int(os.environ.get("METALAB_REMOTE_BATCH_RUNS", "1024"))
 #: ... or after this many seconds at most.
 BATCH_S = float(os.environ.get("METALAB_REMOTE_BATCH_S", "5"))
 #: A journal flushes every few runs (``JournalWriter.flush_every``), counted as this many.
@@ -45,9 +45,9 @@ _RUNS_PER_FLUSH = 4
 
 
 #: Largest partition on a remote store: a partition's journal is uploaded whole with
-#: every batch, so its size bounds the bytes of each upload (2,048 runs: ~4x the
+#: every batch, so its size bounds the bytes of each upload (4,096 runs: ~2x the
 #: journal's bytes in all).
-REMOTE_MAX_PARTITION = 2048
+REMOTE_MAX_PARTITION = 4096
 
 
 def remote_partition_size(n: int, n_workers: int) -> int | None:
