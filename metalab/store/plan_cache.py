@@ -156,8 +156,10 @@ def load(layout: Layout, exp: Experiment) -> pa.Array | None:
     """
     from .reader import DamagedFile, read_parquet_file
 
+    if len(exp) < MIN_RUNS:
+        return None
     key = plan_key(exp)
-    if key is None or len(exp) < MIN_RUNS:
+    if key is None:
         return None
     try:
         names = sorted(e.name for e in os.scandir(folder(layout)) if e.name.startswith(key))
@@ -183,8 +185,10 @@ def save(layout: Layout, exp: Experiment, run_ids: pa.Array) -> Path | None:
     Returns the new file, or None when the plan is not cached (small, an adaptive source,
     or a read-only store: the cache is an optimization, never a reason to fail a sweep).
     """
+    if len(run_ids) < MIN_RUNS or len(run_ids) != len(exp):
+        return None
     key = plan_key(exp)
-    if key is None or len(run_ids) < MIN_RUNS or len(run_ids) != len(exp):
+    if key is None:
         return None
     path = folder(layout) / f"{key}-{uuid.uuid4().hex[:12]}.parquet"
     try:
