@@ -80,6 +80,12 @@ class SeedBundle:
         out._reg = GeneratorRegistry()
         return out
 
+    def untouched(self) -> bool:
+        """A tracked bundle that handed out no generator and had no state restored (a
+        run that never used its generators leaves it so: the next run may reuse it)."""
+        reg = self._reg
+        return reg is not None and not reg.handed and reg.counts is None and reg.pending is None
+
     def generator_states(self) -> dict[str, Any] | None:
         """States of the generators handed out so far (None when not tracked)."""
         return None if self._reg is None else self._reg.states()

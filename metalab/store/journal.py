@@ -42,37 +42,34 @@ SLOW_RUN_US = 20_000
 VERSION = 3
 
 
-_KEYS: dict[str, str] = {}
 _SPECIAL = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
 
 
 def encode_metrics(metrics: dict[str, Any]) -> str:
-    """JSON of a flat dict of numbers, ~4x faster than ``json.dumps`` for small dicts.
+    """JSON of a flat dict of numbers: the text of ``json.dumps(metrics,
+    separators=(",", ":"))`` (NaN and infinities as JSON's extensions)."""
+    return _metrics_json(metrics)
 
-    Same text as ``json.dumps(metrics, separators=(",", ":"))``; anything but
-    int/float/bool values falls back to it.
-    """
-    parts = []
-    for k, v in metrics.items():
-        key = _KEYS.get(k)
-        if key is None:
-            key = _KEYS[k] = _dumps(k) + ":" if isinstance(k, str) else ""
-        t = type(v)
-        if t is float:
-            if v != v:
-                text = "NaN"
-            else:
-                text = _SPECIAL.get(v) or float.__repr__(v)
-        elif t is int:
-            text = int.__repr__(v)
-        elif t is bool:
-            text = "true" if v else "false"
-        else:
-            return _dumps(metrics)
-        if not key:
-            return _dumps(metrics)
-        parts.append(key + text)
-    return "{" + ",".join(parts) + "}"
+
+def _metrics_encoder() -> Any:
+    """json's C encoder, built once (``json.dumps`` builds one per call, which costs more
+    than encoding a few numbers): the same text as ``_dumps``. It skips the cycle check:
+    metrics are numbers, checked by ``capture``, and cannot contain themselves."""
+    from json import encoder
+
+    c_make_encoder = getattr(encoder, "c_make_encoder", None)  # not in typeshed
+    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return None
+    encode_basestring_ascii = encoder.encode_basestring_ascii
+    enc = c_make_encoder(None, None, encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def encode(metrics: dict[str, Any]) -> str:
+        return "".join(enc(metrics, 0))
+
+    return encode
+
+
+_metrics_json = _metrics_encoder() or _dumps
 
 
 def parse_outcome(line: str) -> list[Any]:
@@ -99,7 +96,11 @@ def journal_part(name: str, sweep: str) -> int:
 
 
 class JournalWriter:
-    """Appends run outcomes to a journal file, flushing every ``flush_every`` runs."""
+    """Appends run outcomes to a journal file, flushing every ``flush_every`` runs.
+
+    Lines are kept as bytes until :meth:`_flush` writes them with one ``os.write``: the
+    only place where journal bytes reach the file.
+    """
 
     def __init__(
         self,
@@ -113,7 +114,8 @@ class JournalWriter:
         definition: dict[str, str] | None = None,
     ) -> None:
         self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
-        self._f = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.path, flags, 0o666)
         header = {
             "v": VERSION,
             "sweep": sweep,
@@ -125,10 +127,9 @@ class JournalWriter:
         }
         if definition:  # the runs' definition columns (see records.DEFINITION_COLUMNS)
             header["definition"] = definition
-        self._f.write(seal_line(_dumps(header)) + "\n")
-        self._f.flush()
-        self._pending = 0
+        self._lines: list[bytes] = [(seal_line(_dumps(header)) + "\n").encode()]
         self._flush_every = flush_every
+        self._flush()
         self._last_flush_us = time.time_ns() // 1000  # the header was just flushed
         #: Called after each flush (a remote store uploads its journal in batches).
         self.after_flush: Callable[[], None] | None = None
@@ -137,30 +138,42 @@ class JournalWriter:
         """Write one outcome line; flush every ``flush_every`` lines or after a slow run."""
         run_id, status, t0, t1, metrics, extra = outcome
         body = (
-            f"{run_id}\t{status}\t{t0}\t{t1}\t{encode_metrics(metrics) if metrics else '{}'}\t"
+            f"{run_id}\t{status}\t{t0}\t{t1}\t{_metrics_json(metrics) if metrics else '{}'}\t"
             f"{'' if extra is None else _dumps(extra)}"
-        )
-        self._f.write(f"{body}\t{crc32(body.encode()):08x}\n")
-        self._pending += 1
-        if self._pending >= self._flush_every or t1 - self._last_flush_us > SLOW_RUN_US:
-            self._f.flush()
-            self._pending = 0
+        ).encode()
+        lines = self._lines
+        lines.append(b"%s\t%08x\n" % (body, crc32(body)))
+        if len(lines) >= self._flush_every or t1 - self._last_flush_us > SLOW_RUN_US:
+            self._flush()
             self._last_flush_us = t1
             if self.after_flush is not None:
                 self.after_flush()
 
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
-        self._f.write(seal_line(f"{START_MARK}\t{run_id}") + "\n")
-        self._f.flush()
-        self._pending = 0
+        self._lines.append((seal_line(f"{START_MARK}\t{run_id}") + "\n").encode())
+        self._flush()
         if self.after_flush is not None:
             self.after_flush()
 
+    def _flush(self) -> None:
+        """Write the buffered lines to the journal file, in one ``os.write`` (the journal's
+        only write: every byte of it reaches the disk here)."""
+        if not self._lines:
+            return
+        data = memoryview(b"".join(self._lines))
+        self._lines.clear()
+        while data:
+            data = data[os.write(self._fd, data) :]
+
     def close(self) -> None:
-        """Close the file (flushing what is buffered); the journal stays on disk."""
-        if not self._f.closed:
-            self._f.close()
+        """Close the file (writing what is buffered); the journal stays on disk."""
+        if self._fd >= 0:
+            try:
+                self._flush()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def discard(self) -> None:
         """Close and delete the journal (its records are safe in Parquet)."""

@@ -142,25 +142,51 @@ def _caller(wants: tuple[str, ...]) -> Callable[..., Any]:
     return fn
 
 
-def run_one(
-    task: SweepTask,
-    operation: Operation,
-    run_id: str,
-    params: dict[str, Any],
-    seeds: SeedBundle,
-    context: Any,
-) -> list[Any]:
+@dataclass(frozen=True)
+class _Operation:
+    """What every run of a partition shares, worked out once per partition."""
+
+    task: SweepTask
+    func: Callable[..., Any]
+    call: Callable[..., Any]
+    #: The operation asks for its seeds: they are tracked (checkpoints save generators).
+    seeds: bool
+    #: The context holds values that can change in place (checked before each run).
+    watched: bool
+    context: Any
+    #: The tracked bundle of the last run of each replicate, reused while untouched.
+    tracked: dict[tuple[int, ...], SeedBundle] = field(default_factory=dict)
+
+
+def prepare(task: SweepTask, operation: Operation, context: Any) -> _Operation:
+    """The per-partition part of running ``operation`` (see :func:`run_one`)."""
+    return _Operation(
+        task,
+        operation.func,
+        _caller(operation.wants),
+        "seeds" in operation.wants,
+        bool(getattr(context, "_metalab_watch", ())),
+        context,
+    )
+
+
+def run_one(op: _Operation, run_id: str, params: dict[str, Any], seeds: SeedBundle) -> list[Any]:
     """Execute one run (with retries) and return its outcome line."""
-    call = _caller(operation.wants)
-    func = operation.func
+    task, call, func, context = op.task, op.call, op.func, op.context
     tries = 0
     while True:
         cap = Capture(run_id, task.store_root)
-        run_seeds = seeds.tracked()  # its generators are saved with checkpoints
-        attach_seeds(cap, run_seeds)
+        run_seeds = seeds
+        if op.seeds:  # tracked: its generators are saved with checkpoints
+            last = op.tracked.get(seeds.spawn_key)
+            if last is None or not last.untouched():  # the last run used its generators
+                last = op.tracked[seeds.spawn_key] = seeds.tracked()
+            run_seeds = last
+            attach_seeds(cap, run_seeds)
         t0 = time_ns() // 1000
         try:
-            check_context(context)  # a watched context value changed in place: fail the run
+            if op.watched:
+                check_context(context)  # a watched value changed in place: fail the run
             if task.capture_output:
                 from ..capture.output import captured_output
 
@@ -198,6 +224,8 @@ def run_one(
         if tries:
             done = done or {}
             done["retries"] = tries
+        if cap._ckpt is None and not cap._pruned:  # no checkpoint, not pruned: a success
+            return [run_id, SUCCESS, t0, t1, cap.scalars, done]
         return _finished(task, cap, [run_id, SUCCESS, t0, t1, cap.scalars, done])
 
 
@@ -220,12 +248,13 @@ def _finished(task: SweepTask, cap: Capture, out: list[Any]) -> list[Any]:
 def in_this_process(task: SweepTask, operation: Operation, context: Any) -> RunFunction:
     """``execute(run_id, params, replicate)``: one run in this process (see :func:`run_one`)."""
     bundles: dict[int, SeedBundle] = {}
+    op = prepare(task, operation, context)
 
     def execute(run_id: str, params: dict[str, Any], replicate: int) -> list[Any]:
         bundle = bundles.get(replicate)
         if bundle is None:
             bundle = bundles[replicate] = SeedBundle(task.seed_base, (replicate,))
-        return run_one(task, operation, run_id, params, bundle, context)
+        return run_one(op, run_id, params, bundle)
 
     return execute
 
