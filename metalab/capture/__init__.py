@@ -453,6 +453,11 @@ def attach_seeds(cap: Capture, seeds: Any) -> None:
     cap._seeds = seeds
 
 
+def is_plain(cap: Capture) -> bool:
+    """Neither checkpointed nor pruned: a returning run is then simply a success."""
+    return cap._ckpt is None and not cap._pruned
+
+
 def was_requeued(cap: Capture) -> bool:
     """Did the run checkpoint after ``checkpoint_due()`` said yes (status "requeued")?"""
     return cap._ckpt is not None and bool(cap._ckpt["requeue"])

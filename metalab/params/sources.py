@@ -233,7 +233,8 @@ class Random(ParamSource):
                 columns.add_kinds({k: v}, acc)
         return columns.freeze(acc)
 
-    def _materialize(self) -> list[dict[str, Any]]:
+    def materialize(self) -> list[dict[str, Any]]:
+        """Every configuration, drawn once from the seeded generator (then kept)."""
         if self._configs is None:
             import numpy as np
 
@@ -259,7 +260,7 @@ class Random(ParamSource):
         return self.n_trials
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for c in self._materialize():
+        for c in self.materialize():
             yield dict(c)
 
     def describe(self) -> dict[str, Any]:

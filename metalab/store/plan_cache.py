@@ -72,7 +72,7 @@ def source_document(source: ParamSource) -> Any:
     if isinstance(source, Manual):
         return {"manual": source.configs}
     if isinstance(source, Random):
-        return {"random": source._materialize()}
+        return {"random": source.materialize()}
     if isinstance(source, (Concat, Product)):
         a, b = source_document(source.a), source_document(source.b)
         if a is None or b is None:
@@ -108,7 +108,7 @@ def config_at(source: ParamSource, i: int) -> dict[str, Any]:
     if isinstance(source, Manual):
         return dict(source.configs[i])
     if isinstance(source, Random):
-        return dict(source._materialize()[i])
+        return dict(source.materialize()[i])
     if isinstance(source, Concat):
         n = len(source.a)
         return config_at(source.a, i) if i < n else config_at(source.b, i - n)

@@ -26,6 +26,7 @@ from .._interrupt import StopFlag
 from ..capture import (
     Capture,
     attach_seeds,
+    is_plain,
     record_return,
     run_extra,
     used_checkpoints,
@@ -38,6 +39,8 @@ from ..errors import OperationSignatureError
 from ..operation import ALLOWED_ARGUMENTS, Operation
 from ..seeds import SeedBundle
 from ..store.atomic import is_disk_full, naming_full_disk
+from ..store.done_markers import done_marker as done_marker
+from ..store.done_markers import read_done_marker, write_done_marker
 from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
 from ..store.layout import Layout
 from ..store.records import (
@@ -224,7 +227,7 @@ def run_one(op: _Operation, run_id: str, params: dict[str, Any], seeds: SeedBund
         if tries:
             done = done or {}
             done["retries"] = tries
-        if cap._ckpt is None and not cap._pruned:  # no checkpoint, not pruned: a success
+        if is_plain(cap):  # no checkpoint, not pruned: a success
             return [run_id, SUCCESS, t0, t1, cap.scalars, done]
         return _finished(task, cap, [run_id, SUCCESS, t0, t1, cap.scalars, done])
 
@@ -301,7 +304,7 @@ def finished_summary(task: SweepTask, part: int) -> pd.DataFrame | None:
     """The summary of partition ``part`` when this sweep already finished it: Dask
     recomputes a task whose result died with its worker, and the runs must not run again
     nor their counts be lost."""
-    finished = _read_done_marker(Layout(Path(task.store_root)), task.sweep, part)
+    finished = read_done_marker(Layout(Path(task.store_root)), task.sweep, part)
     if finished is None:
         return None
     return _summary({k: int(finished.get(k, 0)) for k in SUMMARY_COLUMNS})
@@ -526,7 +529,7 @@ class _Attempt:
             return
         self._fold_to_parquet()
         if self.completed and not self.worker.startswith("local:"):
-            _write_done_marker(self.layout, self.task.sweep, self.part, self.counts)
+            write_done_marker(self.layout, self.task.sweep, self.part, self.counts)
         for j in self.prev:
             try:
                 j.path.unlink()
@@ -579,27 +582,3 @@ class _Attempt:
                 concat(tables),
                 concat(step_tables) if step_tables else None,
             )
-
-
-# -- done markers -----------------------------------------------------------------------
-
-
-def done_marker(layout: Layout, sweep: str, part: int) -> Path:
-    """``journal/<sweep>-<part>.done``: this partition's records are in Parquet."""
-    return layout.journal / f"{sweep}-{part:06d}.done"
-
-
-def _write_done_marker(layout: Layout, sweep: str, part: int, counts: dict[str, int]) -> None:
-    # A finished partition whose summary is lost with its worker is recomputed by Dask;
-    # the marker makes that recomputation return at once instead of running runs again.
-    # The driver deletes the markers of its sweep when the sweep ends.
-    from ..store.atomic import atomic_write_text
-
-    atomic_write_text(done_marker(layout, sweep, part), json.dumps(counts))
-
-
-def _read_done_marker(layout: Layout, sweep: str, part: int) -> dict[str, int] | None:
-    try:
-        return dict(json.loads(done_marker(layout, sweep, part).read_text()))
-    except (FileNotFoundError, ValueError):
-        return None
