@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faults._faults import finish
 
 import metalab
 from metalab.errors import ExperimentError
@@ -121,13 +122,8 @@ class Drivers:
         self.go.touch()
 
     def finish(self, proc: subprocess.Popen[str]) -> str:
-        try:
-            out, err = proc.communicate(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            raise AssertionError(f"driver did not end:\n{out}\n{err}") from None
-        assert proc.returncode == 0, err
+        code, _, err = finish(proc, WAIT_S)
+        assert code == 0, err
         return err
 
     def kill_all(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from faults._faults import finish
 from s3_server import KEY_ID, SECRET, MotoServer, client_env
 
 import metalab
@@ -261,6 +262,31 @@ def test_a_selective_filter_fetches_a_fraction_of_the_records(s3_server, s3_stor
     assert fetched < size / 4, f"a 1% filter fetched {fetched:,} bytes of {size:,}"
 
 
+def test_compaction_on_s3_loses_no_row_to_a_concurrent_reader(s3_store, monkeypatch):
+    """A frame planned over 20 record files, then another driver compacts them into one
+    (merged file uploaded first, inputs deleted after): the old frame says so clearly, a
+    new read sees every run, and no record was lost or doubled."""
+    from metalab.store import Store
+
+    exp = metalab.Experiment("compact", ok_op, params=metalab.grid(x=list(range(20))))
+    with monkeypatch.context() as m:  # the sweep's own compaction off: 20 files stay
+        m.setattr(Store, "compact", lambda self, **kw: 0)
+        metalab.run(exp, store=s3_store, partition_size=1, progress=False)
+    root = s3_store.removeprefix("s3://")
+    assert len(_fs().glob(f"{root}/records/*.parquet")) == 20
+    stale = metalab.load_results(s3_store)
+    frame = stale.frame  # its partitions name the 20 files
+    other = Store.open(s3_store)  # another driver: compacts, and uploads the result
+    assert other.compact() == 20
+    other.sync()
+    assert len(_fs().glob(f"{root}/records/*.parquet")) == 1
+    with pytest.raises(metalab.StoreError, match="compacted away"):
+        frame.compute()
+    assert sorted(metalab.load_results(s3_store).frame.compute()["x"]) == list(range(20))
+    assert sorted(stale.reload().frame.compute()["x"]) == list(range(20))
+    assert set(_raw_run_ids(s3_store).values()) == {1}
+
+
 # -- the CLI ------------------------------------------------------------------------------
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -345,13 +371,8 @@ def _driver(tmp_path: Path, url: str, n: int, **env: str) -> subprocess.Popen[st
 
 
 def _finish(proc: subprocess.Popen[str]) -> None:
-    try:
-        out, err = proc.communicate(timeout=WAIT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"driver did not end:\n{out}\n{err}") from None
-    assert proc.returncode == 0, err
+    code, _, err = finish(proc, WAIT_S)
+    assert code == 0, err
 
 
 def _uploaded_successes(url: str, scratch: Path, *, records: bool = True) -> set[str]:

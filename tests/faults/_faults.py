@@ -73,10 +73,11 @@ def wait_for_text(proc: subprocess.Popen[str], text: str) -> str:
     raise AssertionError(f"{text!r} never appeared on stderr:\n{''.join(seen)}")
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    """Wait for a driver; returns (returncode, stdout, stderr)."""
+def finish(proc: subprocess.Popen[str], wait_s: float = WAIT_S) -> tuple[int, str, str]:
+    """Wait for a driver (killed with its group after ``wait_s``); returns
+    (returncode, stdout, stderr)."""
     try:
-        out, err = proc.communicate(timeout=WAIT_S)
+        out, err = proc.communicate(timeout=wait_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
