@@ -3,7 +3,7 @@
 Results never copy a remote store's records: each Parquet file is a fragment on the
 bucket's filesystem, so filters push down to row-group statistics and only the row
 groups that may match are fetched (range requests).  Opening a file costs one request
-for its last 64 KiB (footer and checksum, verified as locally) and pyarrow's own footer
+for its last 16 KiB (footer and checksum, verified as locally) and pyarrow's own footer
 read: requests grow with the number of files, not of runs.
 """
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["remote_fragments"]
 
-_TAIL = 64 * 1024
+_TAIL = 16 * 1024
 
 
 class _Tail:

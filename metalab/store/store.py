@@ -158,7 +158,7 @@ class Store:
         store.layout = Layout(store.root)
         store.mirror = Mirror(remote, store.root)
         if reading:
-            store.mirror.lazy = ("artifacts/", "records/")
+            store.mirror.lazy = ("artifacts/", "records/", "plans/")
         store.mirror.pull()
         if create:
             for d in store.layout.folders():
