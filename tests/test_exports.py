@@ -59,8 +59,8 @@ def test_front_door_is_the_real_function_with_keyword_only_options():
     }
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in options)
     loader = list(inspect.signature(metalab.load_results).parameters.values())
-    assert [p.name for p in loader] == ["path", "definitions"]
-    assert loader[1].kind is inspect.Parameter.KEYWORD_ONLY
+    assert [p.name for p in loader] == ["path", "definitions", "storage_options"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in loader[1:])
 
 
 #: The only variadic keywords of the public API, each passing names the user chooses.
