@@ -187,13 +187,11 @@ def scan_store(store: Store, label: str | None = None) -> StoreScan:
     _damage_at_scan[str(store.root)] = seen
     recs, _ = journal_tables(store.layout)
     journal = concat(recs) if recs else None
-    frags = []
     if store.mirror is not None:  # records are read from the bucket, not copied
         frags = remote_fragments(store.mirror.remote, FORMAT)
-    for path in parquet_files(store.layout.records) if store.mirror is None else []:
-        frag = _verified_fragment(store, path)
-        if frag is not None:
-            frags.append(frag)
+    else:
+        found = (_verified_fragment(store, p) for p in parquet_files(store.layout.records))
+        frags = [f for f in found if f is not None]
     totals = store_totals(store.layout, [f.metadata.metadata for f in frags], recs)
     if reader.damage_seen == seen == before:  # else a damage warning has just said it
         warn_missing(store.layout, totals, store.location)

@@ -47,14 +47,18 @@ def _rank(rel: str) -> int:
     return len(_ORDER)
 
 
-def new_cache_dir(owner: object) -> Path:
-    """A private local folder for one mirror, removed with ``owner`` (or at exit)."""
+def new_cache_dir(prefix: str) -> Path:
+    """A new private local folder for a mirror, under ``$METALAB_CACHE`` (made if
+    missing) or the temp folder; the caller removes it."""
     base = os.environ.get("METALAB_CACHE") or None
     if base:
         os.makedirs(base, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="metalab-remote-", dir=base))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+def removed_with(owner: object, path: Path) -> None:
+    """Remove the folder ``path`` when ``owner`` is garbage-collected (or at exit)."""
     weakref.finalize(owner, shutil.rmtree, path, True)
-    return path
 
 
 def _md5(data: bytes) -> str:

@@ -148,18 +148,18 @@ class Store:
     def _open_remote(
         cls, url: str, create: bool, storage_options: dict[str, Any] | None, reading: bool
     ) -> Store:
-        from .mirror import Mirror, new_cache_dir
+        from .mirror import Mirror, new_cache_dir, removed_with
         from .remote import Remote
 
         remote = Remote.open(url, storage_options=storage_options)
         remote.check()  # a missing bucket or bad credentials fail here, naming the URL
-        store = cls(Path("."))
-        store.root = new_cache_dir(store)
-        store.layout = Layout(store.root)
-        store.mirror = Mirror(remote, store.root)
+        local = new_cache_dir("metalab-remote-")
+        mirror = Mirror(remote, local)
+        store = cls(local, mirror)
+        removed_with(store, local)
         if reading:
-            store.mirror.lazy = ("artifacts/", "records/", "plans/")
-        store.mirror.pull()
+            mirror.lazy = ("artifacts/", "records/", "plans/")
+        mirror.pull()
         if create:
             for d in store.layout.folders():
                 d.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from ..store.journal import Journal, list_journals
 from ..store.layout import Layout
-from ..store.mirror import Mirror
+from ..store.mirror import Mirror, new_cache_dir
 from ..store.records import FAILED, PRUNED, SUCCESS
 
 if TYPE_CHECKING:
@@ -93,8 +92,7 @@ def localized(task: SweepTask, part: int) -> Iterator[tuple[SweepTask, Mirror | 
     if task.remote is None:
         yield task, None
         return
-    base = os.environ.get("METALAB_CACHE") or None
-    local = Path(tempfile.mkdtemp(prefix="metalab-part-", dir=base))
+    local = new_cache_dir("metalab-part-")
     try:
         mirror = Mirror(task.remote, local)
         layout = Layout(local)
