@@ -184,9 +184,12 @@ def test_drivers_on_different_executors_share_the_partitions(tmp_path):
     _no_cohort_left(d.store)
 
 
-def test_killed_driver_partitions_are_taken_over(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_driver_partitions_are_taken_over(tmp_path, sig):
     """A driver SIGKILLed mid-sweep: a waiting driver takes its partitions over once its
-    lease expires; the runs it finished are kept, not run again."""
+    lease expires; the runs it finished are kept, not run again.  A driver stopped by
+    SIGTERM (what SLURM sends first) lets its partition go unfinished: its next claimer
+    keeps the runs it recorded too."""
     n = 120
     d = Drivers(tmp_path, n, lease_s=3)
     try:
@@ -197,7 +200,7 @@ def test_killed_driver_partitions_are_taken_over(tmp_path):
         while sum(1 for w, _, p in _events(d.log) if w == "end" and p == victim.pid) < 15:
             assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()
             time.sleep(0.01)
-        os.killpg(victim.pid, signal.SIGKILL)
+        os.killpg(victim.pid, sig)
         victim.communicate()
         d.finish(survivor)
     finally:
