@@ -8,8 +8,6 @@ Any number of drivers (``metalab.run`` in two terminals, the tasks of an ``sbatc
                                   by the first driver; its mtime is the cohort's heartbeat
         <k>.lease                 partition k is running: its owner (host, pid, sweep)
         <k>.done                  partition k's records are in the store
-        <k>.left                  sweeps that ran some of partition k, then let it go
-                                  unfinished (interrupted, or its task failed)
 
 A lease is created with ``O_CREAT | O_EXCL`` (atomic on local file systems and on NFS v3
 and later), so exactly one driver gets it.  Its holder's process renews it (one ``utime``
@@ -21,10 +19,11 @@ renames it to a unique tombstone name (only one rename of a name succeeds), chec
 moved the stale file it saw (same inode), then creates its own lease exclusively.  The
 holder writes ``<k>.done`` *before* removing its lease, and a claimer checks for
 ``<k>.done`` *after* creating its lease, so a finished partition is never claimed again.
-A claimer learns who ran a partition before it (and whose records it must keep rather than
-run again) from the expired lease it took over (its ``holders`` and ``sweep``) and from
-``<k>.left``, which a holder that lets the partition go unfinished extends while it still
-holds the lease (so its writers never race).
+A holder that lets its partition go unfinished (interrupted, or its task failed) does not
+remove its lease: it replaces it with one marked ``released``, which has expired at once.
+So every claimer of a partition that some sweep ran before takes over a lease, and learns
+from it who ran the partition before (its ``holders`` and ``sweep``), whose records it
+must keep rather than run again.
 
 Expiry compares the lease's mtime with this host's clock: hosts sharing a store need
 clocks that agree to well within ``ttl`` (NTP does that on clusters).
@@ -243,6 +242,8 @@ def _stale(info: dict[str, Any] | None, mtime: float, ttl: float, sweep: str) ->
         return True
     if info is None:  # being written: its holder is alive
         return False
+    if info.get("released") is True:  # let go unfinished by a live holder
+        return True
     if sweep and info.get("sweep") == sweep:
         return True
     pid, at = info.get("pid"), info.get("at")
@@ -363,10 +364,9 @@ class Cohort:
             except FileNotFoundError:
                 return None  # the cohort was retired: the driver plans again
             if ino is not None:
-                left = [h for h in _left_by(self.path(k, "left")) if h != sweep]
-                got = Claim(self, k, sweep, ino, tuple(dict.fromkeys([*previous, *left])))
+                got = Claim(self, k, sweep, ino, tuple(previous))
                 if os.path.lexists(self.path(k, "done")):  # finished just before
-                    got.release(done=False, ran=False)
+                    got.release(done=False)
                     return None
                 _RENEWER.add(lease, ino, self.ttl)
                 return got
@@ -415,11 +415,10 @@ class Claim:
     previous: tuple[str, ...] = ()
     released: bool = field(default=False, init=False)
 
-    def release(self, *, done: bool, ran: bool = True) -> None:
-        """Mark the partition done (its records are written) or not, and drop the lease.
-
-        A partition let go unfinished after running some of it (``ran``) names this sweep
-        in ``<k>.left``, so that its next claimer keeps the runs it recorded."""
+    def release(self, *, done: bool) -> None:
+        """Mark the partition done (its records are written) and drop the lease, or let it
+        go unfinished: the lease is then replaced by a released one, which the next
+        claimer takes over as an expired lease (keeping the runs of this sweep)."""
         if self.released:
             return
         self.released = True
@@ -428,22 +427,14 @@ class Claim:
         if done:  # before the lease goes: a claimer checks for it after its create
             with contextlib.suppress(OSError):
                 _write_new(self.cohort.path(self.part, "done"), json.dumps(owner(self.sweep)))
-        elif ran:  # while the lease is held: the only writer of <k>.left
-            left = self.cohort.path(self.part, "left")
-            sweeps = dict.fromkeys([*_left_by(left), *self.previous, self.sweep])
-            with contextlib.suppress(OSError):
-                atomic_write_json(Path(left), {"sweeps": list(sweeps)})
         with contextlib.suppress(OSError):
-            if os.lstat(lease).st_ino == self.ino:
+            if os.lstat(lease).st_ino != self.ino:
+                return  # not ours any more (taken over): nothing to drop
+            if done:
                 os.unlink(lease)
-
-
-def _left_by(path: str) -> list[str]:
-    """The sweeps a ``<k>.left`` file names (none when there is none)."""
-    if not os.path.lexists(path):
-        return []
-    got = (_read_json(path) or {}).get("sweeps")
-    return [h for h in got if isinstance(h, str) and h] if isinstance(got, list) else []
+            else:
+                released = {**owner(self.sweep, self.previous), "released": True}
+                atomic_write_json(Path(lease), released)
 
 
 def _ino(path: Path) -> int:
