@@ -31,6 +31,7 @@ clocks that agree to well within ``ttl`` (NTP does that on clusters).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -157,6 +158,19 @@ def _touch_if(path: str, ino: int) -> bool:
 
 _RENEWER = _Renewer()
 
+#: Sweeps of this process that may hold a lease (counted from before a claim's create to
+#: its release): a lease of this process whose sweep is not here was let go, even when
+#: marking it released failed (a full disk).
+_LIVE: collections.Counter[str] = collections.Counter()
+_LIVE_LOCK = threading.Lock()
+
+
+def _hold(sweep: str, step: int) -> None:
+    with _LIVE_LOCK:
+        _LIVE[sweep] += step
+        if _LIVE[sweep] <= 0:
+            del _LIVE[sweep]
+
 
 # -- the cohort -------------------------------------------------------------------------
 
@@ -247,6 +261,9 @@ def _stale(info: dict[str, Any] | None, mtime: float, ttl: float, sweep: str) ->
     if sweep and info.get("sweep") == sweep:
         return True
     pid, at = info.get("pid"), info.get("at")
+    if info.get("host") == HOST and pid == os.getpid():  # of this process: is it held?
+        with _LIVE_LOCK:
+            return info.get("sweep") not in _LIVE
     if info.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool):
         return False
     from .housekeeping import process_alive
@@ -354,6 +371,16 @@ class Cohort:
 
     def claim(self, k: int, sweep: str) -> Claim | None:
         """Lease partition ``k`` for ``sweep``; None when it is done or held by another."""
+        _hold(sweep, 1)  # before the create: this process's takers see it held
+        got = None
+        try:
+            got = self._claim(k, sweep)
+        finally:
+            if got is None:
+                _hold(sweep, -1)
+        return got
+
+    def _claim(self, k: int, sweep: str) -> Claim | None:
         lease = self.path(k, "lease")
         previous: list[str] = []
         for _ in range(10):
@@ -364,12 +391,13 @@ class Cohort:
             except FileNotFoundError:
                 return None  # the cohort was retired: the driver plans again
             if ino is not None:
-                got = Claim(self, k, sweep, ino, tuple(previous))
                 if os.path.lexists(self.path(k, "done")):  # finished just before
-                    got.release(done=False)
+                    with contextlib.suppress(OSError):
+                        if os.lstat(lease).st_ino == ino:
+                            os.unlink(lease)
                     return None
                 _RENEWER.add(lease, ino, self.ttl)
-                return got
+                return Claim(self, k, sweep, ino, tuple(previous))
             try:
                 seen = os.lstat(lease)
             except FileNotFoundError:
@@ -422,6 +450,7 @@ class Claim:
         if self.released:
             return
         self.released = True
+        _hold(self.sweep, -1)
         lease = self.cohort.path(self.part, "lease")
         _RENEWER.discard(lease)
         if done:  # before the lease goes: a claimer checks for it after its create
