@@ -122,24 +122,46 @@ def environment() -> dict[str, Any]:
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
+    return _gits([args], cwd)[0]
+
+
+def _gits(commands: list[list[str]], cwd: Path) -> list[str | None]:
+    """Run git ``commands`` at once (each a few ms of process start): their stripped
+    outputs, None for one that failed, hung, or when git is missing."""
     import subprocess
 
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-    try:
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=_GIT_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):  # no git, or it hung
-        return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.strip()
+    procs: list[subprocess.Popen[str] | None] = []
+    for args in commands:
+        try:
+            procs.append(
+                subprocess.Popen(
+                    ["git", *args],
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    env=env,
+                )
+            )
+        except OSError:  # no git
+            procs.append(None)
+    deadline = time.monotonic() + _GIT_TIMEOUT_S
+    out: list[str | None] = []
+    for proc in procs:
+        if proc is None:
+            out.append(None)
+            continue
+        try:
+            stdout, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # it hung
+            proc.kill()
+            proc.communicate()
+            out.append(None)
+            continue
+        out.append(stdout.strip() if proc.returncode == 0 else None)
+    return out
 
 
 def git_info(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
@@ -155,16 +177,29 @@ def git_info(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     folder = file.parent if not file.is_dir() else file
     if not folder.is_dir():
         return None
-    root = _git(["rev-parse", "--show-toplevel"], folder)
-    if root is None:
-        return None
-    commit = _git(["rev-parse", "HEAD"], folder)
-    status = _git(["status", "--porcelain", "--untracked-files=no"], folder)
-    tracked = file.is_file() and bool(_git(["ls-files", "--", file.name], folder))
+    head, status, listed = _gits(
+        [
+            ["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"],
+            ["status", "--porcelain", "--untracked-files=no"],
+            ["ls-files", "--", file.name],
+        ],
+        folder,
+    )
+    lines = head.split("\n") if head is not None else []
+    root: str | None
+    commit: str | None
+    branch: str | None
+    if len(lines) == 3:
+        root, commit, branch = lines
+    else:  # not a repository, or one without commits (HEAD names nothing yet)
+        root, commit, branch = _git(["rev-parse", "--show-toplevel"], folder), None, None
+        if root is None:
+            return None
+    tracked = file.is_file() and bool(listed)
     return {
         "root": root,
         "commit": commit or None,  # None: a repository without commits
-        "branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], folder) if commit else None,
+        "branch": branch if commit else None,
         "dirty": bool(status) or not tracked or commit is None,
         "source_tracked": tracked,
     }
