@@ -329,7 +329,6 @@ def _plan(sweep: Sweep, trials: list[Trial], seed: Callable[[int], int]) -> None
     Results), as ``Experiment.plan`` lists them, from the trials' own run ids."""
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
 
     ids: list[str] = []
     params: list[str] = []
@@ -343,14 +342,14 @@ def _plan(sweep: Sweep, trials: list[Trial], seed: Callable[[int], int]) -> None
                 params.append(t.params_json)
                 reps.append(r)
     text = pd.StringDtype("pyarrow")
-    replicate = np.asarray(reps, dtype="int32")
     sweep.planned = pd.DataFrame(
         {
-            "run_id": pd.Series(pa.array(ids, pa.string()), dtype=text),
-            "params": pd.Series(pa.array(params, pa.string()), dtype=text),
-            "replicate": replicate,
+            "run_id": pd.array(ids, dtype=text),
+            "params": pd.array(params, dtype=text),
+            "replicate": np.asarray(reps, dtype="int32"),
             "seed": np.asarray([seed(r) for r in reps], dtype="int64"),
             "attempt": np.ones(len(ids), dtype="int32"),
-        }
+        },
+        copy=False,
     )
     sweep.todo = sweep.planned.iloc[0:0]
