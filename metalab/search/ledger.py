@@ -25,6 +25,7 @@ class Ledger:
         self.path = self.folder / "trials.jsonl"
         self._checked = False
         self._fd: int | None = None
+        self._unsynced = False  # lines written since the last fsync
 
     def read(self) -> list[dict[str, Any]]:
         """The complete lines, in the order written."""
@@ -54,17 +55,21 @@ class Ledger:
             self.folder.mkdir(exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._fd, line.encode())
+        self._unsynced = True
 
     def sync(self) -> None:
         """Make the lines written so far durable (before the trials' records are)."""
-        if self._fd is not None:
+        if self._fd is not None and self._unsynced:
             os.fsync(self._fd)
+            self._unsynced = False
 
     def close(self) -> None:
         """Sync and close the file."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             try:
-                os.fsync(fd)
+                if self._unsynced:
+                    os.fsync(fd)
+                    self._unsynced = False
             finally:
                 os.close(fd)

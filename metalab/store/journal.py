@@ -1,6 +1,8 @@
 """Per-partition journals: run records made durable one by one while a partition runs.
 
-A journal is a text file ``journal/<sweep>-<part>-<token>.jsonl``.  Its first line
+A journal is a text file ``journal/<sweep>-<part>-<token>-h<host>p<pid>.jsonl`` (``host``:
+the CRC-32 of the writer's host name; a journal killed before its header is complete is
+removed by recovery once that writer is known dead).  Its first line
 is a JSON header with the partition's run descriptors (column lists under ``cols``);
 each further line is one run's outcome (see :mod:`metalab.store.records`) as tab-separated fields::
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
 
 _dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
 HOST = socket.gethostname()
+#: The writer's host in journal names (the name of a host can be long or unsafe).
+HOST_TAG = f"{crc32(HOST.encode()):08x}"
+_WRITER = re.compile(r"-h([0-9a-f]{8})p([0-9]+)\.jsonl$")
 START_MARK = "__start__"
 SLOW_RUN_US = 20_000
 #: Journal format: 3 seals every line with a CRC-32; 2 (no checksums) is still read.
@@ -113,7 +119,8 @@ class JournalWriter:
         flush_every: int = 4,
         definition: dict[str, str] | None = None,
     ) -> None:
-        self.path = folder / f"{journal_prefix(sweep, part)}{uuid.uuid4().hex[:10]}.jsonl"
+        token = f"{uuid.uuid4().hex[:10]}-h{HOST_TAG}p{os.getpid()}"
+        self.path = folder / f"{journal_prefix(sweep, part)}{token}.jsonl"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.path, flags, 0o666)
         header = {
@@ -265,10 +272,20 @@ class Journal:
         return records, build_steps(done, h["sweep"])
 
     def writer_alive(self) -> bool | None:
-        """True/False when the writer ran on this host; None when unknown (other host)."""
-        if not self.header or self.header.get("host") != HOST:
+        """True/False when the writer ran on this host; None when unknown (other host).
+
+        Without a complete header (its writer was killed while creating it) the writer
+        is the one the file's name gives.
+        """
+        if not self.header:
+            found = _WRITER.search(self.path.name)
+            if found is None or found.group(1) != HOST_TAG or self.header_damage:
+                return None
+            pid = int(found.group(2))
+        elif self.header.get("host") != HOST:
             return None
-        pid = int(self.header.get("pid", -1))
+        else:
+            pid = int(self.header.get("pid", -1))
         if pid == os.getpid():
             return True
         try:

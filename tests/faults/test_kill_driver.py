@@ -86,3 +86,43 @@ def test_sigkill_driver_thread_executor_then_resume(tmp_path):
 @pytest.mark.parametrize("group", [True, False], ids=["with-cluster", "driver-only"])
 def test_sigkill_driver_process_executor_then_resume(tmp_path, group):
     _kill_then_resume(tmp_path, "process", group=group)
+
+
+@pytest.mark.parametrize("content", [b"", b'{"v":3,"sweep":"s"'])
+def test_a_journal_killed_before_its_header_is_removed_once_its_writer_is_dead(tmp_path, content):
+    """A driver killed between creating a journal and writing its header leaves an empty
+    (or torn) file: it holds no run, and recovery removes it once the writer named in
+    the file's name is dead; a live writer's, or another host's, stays."""
+    import subprocess
+    import sys
+
+    import metalab
+    from metalab.store import Store
+    from metalab.store.journal import HOST_TAG
+
+    @metalab.operation(name="one", version="1")
+    def one(params):
+        return None
+
+    store = tmp_path / "store"
+    metalab.run(
+        metalab.Experiment(name="k", operation=one, params=metalab.grid(x=[1])), store=store
+    )
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    folder = store / "journal"
+    names = {
+        "dead": f"20260101T000000-aaaaaaaa-000003-0123456789-h{HOST_TAG}p{int(dead.stdout)}.jsonl",
+        "alive": f"20260101T000000-aaaaaaaa-000004-0123456789-h{HOST_TAG}p{os.getpid()}.jsonl",
+        "elsewhere": f"20260101T000000-aaaaaaaa-000005-0123456789-h{'0' * 8}p1.jsonl",
+        "old name": "20260101T000000-aaaaaaaa-000006-0123456789.jsonl",
+    }
+    for name in names.values():
+        (folder / name).write_bytes(content)
+    assert Store.open(store).recover_journals() == 0
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == sorted(n for k, n in names.items() if k != "dead")
