@@ -97,3 +97,42 @@ def test_sigkilled_search_resumes_exactly(tmp_path, batch, where):
             study.tell(t, (cfg["x"] - 0.2) ** 2 + cfg["k"] + 0.005)
             expected.append(cfg)
         assert [e["params"] for e in ledger] == expected
+
+
+def test_interrupted_trial_keeps_its_finished_runs(tmp_path):
+    """Ctrl-C in a trial's second replicate: the trials run by the driver share one
+    journal, and the final fold must not delete it with the first replicate's record in
+    it; the resume runs only what never finished, exactly once each."""
+    side = tmp_path / "side.txt"
+    stop_at = {"n": 8}  # the 8th execution: trial 3's second replicate
+
+    @metalab.operation(name="cut", version="1")
+    def cut(params, capture):
+        with side.open("a") as f:
+            f.write(capture.run_id + "\n")
+        stop_at["n"] -= 1
+        if stop_at["n"] == 0:
+            raise KeyboardInterrupt
+        capture.metric("loss", params["x"] ** 2)
+
+    def exp() -> metalab.Experiment:
+        params = metalab.optimize(
+            {"x": metalab.uniform(-1, 1)}, metric="loss", n_trials=6, seed=1, batch_size=1
+        )
+        return metalab.Experiment(
+            name="cut", operation=cut, params=params, seeds=metalab.seeds(base=0, replicates=2)
+        )
+
+    store = tmp_path / "store"
+    with pytest.raises(metalab.RunInterrupted):
+        metalab.run(exp(), store=store)
+    first = _lines(side)
+    assert len(first) == 8
+    kept = {r.run_id for r in metalab.load_results(store)}
+    assert first[7] not in kept and set(first[:7]) <= kept  # trial 3's first replicate too
+    metalab.run(exp(), store=store)
+    executed = _lines(side)
+    again = executed[8:]
+    assert first[7] in again and not set(first[:7]) & set(again)  # only the unfinished one
+    assert len(executed) == 12 + 1  # 12 runs, the interrupted one twice
+    assert len(metalab.load_results(store)) == 12

@@ -17,6 +17,7 @@ threads compute rounds of ``cap`` trials.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .folding import Folder
 
 if TYPE_CHECKING:
     from ..executors.base import Session
+    from ..store.journal import JournalWriter
     from ..store.layout import Layout
     from ..sweep.partition import SweepTask
     from ..sweep.shipping import Payload
@@ -69,15 +71,18 @@ def run_attempt(
     payload: Payload,
     number: int,
     layout: Layout | None = None,
+    journal: JournalWriter | None = None,
 ) -> Any:
-    """Run the trial's partition; the finished attempt (its outcomes, its journal)."""
+    """Run the trial's partition; the finished attempt (its outcomes, its journal).
+    ``journal``: one shared by the trials its driver runs (no file per trial)."""
     from ..sweep.partition import run_partition
 
     if layout is None:
         from ..store.layout import Layout
 
         layout = Layout(Path(task.store_root))
-    return run_partition(layout, task, payload, number, cols, [number] * len(cols["run_id"]))
+    trials = [number] * len(cols["run_id"])
+    return run_partition(layout, task, payload, number, cols, trials, journal)
 
 
 def _summary(attempt: Any, metric: str) -> tuple[list[Outcome], list[str]]:
@@ -204,12 +209,42 @@ class TrialRunner:
             self.folder.fold()
 
     def _run_direct(self, todo: list[Trial]) -> None:
+        """Trials one after another in this process, sharing a journal until a fold puts
+        their records in Parquet (a file per trial cost more than a no-op trial's run)."""
         metric = self.search.source.metric
         layout = self.search.store.layout
-        while (trial := self._next(todo)) is not None:
-            cols = self.search.columns(trial)
-            attempt = run_attempt(cols, self.task, self.payload, trial.number, layout)
-            self._done(trial, _summary(attempt, metric), attempt)
+        journal: JournalWriter | None = None
+        try:
+            while (trial := self._next(todo)) is not None:
+                if journal is None:
+                    journal = self._journal(trial.number)
+                cols = self.search.columns(trial)
+                attempt = run_attempt(cols, self.task, self.payload, trial.number, layout, journal)
+                self._done(trial, _summary(attempt, metric), attempt)
+                if not self.folder.pending:  # folded: every trial of the journal is in Parquet
+                    journal.discard()
+                    journal = None
+            self.folder.fold()
+            if journal is not None:
+                journal.discard()
+                journal = None
+        finally:
+            if journal is not None:  # an error: its runs stay there for the next run()
+                journal.close()
+
+    def _journal(self, number: int) -> JournalWriter:
+        from ..store.journal import DESCRIPTORS, JournalWriter
+
+        task = self.task
+        return JournalWriter(
+            self.search.store.layout.journal,
+            sweep=task.sweep,
+            part=number,
+            columns={k: [] for k in DESCRIPTORS},
+            worker=f"local:{os.getpid()}",
+            flush_every=task.flush_every,
+            definition=task.definition,
+        )
 
     def _run_rounds(self, todo: list[Trial], cap: int) -> None:
         from dask.delayed import delayed

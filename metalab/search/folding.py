@@ -94,7 +94,8 @@ class Folder:
         for j in journals:
             retire_journal(layout, j)  # deleted, or quarantined if lines were damaged
         for a in kept:
-            a.journal.discard()
+            if not a.shared:  # a journal shared by trials is deleted by their runner
+                a.journal.discard()
         self.parts.clear()
         self.read.clear()
         return sum(t.num_rows for t in records)

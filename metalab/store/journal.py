@@ -9,7 +9,9 @@ each further line is one run's outcome (see :mod:`metalab.store.records`) as tab
     run_id <TAB> status <TAB> started_us <TAB> ended_us <TAB> metrics JSON <TAB> extra JSON
 
 (JSON never contains a raw tab, and this costs a fraction of encoding the whole line
-as JSON.)  Every line, the header too, ends with a tab and the CRC-32 of the rest of the
+as JSON.)  A journal shared by several partitions (a search's trials run by its driver)
+has an empty header and a ``__cols__`` line with each partition's descriptors before
+its outcomes.  Every line, the header too, ends with a tab and the CRC-32 of the rest of the
 line (:mod:`metalab.store.checksum`): a damaged line is reported, never read as data.
 Lines are flushed to the OS every few runs (at most ``flush_every``, and
 at once after any run slower than 20 ms), so a killed process loses at most a few
@@ -43,6 +45,8 @@ HOST = socket.gethostname()
 HOST_TAG = f"{crc32(HOST.encode()):08x}"
 _WRITER = re.compile(r"-h([0-9a-f]{8})p([0-9]+)\.jsonl$")
 START_MARK = "__start__"
+#: A line adding descriptors to the header's (a search's trials sharing one journal).
+COLS_MARK = "__cols__"
 SLOW_RUN_US = 20_000
 #: Journal format: 3 seals every line with a CRC-32; 2 (no checksums) is still read.
 VERSION = 3
@@ -156,6 +160,22 @@ class JournalWriter:
             if self.after_flush is not None:
                 self.after_flush()
 
+    def add_columns(self, columns: dict[str, list[Any]]) -> None:
+        """Add descriptors to the header's (written with the next flush): a journal shared
+        by several partitions, each adding its runs before their outcomes."""
+        self._lines.append((seal_line(f"{COLS_MARK}\t{_dumps(columns)}") + "\n").encode())
+
+    def flush(self) -> None:
+        """Write what is buffered (the end of a partition sharing this journal)."""
+        self._flush()
+        if self.after_flush is not None:
+            self.after_flush()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` (or :meth:`discard`) was called."""
+        return self._fd < 0
+
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
         self._lines.append((seal_line(f"{START_MARK}\t{run_id}") + "\n").encode())
@@ -207,6 +227,7 @@ class Journal:
         self.damaged_lines: list[int] = []
         self.outcomes: list[list[Any]] = []
         self.started: list[str] = []
+        self.more_columns: list[dict[str, list[Any]]] = []  # from COLS_MARK lines
         try:
             data = read_file(path)  # never through a link; unreadable: StoreError, kept
         except FileNotFoundError:
@@ -235,6 +256,8 @@ class Journal:
                     raise ValueError("checksum mismatch")
                 if body.startswith(START_MARK):
                     self.started.append(body.split("\t", 1)[1])
+                elif body.startswith(COLS_MARK):
+                    self.more_columns.append(_checked_columns(body.split("\t", 1)[1]))
                 else:
                     self.outcomes.append(parse_outcome(body))
             except (ValueError, IndexError, TypeError):
@@ -245,7 +268,12 @@ class Journal:
         """run_id -> [params_json, replicate, seed, attempt] from the header."""
         from .records import info_from_columns
 
-        return info_from_columns(self.header["cols"]) if self.header else {}
+        if not self.header:
+            return {}
+        info = info_from_columns(self.header["cols"])
+        for cols in self.more_columns:
+            info.update(info_from_columns(cols))
+        return info
 
     def tables(self) -> tuple[pa.Table | None, pa.Table | None]:
         """Records and stepped metrics of the runs this journal finished (None if none).
@@ -297,7 +325,7 @@ class Journal:
         return not _is_zombie(pid)
 
 
-_DESCRIPTORS = ("run_id", "params", "replicate", "seed", "attempt")
+DESCRIPTORS = ("run_id", "params", "replicate", "seed", "attempt")
 
 
 def _read_header(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -322,11 +350,25 @@ def _read_header(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
         and isinstance(h.get("part"), int)
         and isinstance(h.get("host"), str)
         and isinstance(h.get("pid"), int)
-        and isinstance(cols, dict)
-        and all(isinstance(cols.get(k), list) for k in _DESCRIPTORS)
-        and len({len(cols[k]) for k in _DESCRIPTORS}) == 1
+        and _columns_ok(cols)
     )
     return (h, None) if ok else (None, "header lacks the partition's descriptors")
+
+
+def _columns_ok(cols: Any) -> bool:
+    return (
+        isinstance(cols, dict)
+        and all(isinstance(cols.get(k), list) for k in DESCRIPTORS)
+        and len({len(cols[k]) for k in DESCRIPTORS}) == 1
+    )
+
+
+def _checked_columns(text: str) -> dict[str, list[Any]]:
+    """The descriptors of a COLS_MARK line (ValueError: not descriptors, a damaged line)."""
+    cols = json.loads(text)
+    if not _columns_ok(cols):
+        raise ValueError("not a partition's descriptors")
+    return dict(cols)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -41,7 +41,7 @@ from ..seeds import SeedBundle
 from ..store.atomic import is_disk_full, naming_full_disk
 from ..store.done_markers import done_marker as done_marker
 from ..store.done_markers import read_done_marker, write_done_marker
-from ..store.journal import HOST, Journal, JournalWriter, journal_prefix, list_journals
+from ..store.journal import DESCRIPTORS, HOST, Journal, JournalWriter, journal_prefix, list_journals
 from ..store.layout import Layout
 from ..store.records import (
     FAILED,
@@ -317,8 +317,10 @@ def run_partition(
     part: int,
     cols: dict[str, list[Any]],
     trials: list[int] | None = None,
+    journal: JournalWriter | None = None,
 ) -> _Attempt:
-    """Run the descriptors ``cols`` as partition ``part``; returns the finished attempt."""
+    """Run the descriptors ``cols`` as partition ``part``; returns the finished attempt
+    (``journal``: one shared by the partitions a driver runs itself, kept open)."""
     if task.serializers:
         install_serializers(task.serializers)
     operation, context = payload.resolve()  # on a cluster: read once per worker process
@@ -335,7 +337,7 @@ def run_partition(
         )
         execute = child.run
     with _preemption.partition_running():  # SIGTERM now lets runs checkpoint first
-        attempt = _run_attempt(layout, task, part, (cols, trials), execute, child)
+        attempt = _run_attempt(layout, task, part, (cols, trials), execute, child, journal)
     if attempt.hands_over:
         from distributed import Reschedule
 
@@ -352,12 +354,13 @@ def _run_attempt(
     descriptors: tuple[dict[str, list[Any]], list[int] | None],
     execute: Any,
     child: Any,
+    journal: JournalWriter | None = None,
 ) -> _Attempt:
     # A full disk (the journal, an artifact, the Parquet file) ends the task with one
     # StoreError naming the file; what reached the disk before is kept.
     cols, trials = descriptors
     with naming_full_disk(layout.journal):
-        attempt = _Attempt(layout, task, part, cols)
+        attempt = _Attempt(layout, task, part, cols, journal)
         attempt.trials = trials
     with naming_full_disk(attempt.journal.path):
         failed: BaseException | None = None
@@ -384,7 +387,7 @@ def _close(attempt: _Attempt, failed: BaseException | None) -> None:
 
 
 def _descriptor_columns(pdf: pd.DataFrame) -> dict[str, list[Any]]:
-    return {k: pdf[k].tolist() for k in ("run_id", "params", "replicate", "seed", "attempt")}
+    return {k: pdf[k].tolist() for k in DESCRIPTORS}
 
 
 def _trials(pdf: pd.DataFrame) -> list[int] | None:
@@ -433,27 +436,37 @@ def _previous_attempts(
 class _Attempt:
     """One attempt at one partition: its journal, its outcomes, the earlier attempts."""
 
-    def __init__(self, layout: Layout, task: SweepTask, part: int, cols: dict[str, list[Any]]):
-        self.layout = layout
-        self.task = task
-        self.part = part
-        self.cols = cols
+    def __init__(
+        self,
+        layout: Layout,
+        task: SweepTask,
+        part: int,
+        cols: dict[str, list[Any]],
+        journal: JournalWriter | None = None,
+    ):
+        self.layout, self.task, self.part, self.cols = layout, task, part, cols
         self.prev, self.done_before, self.deaths = (
             ([], {}, {})
             if task.fresh
             else _previous_attempts(layout, task.sweep, part, cols["run_id"])
         )
         self.worker = _worker_address()
-        self.journal = JournalWriter(
-            layout.journal,
-            sweep=task.sweep,
-            part=part,
-            columns=cols,
-            worker=self.worker,
-            flush_every=1 if self.prev else task.flush_every,
-            definition=task.definition,
-        )
-        self.journal.after_flush = task.on_flush
+        #: The journal is shared with other partitions (see run_partition): kept open.
+        self.shared = journal is not None
+        if journal is not None:
+            journal.add_columns(cols)
+        else:
+            journal = JournalWriter(
+                layout.journal,
+                sweep=task.sweep,
+                part=part,
+                columns=cols,
+                worker=self.worker,
+                flush_every=1 if self.prev else task.flush_every,
+                definition=task.definition,
+            )
+            journal.after_flush = task.on_flush
+        self.journal = journal
         self.outcomes: list[list[Any]] = []
         self.params: list[dict[str, Any]] = []
         self.counts = dict.fromkeys(SUMMARY_COLUMNS, 0)
@@ -520,6 +533,9 @@ class _Attempt:
         ``fold=False`` (a requeued attempt on a worker) only closes the journal: the
         next attempt at the partition reads it and folds it with its own.
         """
+        if self.shared:  # its outcomes reach the OS; the driver folds and deletes it
+            self.journal.flush()
+            return
         self.journal.close()
         if not fold:
             return

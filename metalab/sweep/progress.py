@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..store.journal import START_MARK, journal_part, list_journals
+from ..store.journal import COLS_MARK, START_MARK, journal_part, list_journals
 from ..store.records import SUCCESS
 
-_START = START_MARK.encode()
+_MARKS = (b"{", START_MARK.encode(), COLS_MARK.encode())
 
 
 class Counts:
@@ -72,7 +72,7 @@ class JournalPoller:
         if end < 0:  # nothing complete yet; a torn last line is read again next time
             return
         for line in data[: end + 1].split(b"\n")[:-1]:
-            if line.startswith((b"{", _START)):  # the header, a run-start mark
+            if line.startswith(_MARKS):  # the header, a run-start mark, more descriptors
                 continue
             if b"\tsuccess\t" in line[:80]:  # run id (32) + status: never in the metrics
                 ok += 1
