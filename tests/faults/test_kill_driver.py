@@ -58,7 +58,10 @@ def _kill_then_resume(tmp_path: Path, executor: str, group: bool) -> None:
     assert len({r["run_id"] for r in recs}) == N
     assert {r["status"] for r in recs} == {"success"}
     assert not kept & set(after), "a run recorded before the kill was executed again"
-    assert set(after) == set(range(N)) - kept  # only the unrecorded runs ran again
+    # Only unrecorded runs ran again (a driver-only kill leaves the LocalCluster's workers
+    # to finish their run in flight, which may then be recorded too), and every run ran.
+    assert set(after) <= set(range(N)) - kept
+    assert set(after) | set(before) == set(range(N))
     assert all(v == 1 for v in after.values())
     assert not list((store / "journal").glob("*.jsonl"))  # the dead journals were folded
 
