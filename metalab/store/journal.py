@@ -265,7 +265,8 @@ class Journal:
 
     @property
     def info(self) -> dict[str, list[Any]]:
-        """run_id -> [params_json, replicate, seed, attempt] from the header."""
+        """run_id -> [params_json, replicate, seed, attempt] from the header and the
+        ``__cols__`` lines."""
         from .records import info_from_columns
 
         if not self.header:
