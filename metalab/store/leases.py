@@ -461,9 +461,12 @@ class Claim:
                 return  # not ours any more (taken over): nothing to drop
             if done:
                 os.unlink(lease)
-            else:
-                released = {**owner(self.sweep, self.previous), "released": True}
+                return
+            released = {**owner(self.sweep, self.previous), "released": True}
+            try:
                 atomic_write_json(Path(lease), released)
+            except OSError:  # a full disk: removing needs no space, and a held lease of a
+                os.unlink(lease)  # dying worker would hide the partition from a resume
 
 
 def _ino(path: Path) -> int:
