@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExperimentError, StoreError
-from .atomic import TMP_PREFIX, atomic_write_json
+from .atomic import TMP_PREFIX, atomic_write_json, disk_full_error, is_disk_full
 from .journal import HOST
 
 __all__ = [
@@ -198,6 +198,10 @@ def _write_new(path: str | Path, text: str) -> int | None:
     try:
         os.write(fd, text.encode())
         return os.fstat(fd).st_ino
+    except OSError as exc:  # a full disk: no empty lease may stay to look held
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise disk_full_error(exc, path) if is_disk_full(exc) else exc from None
     finally:
         os.close(fd)
 
