@@ -166,22 +166,16 @@ class JournalWriter:
         self._lines.append((seal_line(f"{COLS_MARK}\t{_dumps(columns)}") + "\n").encode())
 
     def flush(self) -> None:
-        """Write what is buffered (the end of a partition sharing this journal)."""
+        """Write what is buffered now (a start mark; the end of a partition sharing this
+        journal)."""
         self._flush()
         if self.after_flush is not None:
             self.after_flush()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` (or :meth:`discard`) was called."""
-        return self._fd < 0
 
     def mark_started(self, run_id: str) -> None:
         """Note (durably) that a run is starting; used on retries to find killer runs."""
         self._lines.append((seal_line(f"{START_MARK}\t{run_id}") + "\n").encode())
-        self._flush()
-        if self.after_flush is not None:
-            self.after_flush()
+        self.flush()
 
     def _flush(self) -> None:
         """Write the buffered lines to the journal file, in one ``os.write`` (the journal's

@@ -31,7 +31,6 @@ clocks that agree to well within ``ttl`` (NTP does that on clusters).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import hashlib
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExperimentError, StoreError
-from .atomic import TMP_PREFIX, atomic_write_json, disk_full_error, is_disk_full
+from .atomic import TMP_PREFIX, atomic_write_json, naming_full_disk
 from .journal import HOST
 
 __all__ = [
@@ -158,19 +157,6 @@ def _touch_if(path: str, ino: int) -> bool:
 
 _RENEWER = _Renewer()
 
-#: Sweeps of this process that may hold a lease (counted from before a claim's create to
-#: its release): a lease of this process whose sweep is not here was let go, even when
-#: marking it released failed (a full disk).
-_LIVE: collections.Counter[str] = collections.Counter()
-_LIVE_LOCK = threading.Lock()
-
-
-def _hold(sweep: str, step: int) -> None:
-    with _LIVE_LOCK:
-        _LIVE[sweep] += step
-        if _LIVE[sweep] <= 0:
-            del _LIVE[sweep]
-
 
 # -- the cohort -------------------------------------------------------------------------
 
@@ -196,12 +182,13 @@ def _write_new(path: str | Path, text: str) -> int | None:
     except FileExistsError:
         return None
     try:
-        os.write(fd, text.encode())
+        with naming_full_disk(path):
+            os.write(fd, text.encode())
         return os.fstat(fd).st_ino
-    except OSError as exc:  # a full disk: no empty lease may stay to look held
+    except OSError:  # a full disk: no empty lease may stay to look held
         with contextlib.suppress(OSError):
             os.unlink(path)
-        raise disk_full_error(exc, path) if is_disk_full(exc) else exc from None
+        raise
     finally:
         os.close(fd)
 
@@ -265,9 +252,6 @@ def _stale(info: dict[str, Any] | None, mtime: float, ttl: float, sweep: str) ->
     if sweep and info.get("sweep") == sweep:
         return True
     pid, at = info.get("pid"), info.get("at")
-    if info.get("host") == HOST and pid == os.getpid():  # of this process: is it held?
-        with _LIVE_LOCK:
-            return info.get("sweep") not in _LIVE
     if info.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool):
         return False
     from .housekeeping import process_alive
@@ -375,16 +359,6 @@ class Cohort:
 
     def claim(self, k: int, sweep: str) -> Claim | None:
         """Lease partition ``k`` for ``sweep``; None when it is done or held by another."""
-        _hold(sweep, 1)  # before the create: this process's takers see it held
-        got = None
-        try:
-            got = self._claim(k, sweep)
-        finally:
-            if got is None:
-                _hold(sweep, -1)
-        return got
-
-    def _claim(self, k: int, sweep: str) -> Claim | None:
         lease = self.path(k, "lease")
         previous: list[str] = []
         for _ in range(10):
@@ -454,7 +428,6 @@ class Claim:
         if self.released:
             return
         self.released = True
-        _hold(self.sweep, -1)
         lease = self.cohort.path(self.part, "lease")
         _RENEWER.discard(lease)
         if done:  # before the lease goes: a claimer checks for it after its create
