@@ -228,3 +228,14 @@ def test_is_in_is_exact_when_keys_collide():
     assert is_in(ids, pa.array([b, c], pa.string())).tolist() == [False, True, True, False]
     assert is_in(ids[:3], pa.array([b, a, b], pa.string())).tolist() == [True, True, False]
     assert is_in(ids[:3], pa.array([], pa.string())).tolist() == [False, False, False]
+
+
+def test_is_in_takes_records_in_plan_order_in_one_comparison_and_stays_exact():
+    ids = pa.array([f"{i:032x}" for i in range(1, 200)], pa.string())
+    assert is_in(ids, ids).all()  # the records in plan order
+    assert is_in(ids, ids.take(pa.array(np.arange(198, -1, -1)))).all()  # any order
+    # Same length, one id differing in its last character: only that one is missing.
+    other = ids.to_pylist()
+    other[57] = other[57][:-1] + ("0" if other[57][-1] != "0" else "1")
+    found = is_in(ids, pa.array(other, pa.string()))
+    assert found.sum() == len(ids) - 1 and not found[57]

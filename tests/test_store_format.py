@@ -475,3 +475,30 @@ def test_recipes_unify_files_that_differ_in_columns(steps):
         latest = latest if isinstance(latest, pd.DataFrame) else latest.to_pandas()
         late = latest.set_index("run_id")["metrics.late"]
         assert sorted(late.dropna().tolist()) == [0.04, 0.06], lib
+
+
+@pytest.mark.parametrize("later", ["success", "failed"])
+def test_a_narrow_read_breaks_ties_by_end_time(tmp_path, later):
+    """Two copies of each run, same attempt: the later end wins, also when the caller
+    asked for columns without ``ended_at`` (read again with it only when ids repeat)."""
+    from metalab.store import Store
+
+    store = tmp_path / "s"
+    metalab.run(_exp(), store=store)
+    (original,) = (store / "records").glob("*.parquet")
+    table = pq.read_table(original)
+    shift = pd.Timedelta(seconds=5) if later == "failed" else -pd.Timedelta(seconds=5)
+    copy = table.set_column(
+        table.schema.get_field_index("status"), "status", pa.array(["failed"] * table.num_rows)
+    )
+    ended = (table.column("ended_at").to_pandas() + shift).to_numpy()
+    i = copy.schema.get_field_index("ended_at")
+    copy = copy.set_column(i, "ended_at", pa.array(ended, table.schema.field(i).type))
+    pq.write_table(copy, store / "records" / "other-000000.parquet")
+    status = Store.open(store).status_table()
+    assert status.column_names == ["run_id", "status", "attempt", "artifacts"]
+    assert status.num_rows == 8
+    got = dict(zip(*status.select(["run_id", "status"]).to_pydict().values(), strict=True))
+    first = dict(zip(*table.select(["run_id", "status"]).to_pydict().values(), strict=True))
+    assert got == (first if later == "success" else dict.fromkeys(first, "failed"))
+    assert "success" in first.values()

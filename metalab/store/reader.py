@@ -276,17 +276,18 @@ def may_have_duplicates(run_ids: pa.ChunkedArray | pa.Array) -> bool:
     return bool((keys[1:] == keys[:-1]).any())
 
 
-def dedupe_latest(table: pa.Table) -> pa.Table:
+def dedupe_latest(table: pa.Table, *, checked: bool = False) -> pa.Table:
     """Keep one record per run id: the highest ``attempt``, then the latest ``ended_at``.
 
     Attempts are numbered by the driver (the run's current attempt + 1), so a retry on a
     host whose clock lags still supersedes the attempt before it; the end time only
-    breaks ties (two drivers that ran the same attempt at once).
+    breaks ties (two drivers that ran the same attempt at once). ``checked``: the caller
+    found that some run id may repeat (:func:`may_have_duplicates`).
     """
     if table.num_rows == 0:
         return table
     run_ids = table.column("run_id")
-    if not may_have_duplicates(run_ids):
+    if not checked and not may_have_duplicates(run_ids):
         return table
     import numpy as np
 
@@ -334,7 +335,8 @@ def read_records(
     """All current run records of a store (Parquet + journals), one row per run id."""
     need = None
     if columns is not None:
-        need = list(dict.fromkeys([*columns, "run_id", "ended_at", "attempt"]))
+        # ``ended_at`` only breaks ties between copies of a run: read when there are any.
+        need = list(dict.fromkeys([*columns, "run_id", "attempt"]))
     # Journals first: a partition finishing meanwhile writes its Parquet file before
     # deleting its journal, so its runs are then seen in one place or both, never neither.
     jrecs, _ = journal_tables(layout)
@@ -348,7 +350,12 @@ def read_records(
         if need is not None:
             t = t.select([c for c in need if c in t.column_names])
         tables.append(t)
-    table = dedupe_latest(concat(tables))
+    table = concat(tables)
+    if table.num_rows and may_have_duplicates(table.column("run_id")):
+        if need is not None and "ended_at" not in need:  # read again, with the tie-breaker
+            again = read_records(layout, columns=[*columns, "ended_at"], filter=filter)
+            return again.select([c for c in columns if c in again.column_names])
+        table = dedupe_latest(table, checked=True)
     if columns is not None:
         table = table.select([c for c in columns if c in table.column_names])
     return table
