@@ -13,7 +13,8 @@ import metalab
 from metalab.errors import ContextError
 from metalab.seeds import SeedBundle
 from metalab.store.journal import Journal, JournalWriter, encode_metrics
-from metalab.sweep.partition import SweepTask, prepare, run_one
+from metalab.sweep.one_run import prepare, run_one
+from metalab.sweep.partition import SweepTask
 
 
 def _cols(n: int) -> dict[str, list]:
@@ -127,3 +128,21 @@ def test_context_checked_per_run_only_when_it_has_watched_values(tmp_path):
     assert [o[1] for o in outs] == ["success", "success", "failed"]
     assert outs[2][5]["error"]["type"] == ContextError.__name__
     assert np.asarray(exp.context["df"]).ravel().tolist() == [99]
+
+
+@metalab.operation(name="bare", version="1")
+def bare(params):
+    """No capture asked for: metrics only through the return value."""
+    if params["x"] == 1:
+        raise ValueError("one")
+    return {"y": params["x"] * 10} if params["x"] == 2 else None
+
+
+def test_an_operation_without_capture_records_returns_failures_and_retries(tmp_path):
+    exp = metalab.Experiment(name="bare", operation=bare, params=metalab.grid(x=[0, 1, 2]))
+    table = metalab.run(exp, store=tmp_path / "s", retries=1).table(as_dataframe=True)
+    rows = table.set_index("x")
+    assert rows["status"].to_dict() == {0: "success", 1: "failed", 2: "success"}
+    assert rows.loc[2, "y"] == 20 and pd.isna(rows.loc[0, "y"])
+    assert rows.loc[1, "error_type"] == "ValueError" and rows.loc[1, "retries"] == 1
+    assert rows.loc[0, "retries"] == 0

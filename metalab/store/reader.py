@@ -352,7 +352,7 @@ def read_records(
         tables.append(t)
     table = concat(tables)
     if table.num_rows and may_have_duplicates(table.column("run_id")):
-        if need is not None and "ended_at" not in need:  # read again, with the tie-breaker
+        if columns is not None and "ended_at" not in columns:  # read again, with the tie-breaker
             again = read_records(layout, columns=[*columns, "ended_at"], filter=filter)
             return again.select([c for c in columns if c in again.column_names])
         table = dedupe_latest(table, checked=True)

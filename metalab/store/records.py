@@ -14,8 +14,9 @@ did not succeed, wherever that is decided (an exception, a timeout, a dead proce
 from __future__ import annotations
 
 import json
+import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,11 @@ def _ts(values: Sequence[int]) -> pa.Array:
     return pa.array(_us(values), type=pa.int64()).cast(_TS)
 
 
+def _repeat(value: Any, type: pa.DataType, n: int) -> pa.Array:
+    """``n`` copies of one value as an Arrow array (built in C, not from a Python list)."""
+    return pa.repeat(pa.scalar(value, type=type), n)
+
+
 def _json_or_none(values: Iterable[Any]) -> list[str | None]:
     return [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
 
@@ -233,7 +239,7 @@ def _definition_and_trial(
     cols: dict[str, pa.Array] = {}
     for key in DEFINITION_COLUMNS:
         value = (definition or {}).get(key)
-        cols[key] = pa.array([None if value is None else str(value)] * n, type=pa.string())
+        cols[key] = _repeat(None if value is None else str(value), pa.string(), n)
     if any(e and TRIAL in e for e in extras):
         cols[TRIAL] = pa.array([e.get(TRIAL) if e else None for e in extras], type=pa.int32())
     return cols
@@ -260,48 +266,50 @@ def build_records(
     unknown: a journal written before records carried them).
     """
     n = len(outcomes)
-    run_ids = [o[0] for o in outcomes]
+    run_ids, status, t0, t1, metrics, extras = (
+        list(map(operator.itemgetter(i), outcomes)) for i in range(6)
+    )
     if aligned is None:
         aligned = _aligned_info(run_ids, info)
     params_json = aligned["params"]
     if params is None:
         params = [json.loads(p) for p in params_json]
-    t0 = [o[2] for o in outcomes]
-    t1 = [o[3] for o in outcomes]
-    extras = [o[5] for o in outcomes]
-    errors = [e.get("error") if e else None for e in extras]
+    plain = not any(extras)  # no retries, errors, artifacts, logs or trials (the usual)
+    errors = [] if plain else [e.get("error") if e else None for e in extras]
+
+    def text(values: Callable[[], list[Any]]) -> pa.Array:
+        return pa.nulls(n, pa.string()) if plain else pa.array(values(), type=pa.string())
 
     cols: dict[str, pa.Array] = {
         "run_id": pa.array(run_ids, type=pa.string()),
-        "status": pa.array([o[1] for o in outcomes], type=pa.string()),
+        "status": _repeat(status[0], pa.string(), n)
+        if n and status.count(status[0]) == n
+        else pa.array(status, type=pa.string()),
         "attempt": pa.array(aligned["attempt"], type=pa.int32()),
-        "retries": pa.array([e.get("retries", 0) if e else 0 for e in extras], type=pa.int32()),
+        "retries": _repeat(0, pa.int32(), n)
+        if plain
+        else pa.array([e.get("retries", 0) if e else 0 for e in extras], type=pa.int32()),
         "replicate": pa.array(aligned["replicate"], type=pa.int32()),
         "seed": pa.array(aligned["seed"], type=pa.int64()),
         "params": pa.array(params_json, type=pa.string()),
         "started_at": _ts(t0),
         "ended_at": _ts(t1),
         "duration_s": pa.array((_us(t1) - _us(t0)) / 1e6, type=pa.float64()),
-        "error_type": pa.array([e and e.get("type") for e in errors], type=pa.string()),
-        "error_message": pa.array([e and e.get("message") for e in errors], type=pa.string()),
-        "traceback": pa.array([e and e.get("traceback") for e in errors], type=pa.string()),
-        "artifacts": pa.array(
-            _json_or_none(e.get("artifacts") if e else None for e in extras), type=pa.string()
-        ),
-        "logs": pa.array(
-            _json_or_none(e.get("logs") if e else None for e in extras), type=pa.string()
-        ),
-        "host": pa.array([host] * n, type=pa.string()),
-        "pid": pa.array([pid] * n, type=pa.int32()),
-        "worker": pa.array([worker] * n, type=pa.string()),
-        "sweep": pa.array([sweep] * n, type=pa.string()),
+        "error_type": text(lambda: [e and e.get("type") for e in errors]),
+        "error_message": text(lambda: [e and e.get("message") for e in errors]),
+        "traceback": text(lambda: [e and e.get("traceback") for e in errors]),
+        "artifacts": text(lambda: _json_or_none(e.get("artifacts") if e else None for e in extras)),
+        "logs": text(lambda: _json_or_none(e.get("logs") if e else None for e in extras)),
+        "host": _repeat(host, pa.string(), n),
+        "pid": _repeat(pid, pa.int32(), n),
+        "worker": _repeat(worker, pa.string(), n),
+        "sweep": _repeat(sweep, pa.string(), n),
     }
     cols.update(_definition_and_trial(n, definition, extras))
     for k, values in flat_columns(params).items():
         cols[PARAM_PREFIX + k] = to_array(values)
-    metrics = [o[4] for o in outcomes]
-    for k in _union_keys(metrics):
-        cols[METRIC_PREFIX + k] = to_array([m.get(k) for m in metrics])
+    for k, values in _columns(metrics, _union_keys(metrics)).items():
+        cols[METRIC_PREFIX + k] = to_array(values)
     table = pa.table(cols)
     n_steps = sum(len(e["steps"]) for e in extras if e and e.get("steps"))
     table = table.replace_schema_metadata({"metalab.schema_version": str(SCHEMA_VERSION)})
@@ -315,32 +323,41 @@ def _aligned_info(run_ids: Sequence[str], info: dict[str, list[Any]]) -> dict[st
     return {k: [i[pos] for i in infos] for pos, k in enumerate(keys)}
 
 
-_NESTED = (dict, list)
-
-
 def flat_columns(dicts: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     """Column lists of flattened dicts (missing values None), fast when all share flat keys."""
     keys = _union_keys(dicts)
-    if dicts and all(len(d) == len(keys) for d in dicts):
-        cols = {k: [d[k] for d in dicts] for k in keys}
-        if not any(type(v) in _NESTED for col in cols.values() for v in col):
+    if dicts and min(map(len, dicts)) == len(keys):  # every dict has every key
+        cols = _columns(dicts, keys)
+        if not any(_NESTED & set(map(type, col)) for col in cols.values()):
             return cols
     flats = [flatten(d) for d in dicts]
-    return {k: [f.get(k) for f in flats] for k in _union_keys(flats)}
+    return _columns(flats, _union_keys(flats))
+
+
+_NESTED: set[type] = {dict, list}
+
+
+def _columns(dicts: Sequence[dict[str, Any]], keys: list[str]) -> dict[str, list[Any]]:
+    """``{key: [d.get(key) for d in dicts]}``; plain lookups when every dict has every key."""
+    if keys and min(map(len, dicts)) == len(keys):
+        return {k: list(map(operator.itemgetter(k), dicts)) for k in keys}
+    return {k: [d.get(k) for d in dicts] for k in keys}
 
 
 def _union_keys(dicts: Sequence[dict[str, Any]]) -> list[str]:
+    """Every key of ``dicts``: the first dict's in its order, then others as first seen."""
     if not dicts:
         return []
     first = list(dicts[0])
+    if len(set().union(*dicts)) == len(first):  # one C-level pass: no other key
+        return first
     keyset = set(first)
     extra: list[str] = []
     for d in dicts:
-        if len(d) != len(keyset) or d.keys() != keyset:
-            for k in d:
-                if k not in keyset:
-                    keyset.add(k)
-                    extra.append(k)
+        for k in d:
+            if k not in keyset:
+                keyset.add(k)
+                extra.append(k)
     return first + extra
 
 
