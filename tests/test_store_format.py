@@ -497,8 +497,38 @@ def test_a_narrow_read_breaks_ties_by_end_time(tmp_path, later):
     pq.write_table(copy, store / "records" / "other-000000.parquet")
     status = Store.open(store).status_table()
     assert status.column_names == ["run_id", "status", "attempt", "artifacts"]
+    # Given the plan's ids (16 records, 8 ids: no match), the copies are still found.
+    planned = pa.array(sorted(set(table.column("run_id").to_pylist())), pa.string())
+    assert (
+        Store.open(store).status_table(planned).sort_by("run_id").equals(status.sort_by("run_id"))
+    )
     assert status.num_rows == 8
     got = dict(zip(*status.select(["run_id", "status"]).to_pydict().values(), strict=True))
     first = dict(zip(*table.select(["run_id", "status"]).to_pydict().values(), strict=True))
     assert got == (first if later == "success" else dict.fromkeys(first, "failed"))
     assert "success" in first.values()
+
+
+def test_records_matching_the_plan_need_no_search_for_copies(tmp_path):
+    """status_table(planned) takes records equal to the plan, row for row, as they are;
+    the same number of rows with one run twice is deduplicated."""
+    from metalab.store import Store
+
+    store = tmp_path / "s"
+    metalab.run(_exp(), store=store)
+    st = Store.open(store)
+    ids = st.status_table().column("run_id").combine_chunks()
+    assert st.status_table(ids).column("run_id").combine_chunks().equals(ids)
+    (original,) = (store / "records").glob("*.parquet")
+    table = pq.read_table(original)
+    # The same 8 rows, but the last run replaced by a newer attempt of the first.
+    first = table.slice(0, 1)
+    newer = first.set_column(
+        first.schema.get_field_index("attempt"), "attempt", pa.array([9], pa.int32())
+    )
+    original.unlink()
+    pq.write_table(pa.concat_tables([table.slice(0, 7), newer]), original)
+    status = Store.open(store).status_table(ids)
+    assert status.num_rows == 7
+    attempts = dict(zip(*status.select(["run_id", "attempt"]).to_pydict().values(), strict=True))
+    assert attempts[ids[0].as_py()] == 9

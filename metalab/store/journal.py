@@ -182,10 +182,13 @@ class JournalWriter:
         only write: every byte of it reaches the disk here)."""
         if not self._lines:
             return
-        data = memoryview(b"".join(self._lines))
+        data = b"".join(self._lines)
         self._lines.clear()
-        while data:
-            data = data[os.write(self._fd, data) :]
+        done = os.write(self._fd, data)
+        if done < len(data):  # a short write (a signal, a nearly full disk): the rest
+            rest = memoryview(data)[done:]
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
 
     def close(self) -> None:
         """Close the file (writing what is buffered); the journal stays on disk."""

@@ -91,6 +91,10 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
         return pa.concat_tables(fixed, promote_options="permissive")
 
 
+#: Reads of at most this many columns go through the dataset reader (see below).
+NARROW_READ = 8
+
+
 def read_parquet_file(path: Path, columns: Sequence[str] | None, filter: Any) -> pa.Table:
     """Read one Parquet file, verifying its footer and page checksums.
 
@@ -104,7 +108,9 @@ def read_parquet_file(path: Path, columns: Sequence[str] | None, filter: Any) ->
         pf = pq.ParquetFile(path, page_checksum_verification=True)
         names = pf.schema_arrow.names
         cols = None if columns is None else [c for c in columns if c in names]
-        if filter is not None:
+        if filter is not None or (cols is not None and len(cols) <= NARROW_READ):
+            # The dataset reader (pre-buffered, threaded over row groups) reads a few
+            # columns ~1.4x faster than ParquetFile.read; a whole table it does not.
             return pq.read_table(
                 path,
                 columns=cols,
@@ -330,9 +336,17 @@ def dedupe_steps(table: pa.Table) -> pa.Table:
 
 
 def read_records(
-    layout: Layout, *, columns: Sequence[str] | None = None, filter: Any = None
+    layout: Layout,
+    *,
+    columns: Sequence[str] | None = None,
+    filter: Any = None,
+    distinct: pa.Array | None = None,
 ) -> pa.Table:
-    """All current run records of a store (Parquet + journals), one row per run id."""
+    """All current run records of a store (Parquet + journals), one row per run id.
+
+    ``distinct``: run ids known to be distinct (a plan's): records holding exactly these,
+    in this order, need no search for repeated ids (one comparison instead of a sort).
+    """
     need = None
     if columns is not None:
         # ``ended_at`` only breaks ties between copies of a run: read when there are any.
@@ -351,7 +365,7 @@ def read_records(
             t = t.select([c for c in need if c in t.column_names])
         tables.append(t)
     table = concat(tables)
-    if table.num_rows and may_have_duplicates(table.column("run_id")):
+    if table.num_rows and not _same_ids(table, distinct) and may_have_duplicates(table["run_id"]):
         if columns is not None and "ended_at" not in columns:  # read again, with the tie-breaker
             again = read_records(layout, columns=[*columns, "ended_at"], filter=filter)
             return again.select([c for c in columns if c in again.column_names])
@@ -359,6 +373,14 @@ def read_records(
     if columns is not None:
         table = table.select([c for c in columns if c in table.column_names])
     return table
+
+
+def _same_ids(table: pa.Table, ids: pa.Array | None) -> bool:
+    """Whether ``table``'s run ids are exactly ``ids``, row for row."""
+    if ids is None or table.num_rows != len(ids):
+        return False
+    col = table.column("run_id")
+    return bool(col.type == ids.type and col.equals(pa.chunked_array([ids])))
 
 
 def read_steps(layout: Layout, *, filter: Any = None) -> pa.Table:

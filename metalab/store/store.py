@@ -249,9 +249,12 @@ class Store:
         """Current records (one per run id), optionally a subset of columns / rows."""
         return read_records(self.layout, columns=columns, filter=filter)
 
-    def status_table(self) -> pa.Table:
-        """run_id, status, attempt, artifacts of every current record (for resume planning)."""
-        return self.records(columns=["run_id", "status", "attempt", "artifacts"])
+    def status_table(self, planned: pa.Array | None = None) -> pa.Table:
+        """run_id, status, attempt, artifacts of every current record (for resume planning;
+        ``planned``: the plan's distinct run ids, see :func:`read_records`)."""
+        return read_records(
+            self.layout, columns=["run_id", "status", "attempt", "artifacts"], distinct=planned
+        )
 
     # maintenance -------------------------------------------------------------------
     def recover_journals(self, *, sweep: str | None = None, dead_only: bool = True) -> int:

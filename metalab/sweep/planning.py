@@ -68,7 +68,7 @@ def plan_todo(
         if len(full) == len(exp):  # all distinct: the cache's positions are the plan's
             plan_cache.save(store.layout, exp, ids)
     store.check_metric_files()  # damaged stepped metrics: their runs run again
-    status = store.status_table()
+    status = store.status_table(ids)  # the plan's ids are distinct
     todo_pos = None  # positions in the plan of the runs to execute; None: all of them
     if status.num_rows and resume:
         # A requeued run is never done: it continues from its checkpoint.
