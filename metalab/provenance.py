@@ -250,6 +250,10 @@ class Collector:
         except BaseException as exc:  # never let provenance break a sweep
             self._error = exc
 
+    def ready(self) -> bool:
+        """Whether :meth:`result` would return at once."""
+        return not self._thread.is_alive()
+
     def result(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """The provenance (only ``error`` when collecting it failed or took too long)."""
         self._thread.join(timeout_s)

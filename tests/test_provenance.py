@@ -366,3 +366,36 @@ def test_no_warning_without_source_or_earlier_records(tmp_path):
 def test_source_changed_warning_is_public():
     assert issubclass(SourceChangedWarning, UserWarning)
     assert "SourceChangedWarning" in metalab.__all__
+
+
+def test_provenance_collected_after_the_sweep_starts_is_in_its_file(tmp_path, monkeypatch):
+    """Slow git calls do not hold up the runs: the sweep file gets the provenance at the
+    end, and while the sweep runs it already names its driver (host, pid)."""
+    import threading
+
+    from metalab import provenance
+    from metalab.store.journal import HOST
+
+    release = threading.Event()
+    real = provenance.collect
+
+    def slow(op):
+        release.wait(30)
+        return real(op)
+
+    seen = {}
+
+    @metalab.operation(name="peek", version="1")
+    def peek(params):
+        (sweep_file,) = (tmp_path / "s" / "sweeps").glob("*.json")
+        seen.update(json.loads(sweep_file.read_text()))
+        release.set()
+
+    monkeypatch.setattr(provenance, "collect", slow)
+    res = metalab.run(
+        metalab.Experiment("peek", peek, params=metalab.grid(x=[1])), store=tmp_path / "s"
+    )
+    assert "provenance" not in seen and seen["pid"] == os.getpid()
+    assert seen["host"] == HOST
+    (sweep,) = res.provenance
+    assert sweep["provenance"]["python"] == platform.python_version()

@@ -39,6 +39,7 @@ from .reader import (
     read_parquet_folder,
     read_verified,
 )
+from .sweep_files import driver_of
 
 if TYPE_CHECKING:
     from .store import Store
@@ -216,10 +217,8 @@ def _driver_gone(store: Store, sweep: str, payload: Path, older_than_s: float, n
         return st is not None and now - st.st_mtime > older_than_s
     if "ended" in info:
         return True
-    prov = info.get("provenance")
-    host = prov.get("hostname") if isinstance(prov, dict) else None
-    pid = prov.get("pid") if isinstance(prov, dict) else None
-    if host != HOST or not isinstance(pid, int):
+    host, pid = driver_of(info)
+    if host != HOST or pid is None:
         return False  # another host: its driver may still be running
     started = info.get("started")
     return not process_alive(pid, started if isinstance(started, (int, float)) else None)

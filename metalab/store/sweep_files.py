@@ -34,7 +34,7 @@ STALE_S = 10 * HEARTBEAT_S
 RUNNING = "running"
 
 
-def _driver(info: dict[str, Any]) -> tuple[str | None, int | None]:
+def driver_of(info: dict[str, Any]) -> tuple[str | None, int | None]:
     """(host, pid) of a sweep's driver, from the sweep file (or its provenance)."""
     prov = info.get("provenance")
     prov = prov if isinstance(prov, dict) else {}
@@ -53,7 +53,7 @@ def sweep_state(info: dict[str, Any], mtime: float | None, now: float | None = N
     """
     if "ended" in info:
         return str(info.get("status") or "finished")
-    host, pid = _driver(info)
+    host, pid = driver_of(info)
     if host == HOST and pid is not None:
         from .housekeeping import process_alive
 

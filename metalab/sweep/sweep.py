@@ -271,8 +271,9 @@ class Sweep:
             "planned": len(self.planned),
             "to_run": len(self.todo),
             "skipped": self.counts.skipped,
-            "provenance": self.provenance.result(),
         }
+        if self.provenance.ready():  # else its git calls go on beside the runs: see finish
+            self.info["provenance"] = self.provenance.result()
         self.store.write_sweep(self.sweep_id, self.info)
         self.store.note_definition(
             exp.manifest(),
@@ -396,6 +397,8 @@ class Sweep:
         with contextlib.suppress(OSError):
             st.compact()
         c = self.counts
+        if self.info and "provenance" not in self.info:
+            self.info["provenance"] = self.provenance.result()
         self.info.update(ended=time.time(), status=self.status, success=c.success, failed=c.failed)
         with contextlib.suppress(OSError):
             st.write_sweep(self.sweep_id, self.info)
