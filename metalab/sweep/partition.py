@@ -11,6 +11,7 @@ with error type ``WorkerDied`` instead of killing a third worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -223,8 +224,10 @@ def _summary(counts: dict[str, int]) -> pd.DataFrame:
     return pd.DataFrame({k: [counts[k]] for k in SUMMARY_COLUMNS})
 
 
+@functools.cache
 def summary_meta() -> pd.DataFrame:
-    """The empty summary frame: the ``meta`` of the partition tasks."""
+    """The empty summary frame: the ``meta`` of the partition tasks (built once, shared:
+    never modify it)."""
     import pandas as pd
 
     return pd.DataFrame({k: pd.Series([], dtype="int64") for k in SUMMARY_COLUMNS})
