@@ -239,3 +239,19 @@ def test_is_in_takes_records_in_plan_order_in_one_comparison_and_stays_exact():
     other[57] = other[57][:-1] + ("0" if other[57][-1] != "0" else "1")
     found = is_in(ids, pa.array(other, pa.string()))
     assert found.sum() == len(ids) - 1 and not found[57]
+
+
+def test_key_positions_finds_a_position_of_each_key_or_minus_one():
+    from metalab.sweep.planning import key_positions
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 50, 80).astype(np.uint64)  # repeated keys
+    keys = rng.integers(0, 70, 200).astype(np.uint64)  # some absent
+    pos = key_positions(keys, values)
+    present = set(values.tolist())
+    for k, p in zip(keys.tolist(), pos.tolist(), strict=True):
+        assert (p >= 0) == (k in present)
+        if p >= 0:
+            assert values[p] == k
+    assert (key_positions(keys, values[:0]) == -1).all()
+    assert len(key_positions(keys[:0], values)) == 0
