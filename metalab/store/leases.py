@@ -254,7 +254,7 @@ def _stale(info: dict[str, Any] | None, mtime: float, ttl: float, sweep: str) ->
     pid, at = info.get("pid"), info.get("at")
     if info.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool):
         return False
-    from .housekeeping import process_alive
+    from .processes import process_alive
 
     return not process_alive(pid, at if isinstance(at, (int, float)) else None)
 

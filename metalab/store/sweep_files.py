@@ -55,7 +55,7 @@ def sweep_state(info: dict[str, Any], mtime: float | None, now: float | None = N
         return str(info.get("status") or "finished")
     host, pid = driver_of(info)
     if host == HOST and pid is not None:
-        from .housekeeping import process_alive
+        from .processes import process_alive
 
         started = info.get("started")
         alive = process_alive(pid, started if isinstance(started, (int, float)) else None)
