@@ -54,3 +54,29 @@ def test_s3_benchmark_runs():
     pytest.importorskip("moto", reason="moto[server] is not installed")
     out = _bench("s3.py", "--smoke")
     assert "| S3 / local |" in out and "| filter(a=7): 1% | 20 |" in out
+
+
+def test_store_benchmark_runs():
+    # 20,000 runs: the smallest plan the plan cache keeps (store.py checks it was used).
+    out = _bench("store.py", "--runs", "20000")
+    assert "| resume planning (all done), plan cached |" in out
+    assert "| filter(a=7) (1% of runs) |" in out
+
+
+def test_leases_benchmark_runs():
+    out = _bench("leases.py", "--runs", "200", "--sizes", "100,20", "--repeat", "1")
+    assert "## Lease overhead" in out and "| 20 | 10 |" in out
+
+
+def test_checkpoint_benchmark_runs():
+    out = _bench("checkpoint.py", "--repeat", "1")
+    assert "| 1 MB | array |" in out and "| 100 MB | dict |" in out
+
+
+def test_peers_benchmark_runs_without_its_optional_peers():
+    """Missing peers (MLflow, Sacred, signac, Ray Tune) get a note; metalab's rows print."""
+    out = _bench(
+        "peers.py", "--runs", "20", "--signac-runs", "20", "--large", "200", "--budget", "5"
+    )
+    assert "| metalab | durable store (journal + Parquet) | 200 |" in out
+    assert "## Read-back" in out
