@@ -76,3 +76,25 @@ def tmpfs(tmp_path):
     yield mount
     for m in mounted:
         subprocess.run(["umount", "-l", str(m)], check=False)
+
+
+@pytest.fixture
+def fill_disk():
+    """``fill(folder)`` writes a ballast file into ``folder`` until its (small) file
+    system is full (ENOSPC) and returns the ballast's path."""
+    import errno
+    import os
+
+    def fill(folder):
+        ballast = folder / "ballast"
+        fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        return ballast
+
+    return fill

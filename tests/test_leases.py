@@ -344,18 +344,7 @@ def test_a_lease_of_another_host_expires_by_its_age(tmp_path):
     assert not os.path.exists(lease)
 
 
-def _fill(folder: Path) -> None:
-    """Write into ``folder`` until its (small) file system is full."""
-    with open(folder / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"x" * 65536)
-                f.flush()
-        except OSError:
-            pass
-
-
-def test_a_lease_on_a_full_disk_never_looks_held(tmp_path, tmpfs):
+def test_a_lease_on_a_full_disk_never_looks_held(tmp_path, tmpfs, fill_disk):
     """A full disk: creating a lease raises StoreError naming it and leaves no empty
     lease (which would read as one being written, held); letting a held partition go
     removes its lease when the released one cannot be written, so a resume can claim it."""
@@ -365,7 +354,7 @@ def test_a_lease_on_a_full_disk_never_looks_held(tmp_path, tmpfs):
     cohort = Cohort.join(root, "k" * 32, lambda: [0, 5, 10], 30.0, 10)
     held = cohort.claim(0, "first")
     assert held is not None
-    _fill(root)
+    ballast = fill_disk(root)
     with pytest.raises(StoreError) as info:
         cohort.claim(1, "first")
     assert info.value.path == cohort.path(1, "lease")
@@ -374,7 +363,7 @@ def test_a_lease_on_a_full_disk_never_looks_held(tmp_path, tmpfs):
     held.release(done=False)
     assert not os.path.lexists(cohort.path(0, "lease"))
     assert cohort.state(0)[0] == "free"
-    (root / "filler").unlink()
+    ballast.unlink()
     again = cohort.claim(0, "resume")
     assert again is not None
     again.release(done=True)

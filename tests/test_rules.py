@@ -86,23 +86,11 @@ def test_compaction_merges_a_folder_once_it_holds_16_files(tmp_path):
     assert len(res.metric_frame().compute()) == 16
 
 
-def _fill(folder: Path) -> None:
-    """Write a ballast file until the disk is full."""
-    fd = os.open(folder / "ballast", os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-
-
-def test_compaction_writes_the_merged_file_before_deleting_its_inputs(tmp_path, tmpfs):
+def test_compaction_writes_the_merged_file_before_deleting_its_inputs(tmp_path, tmpfs, fill_disk):
     """A compaction that cannot write its merged file (disk full) loses no record."""
     store = tmpfs("size=8m") / "s"
     metalab.run(_files_exp(15), store=store, partition_size=1)
-    _fill(store.parent)
+    fill_disk(store.parent)
     with pytest.raises(OSError) as info:
         Store.open(store).compact(at_files=2)
     assert info.value.errno == errno.ENOSPC

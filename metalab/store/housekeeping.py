@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from .journal import HOST
 from .paths import (
     artifact_parts,
     cannot_read,
@@ -31,7 +30,6 @@ from .paths import (
     read_file,
     remove_stale,
 )
-from .processes import process_alive
 from .reader import (
     DamagedFileWarning,
     concat,
@@ -40,7 +38,7 @@ from .reader import (
     read_parquet_folder,
     read_verified,
 )
-from .sweep_files import driver_of
+from .sweep_files import local_driver_alive
 
 if TYPE_CHECKING:
     from .store import Store
@@ -218,11 +216,7 @@ def _driver_gone(store: Store, sweep: str, payload: Path, older_than_s: float, n
         return st is not None and now - st.st_mtime > older_than_s
     if "ended" in info:
         return True
-    host, pid = driver_of(info)
-    if host != HOST or pid is None:
-        return False  # another host: its driver may still be running
-    started = info.get("started")
-    return not process_alive(pid, started if isinstance(started, (int, float)) else None)
+    return local_driver_alive(info) is False  # another host's driver may still run
 
 
 # compaction ------------------------------------------------------------------------------
@@ -302,4 +296,4 @@ def _small_files(folder: Path, at_files: int) -> list[Path]:
     return small
 
 
-__all__ = ["check_artifacts", "clean_store", "compact", "drop_repeated_rows", "process_alive"]
+__all__ = ["check_artifacts", "clean_store", "compact", "drop_repeated_rows"]

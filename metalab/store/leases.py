@@ -50,6 +50,7 @@ from typing import Any
 from ..errors import ExperimentError, StoreError
 from .atomic import TMP_PREFIX, atomic_write_json, naming_full_disk
 from .journal import HOST
+from .processes import process_alive
 
 __all__ = [
     "DEFAULT_LEASE_S",
@@ -254,8 +255,6 @@ def _stale(info: dict[str, Any] | None, mtime: float, ttl: float, sweep: str) ->
     pid, at = info.get("pid"), info.get("at")
     if info.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool):
         return False
-    from .processes import process_alive
-
     return not process_alive(pid, at if isinstance(at, (int, float)) else None)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import operator
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -274,32 +274,21 @@ def build_records(
     params_json = aligned["params"]
     if params is None:
         params = [json.loads(p) for p in params_json]
-    plain = not any(extras)  # no retries, errors, artifacts, logs or trials (the usual)
-    errors = [] if plain else [e.get("error") if e else None for e in extras]
-
-    def text(values: Callable[[], list[Any]]) -> pa.Array:
-        return pa.nulls(n, pa.string()) if plain else pa.array(values(), type=pa.string())
-
+    from_extras = _extra_columns(extras)
     cols: dict[str, pa.Array] = {
         "run_id": pa.array(run_ids, type=pa.string()),
         "status": _repeat(status[0], pa.string(), n)
         if n and status.count(status[0]) == n
         else pa.array(status, type=pa.string()),
         "attempt": pa.array(aligned["attempt"], type=pa.int32()),
-        "retries": _repeat(0, pa.int32(), n)
-        if plain
-        else pa.array([e.get("retries", 0) if e else 0 for e in extras], type=pa.int32()),
+        "retries": from_extras.pop("retries"),
         "replicate": pa.array(aligned["replicate"], type=pa.int32()),
         "seed": pa.array(aligned["seed"], type=pa.int64()),
         "params": pa.array(params_json, type=pa.string()),
         "started_at": _ts(t0),
         "ended_at": _ts(t1),
         "duration_s": pa.array((_us(t1) - _us(t0)) / 1e6, type=pa.float64()),
-        "error_type": text(lambda: [e and e.get("type") for e in errors]),
-        "error_message": text(lambda: [e and e.get("message") for e in errors]),
-        "traceback": text(lambda: [e and e.get("traceback") for e in errors]),
-        "artifacts": text(lambda: _json_or_none(e.get("artifacts") if e else None for e in extras)),
-        "logs": text(lambda: _json_or_none(e.get("logs") if e else None for e in extras)),
+        **from_extras,
         "host": _repeat(host, pa.string(), n),
         "pid": _repeat(pid, pa.int32(), n),
         "worker": _repeat(worker, pa.string(), n),
@@ -316,6 +305,33 @@ def build_records(
     return with_ledger(table, {sweep: [n, n_steps]} if n else {})
 
 
+def _extra_columns(extras: list[dict[str, Any] | None]) -> dict[str, pa.Array]:
+    """The columns from each outcome's ``extra`` (retries, error, artifacts, logs); all
+    null (retries 0) without a Python pass per run when no run has one (the usual)."""
+    n = len(extras)
+    if not any(extras):
+        null = pa.nulls(n, pa.string())
+        return {
+            "retries": _repeat(0, pa.int32(), n),
+            **dict.fromkeys(("error_type", "error_message", "traceback"), null),
+            "artifacts": null,
+            "logs": null,
+        }
+    errors = [e.get("error") if e else None for e in extras]
+    return {
+        "retries": pa.array([e.get("retries", 0) if e else 0 for e in extras], type=pa.int32()),
+        "error_type": pa.array([e and e.get("type") for e in errors], type=pa.string()),
+        "error_message": pa.array([e and e.get("message") for e in errors], type=pa.string()),
+        "traceback": pa.array([e and e.get("traceback") for e in errors], type=pa.string()),
+        "artifacts": pa.array(
+            _json_or_none(e.get("artifacts") if e else None for e in extras), type=pa.string()
+        ),
+        "logs": pa.array(
+            _json_or_none(e.get("logs") if e else None for e in extras), type=pa.string()
+        ),
+    }
+
+
 def _aligned_info(run_ids: Sequence[str], info: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Descriptor columns in the order of ``run_ids``, from ``info[run_id]`` rows."""
     infos = [info[r] for r in run_ids]
@@ -325,11 +341,9 @@ def _aligned_info(run_ids: Sequence[str], info: dict[str, list[Any]]) -> dict[st
 
 def flat_columns(dicts: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     """Column lists of flattened dicts (missing values None), fast when all share flat keys."""
-    keys = _union_keys(dicts)
-    if dicts and min(map(len, dicts)) == len(keys):  # every dict has every key
-        cols = _columns(dicts, keys)
-        if not any(_NESTED & set(map(type, col)) for col in cols.values()):
-            return cols
+    cols = _columns(dicts, _union_keys(dicts))
+    if not any(_NESTED & set(map(type, col)) for col in cols.values()):
+        return cols  # flat already (missing keys are None in both ways)
     flats = [flatten(d) for d in dicts]
     return _columns(flats, _union_keys(flats))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal import HOST
+from .processes import process_alive
 from .records import SWEEP_INTERRUPTED
 
 __all__ = ["HEARTBEAT_S", "RUNNING", "STALE_S", "Heartbeat", "sweep_state"]
@@ -46,6 +47,16 @@ def driver_of(info: dict[str, Any]) -> tuple[str | None, int | None]:
     )
 
 
+def local_driver_alive(info: dict[str, Any]) -> bool | None:
+    """Whether the driver a sweep file names lives: None when it is not a process of
+    this host (or the file names none), so only its heartbeat can tell."""
+    host, pid = driver_of(info)
+    if host != HOST or pid is None:
+        return None
+    started = info.get("started")
+    return process_alive(pid, started if isinstance(started, (int, float)) else None)
+
+
 def sweep_state(info: dict[str, Any], mtime: float | None, now: float | None = None) -> str:
     """``running``, ``interrupted`` or the recorded end status of one sweep file.
 
@@ -53,12 +64,8 @@ def sweep_state(info: dict[str, Any], mtime: float | None, now: float | None = N
     """
     if "ended" in info:
         return str(info.get("status") or "finished")
-    host, pid = driver_of(info)
-    if host == HOST and pid is not None:
-        from .processes import process_alive
-
-        started = info.get("started")
-        alive = process_alive(pid, started if isinstance(started, (int, float)) else None)
+    alive = local_driver_alive(info)
+    if alive is not None:
         return RUNNING if alive else SWEEP_INTERRUPTED
     now = time.time() if now is None else now
     if mtime is not None and now - mtime > STALE_S:

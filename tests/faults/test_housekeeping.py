@@ -25,8 +25,9 @@ from _faults import records, run_driver, start_driver, wait_for_executions
 
 import metalab
 from metalab.store import Store
-from metalab.store.housekeeping import drop_repeated_rows, process_alive
+from metalab.store.housekeeping import drop_repeated_rows
 from metalab.store.journal import HOST
+from metalab.store.processes import process_alive
 
 OLD = 1_000_000_000.0  # 2001
 
