@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import subprocess
 from pathlib import Path
 
@@ -140,17 +139,10 @@ def test_read_only_store_fails_early_with_path_and_errno(tmp_path, tmpfs):
 
 
 @pytest.mark.parametrize("fill", [False, True], ids=["tiny-disk", "filled-disk"])
-def test_full_disk_fails_early_with_path_and_errno(tmp_path, tmpfs, fill):
+def test_full_disk_fails_early_with_path_and_errno(tmp_path, tmpfs, fill_disk, fill):
     mnt = tmpfs("size=64k" if not fill else "size=4m")
     if fill:  # leave a few KiB free
-        fd = os.open(mnt / "ballast", os.O_WRONLY | os.O_CREAT)
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
+        fill_disk(mnt)
     log = tmp_path / "exec.log"
     with pytest.raises(StoreError) as info:
         metalab.run(_exp(log, 5), store=mnt / "s")
