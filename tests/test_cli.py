@@ -499,10 +499,13 @@ def test_run_options_and_set_overrides(tmp_path, exp_file):
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1  # the failure is still there, not run again
-    sweeps = sorted((tmp_path / "runs" / "f" / "sweeps").glob("*.json"))
     import json
 
-    assert json.loads(sweeps[-1].read_text())["to_run"] == 0
+    sweeps = [
+        json.loads(p.read_text()) for p in (tmp_path / "runs" / "f" / "sweeps").glob("*.json")
+    ]
+    latest = max(sweeps, key=lambda s: s["started"])  # names order only by start millisecond
+    assert latest["to_run"] == 0
     assert_user_error(
         metalab("run", "exps.py:exp", "--set", "depth=2", cwd=tmp_path),
         "--set depth",

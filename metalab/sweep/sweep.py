@@ -59,7 +59,10 @@ _SHOWN_DASHBOARDS: set[str] = set()
 
 
 def _new_sweep_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    """A unique id whose names sort by start time, to the millisecond (UTC)."""
+    now = time.time()
+    ms = int(now * 1000) % 1000
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}{ms:03d}-{uuid.uuid4().hex[:8]}"
 
 
 @contextlib.contextmanager
